@@ -1,0 +1,52 @@
+"""The LLM contract: chat messages in, text chunks out.
+
+A backend implements ``stream``; it keeps no prompt state (assembly happens in
+``rolecast.prompt``), so any backend can be swapped for another or for the
+scripted one in tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..prompt.tokens import TokenCounter
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_tokens: int = 384
+    temperature: float = 0.8
+    top_p: float = 0.9
+    repeat_penalty: float = 1.1  # small models loop without one
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+class LLM:
+    name: ClassVar[str] = "base"
+    can_stream: ClassVar[bool] = True
+    needs_key: ClassVar[bool] = False
+    context_window: int | None = None  # tokens, when known
+    model: str = ""
+
+    def stream(
+        self, messages: Sequence[dict[str, str]], params: GenerationParams
+    ) -> Iterator[str]:
+        """Yield the reply's text as it is generated."""
+        raise NotImplementedError
+
+    def token_counter(self) -> TokenCounter | None:
+        """The exact tokenizer of the model, when the backend has it."""
+        return None
+
+    def close(self) -> None:
+        """Release resources (models, connections)."""
+
+
+def get_llm(name: str, **options: Any) -> LLM:
+    from .. import registry
+
+    llm: LLM = registry.create("llm", name, **options)
+    return llm

@@ -1,0 +1,64 @@
+"""Plain data: a character, its canon scenes and their lines. No I/O here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+DEFAULT_NARRATORS = ("旁白", "narrator", "scene")
+
+
+@dataclass(frozen=True)
+class Line:
+    speaker: str  # "" or a narrator name for narration
+    text: str
+    start: float | None = None  # seconds into the source media
+    end: float | None = None
+    image: str | None = None  # path relative to the package, e.g. "images/x.jpg"
+
+    def to_dict(self) -> dict[str, object]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Scene:
+    id: str
+    title: str
+    lines: tuple[Line, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"id": self.id, "title": self.title, "lines": [ln.to_dict() for ln in self.lines]}
+
+
+@dataclass
+class Character:
+    """A character package in memory. ``id`` is its folder name."""
+
+    id: str
+    name: str
+    persona: str
+    scenes: list[Scene] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)
+    language: str = "zh"
+    source: str = ""
+    user_role: str = "user"
+    narrators: list[str] = field(default_factory=lambda: list(DEFAULT_NARRATORS[:1]))
+    greetings: list[str] = field(default_factory=list)
+    description: str = ""
+    extra: dict[str, object] = field(default_factory=dict)  # unknown toml keys, kept on write
+
+    def is_narrator(self, speaker: str) -> bool:
+        s = speaker.strip().lower()
+        return s == "" or s in {n.lower() for n in (*self.narrators, *DEFAULT_NARRATORS)}
+
+    def is_self(self, speaker: str) -> bool:
+        return speaker.strip() in {self.name, *self.aliases}
+
+    def canon_hash(self) -> str:
+        """Content hash of everything retrieval indexes: changes whenever the canon does."""
+        h = hashlib.sha256()
+        for scene in self.scenes:
+            h.update(json.dumps(scene.to_dict(), ensure_ascii=False, sort_keys=True).encode())
+            h.update(b"\n")
+        return h.hexdigest()

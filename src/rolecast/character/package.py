@@ -1,0 +1,318 @@
+"""A character package on disk: a folder a person can read and edit, or one zip file.
+
+    <id>/
+      character.toml   name, aliases, language, source, user_role, narrators, greetings, description
+      persona.md       the system prompt
+      canon.jsonl      one scene per line: {"id", "title", "lines": [{"speaker", "text",
+                       "start"?, "end"?, "image"?}]}
+      images/          pictures that canon lines point at ("image": "images/x.jpg")
+
+The zip form holds the same files at its root (or under one top folder). Writes
+are atomic: a package is written to a temporary sibling folder and renamed into
+place, so a failed write leaves the previous package as it was.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import tomli_w
+
+from ..errors import PackageError, ParseError
+from .model import Character, Line, Scene
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+TOML, PERSONA, CANON, IMAGES = "character.toml", "persona.md", "canon.jsonl", "images"
+_KNOWN_KEYS = {
+    "name", "aliases", "language", "source", "user_role", "narrators", "greetings", "description",
+}
+_ID_RE = re.compile(r"^[\w\-.]{1,64}$")
+_MAX_ZIP_MEMBER = 64 * 1024 * 1024
+_MAX_ZIP_TOTAL = 512 * 1024 * 1024
+
+
+def valid_id(name: str) -> str:
+    """A package id: letters (any script), digits, '-', '_' and '.', not starting with '.'."""
+    if not _ID_RE.match(name) or name.startswith("."):
+        raise PackageError(
+            f"invalid character id {name!r}: use 1-64 letters, digits, '-', '_' or '.', "
+            "not starting with '.'"
+        )
+    return name
+
+
+# ---------------------------------------------------------------- reading
+
+def _line_from(obj: Any, path: Path, lineno: int) -> Line:
+    if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+        raise ParseError("each line needs a string 'text'", path, lineno)
+    speaker = obj.get("speaker", "")
+    if not isinstance(speaker, str):
+        raise ParseError("'speaker' must be a string", path, lineno)
+    start, end, image = obj.get("start"), obj.get("end"), obj.get("image")
+    for key, val in (("start", start), ("end", end)):
+        if val is not None and (isinstance(val, bool) or not isinstance(val, (int, float))):
+            raise ParseError(f"{key!r} must be a number of seconds", path, lineno)
+    if image is not None and not isinstance(image, str):
+        raise ParseError("'image' must be a path string", path, lineno)
+    return Line(speaker, obj["text"], start, end, image)
+
+
+def parse_canon(text: str, path: Path) -> list[Scene]:
+    """Scenes from canon.jsonl text; an error names the file and line."""
+    scenes: list[Scene] = []
+    seen: set[str] = set()
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ParseError(f"invalid JSON ({exc.msg} at column {exc.colno})", path, lineno) from None
+        if not isinstance(obj, dict):
+            raise ParseError("each line must be a JSON object (a scene)", path, lineno)
+        sid, title, lines = obj.get("id"), obj.get("title", ""), obj.get("lines")
+        if not isinstance(sid, str) or not sid:
+            raise ParseError("scene needs a non-empty string 'id'", path, lineno)
+        if sid in seen:
+            raise ParseError(f"duplicate scene id {sid!r}", path, lineno)
+        if not isinstance(title, str):
+            raise ParseError("'title' must be a string", path, lineno)
+        if not isinstance(lines, list):
+            raise ParseError("scene needs a list 'lines'", path, lineno)
+        seen.add(sid)
+        scenes.append(Scene(sid, title, tuple(_line_from(ln, path, lineno) for ln in lines)))
+    return scenes
+
+
+def _str_list(meta: dict[str, Any], key: str, path: Path) -> list[str]:
+    val = meta.get(key, [])
+    if isinstance(val, str):
+        val = [val]
+    if not isinstance(val, list) or not all(isinstance(v, str) for v in val):
+        raise ParseError(f"{key!r} must be a list of strings", path)
+    return list(val)
+
+
+def _character_from_files(
+    cid: str, toml_text: str, persona: str, canon_text: str | None, root: Path
+) -> Character:
+    toml_path = root / TOML
+    try:
+        meta = tomllib.loads(toml_text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ParseError(f"invalid TOML: {exc}", toml_path) from None
+    name = meta.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ParseError("'name' is required and must be a non-empty string", toml_path)
+    for key in ("language", "source", "user_role", "description"):
+        if key in meta and not isinstance(meta[key], str):
+            raise ParseError(f"{key!r} must be a string", toml_path)
+    scenes = parse_canon(canon_text, root / CANON) if canon_text is not None else []
+    return Character(
+        id=cid,
+        name=name.strip(),
+        persona=persona,
+        scenes=scenes,
+        aliases=_str_list(meta, "aliases", toml_path),
+        language=meta.get("language", "zh"),
+        source=meta.get("source", ""),
+        user_role=meta.get("user_role", "user"),
+        narrators=_str_list(meta, "narrators", toml_path) or ["旁白"],
+        greetings=_str_list(meta, "greetings", toml_path),
+        description=meta.get("description", ""),
+        extra={k: v for k, v in meta.items() if k not in _KNOWN_KEYS},
+    )
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"not valid UTF-8 (byte {exc.start})", path) from None
+
+
+def load_character(path: str | Path) -> Character:
+    """Load a package folder or a package zip."""
+    path = Path(path)
+    if path.is_file() and zipfile.is_zipfile(path):
+        return _load_zip(path)
+    if not path.is_dir():
+        raise PackageError(f"no character package at {path}")
+    if not (path / TOML).is_file():
+        raise PackageError(f"{path} is not a character package: it has no {TOML}")
+    persona = _read_text(path / PERSONA) if (path / PERSONA).is_file() else ""
+    canon = _read_text(path / CANON) if (path / CANON).is_file() else None
+    character = _character_from_files(path.name, _read_text(path / TOML), persona, canon, path)
+    character.extra["_root"] = str(path)
+    return character
+
+
+def package_root(character: Character) -> Path | None:
+    root = character.extra.get("_root")
+    return Path(str(root)) if root else None
+
+
+def _zip_prefix(names: list[str]) -> str:
+    if TOML in names:
+        return ""
+    tops = {n.split("/", 1)[0] for n in names}
+    if len(tops) == 1 and f"{next(iter(tops))}/{TOML}" in names:
+        return next(iter(tops)) + "/"
+    raise PackageError(f"zip holds no {TOML} at its root or under one top folder")
+
+
+def _load_zip(path: Path) -> Character:
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        prefix = _zip_prefix(names)
+
+        def read(name: str) -> str | None:
+            full = prefix + name
+            if full not in names:
+                return None
+            info = zf.getinfo(full)
+            if info.file_size > _MAX_ZIP_MEMBER:
+                raise PackageError(f"{path}: {full} is too large ({info.file_size} bytes)")
+            try:
+                return zf.read(full).decode("utf-8-sig")
+            except UnicodeDecodeError as exc:
+                raise ParseError(f"not valid UTF-8 (byte {exc.start})", f"{path}!{full}") from None
+
+        cid = prefix.rstrip("/") or path.name.split(".")[0]
+        toml_text = read(TOML)
+        assert toml_text is not None
+        return _character_from_files(
+            cid, toml_text, read(PERSONA) or "", read(CANON), Path(f"{path}!{prefix}")
+        )
+
+
+# ---------------------------------------------------------------- writing
+
+def canon_jsonl(scenes: list[Scene]) -> str:
+    return "".join(json.dumps(s.to_dict(), ensure_ascii=False) + "\n" for s in scenes)
+
+
+def _toml_text(character: Character) -> str:
+    meta: dict[str, Any] = {
+        "name": character.name,
+        "aliases": character.aliases,
+        "language": character.language,
+        "source": character.source,
+        "user_role": character.user_role,
+        "narrators": character.narrators,
+        "greetings": character.greetings,
+        "description": character.description,
+    }
+    meta.update({k: v for k, v in character.extra.items() if not k.startswith("_")})
+    return tomli_w.dumps(meta)
+
+
+def replace_dir(new: Path, dest: Path) -> None:
+    """Put folder ``new`` at ``dest``, replacing what is there with two renames."""
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(dest, old)
+    try:
+        os.replace(new, dest)
+    except BaseException:
+        if old is not None:
+            os.replace(old, dest)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def staging_dir(dest: Path) -> Iterator[Path]:
+    """A temporary sibling of ``dest``; removed unless the body moves it away."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        yield tmp
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_character(character: Character, dest: str | Path, images_from: Path | None = None) -> Path:
+    """Write ``character`` as a package folder at ``dest``, atomically.
+
+    Images are copied from ``images_from`` (default: the folder it was loaded from).
+    """
+    dest = Path(dest)
+    valid_id(dest.name)
+    src_root = images_from if images_from is not None else package_root(character)
+    with staging_dir(dest) as tmp:
+        (tmp / TOML).write_text(_toml_text(character), encoding="utf-8")
+        (tmp / PERSONA).write_text(character.persona, encoding="utf-8")
+        (tmp / CANON).write_text(canon_jsonl(character.scenes), encoding="utf-8")
+        src_images = src_root / IMAGES if src_root is not None else None
+        if src_images is not None and src_images.is_dir():
+            shutil.copytree(src_images, tmp / IMAGES)
+        else:
+            (tmp / IMAGES).mkdir()
+        replace_dir(tmp, dest)
+    character.id = dest.name
+    character.extra["_root"] = str(dest)
+    return dest
+
+
+def write_zip(folder: Path, out: Path) -> Path:
+    """Pack a package folder into one zip file (written atomically)."""
+    if not (folder / TOML).is_file():
+        raise PackageError(f"{folder} is not a character package: it has no {TOML}")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(folder.rglob("*")):
+            rel = f.relative_to(folder)
+            if f.is_file() and not any(p.startswith(".") for p in rel.parts):
+                zf.write(f, rel.as_posix())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, out)
+    return out
+
+
+def extract_zip(zip_path: Path, dest: Path) -> Path:
+    """Unpack a package zip into ``dest`` atomically, refusing unsafe members."""
+    with zipfile.ZipFile(zip_path) as zf:
+        infos = zf.infolist()
+        prefix = _zip_prefix([i.filename for i in infos])
+        total = 0
+        with staging_dir(dest) as tmp:
+            for info in infos:
+                if info.is_dir() or not info.filename.startswith(prefix):
+                    continue
+                rel = PurePosixPath(info.filename[len(prefix):])
+                if rel.is_absolute() or ".." in rel.parts or "\\" in info.filename:
+                    raise PackageError(f"{zip_path}: unsafe path in zip: {info.filename!r}")
+                total += info.file_size
+                if info.file_size > _MAX_ZIP_MEMBER or total > _MAX_ZIP_TOTAL:
+                    raise PackageError(f"{zip_path}: unpacks to more than the allowed size")
+                target = tmp.joinpath(*rel.parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+            load_character(tmp)  # validate before it replaces anything
+            replace_dir(tmp, dest)
+    return dest

@@ -1,0 +1,1 @@
+"""The ``rolecast`` command: thin wrappers that parse, call the library and print."""

@@ -1,0 +1,264 @@
+"""Entry point: ``rolecast <command>``. Each command parses, calls, prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .. import __version__
+from ..errors import RolecastError
+
+DEFAULT_BACKEND = "echo"
+
+
+def _load(name: str | None):
+    from ..character import store
+
+    return store.load(name or store.DEFAULT_CHARACTER)
+
+
+def _session(args: argparse.Namespace):
+    from ..backends.base import get_llm
+    from ..retrieval.index import load_index
+    from ..session import Session
+
+    character = _load(args.name)
+    index = load_index(character, args.embedder)
+    options = {"model": args.model} if getattr(args, "model", None) else {}
+    llm = get_llm(getattr(args, "backend", None) or DEFAULT_BACKEND, **options)
+    return Session(character, index, llm, order=args.order)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from ..character import store
+    from ..character.package import load_character
+
+    for cid, path in store.package_dirs().items():
+        c = load_character(path)
+        where = "built-in" if path.parent == store.BUILTIN_DIR else "user"
+        print(f"{cid}\t{c.name}\t{len(c.scenes)} scenes\t{c.language}\t{where}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from ..character.package import package_root
+
+    c = _load(args.name)
+    print(f"id:        {c.id}\nname:      {c.name}")
+    print(f"aliases:   {', '.join(c.aliases) or '-'}\nlanguage:  {c.language}")
+    print(f"source:    {c.source or '-'}\nuser role: {c.user_role}")
+    print(f"narrators: {', '.join(c.narrators)}\nfolder:    {package_root(c)}")
+    lines = sum(len(s.lines) for s in c.scenes)
+    print(f"canon:     {len(c.scenes)} scenes, {lines} lines")
+    for g in c.greetings:
+        print(f"greeting:  {g}")
+    print("\n" + c.persona.strip())
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from ..retrieval.embedders import get_embedder
+    from ..retrieval.index import build_index, index_root
+
+    c = _load(args.name)
+    embedder = get_embedder(args.embedder)
+    lines = sum(len(s.lines) for s in c.scenes)
+    started = time.perf_counter()
+    folder = build_index(c, embedder, index_root())
+    took = time.perf_counter() - started
+    print(f"built {c.id} with {embedder.name}: {len(c.scenes)} scenes, {lines} lines "
+          f"in {took:.2f} s ({lines / took if took else 0:.0f} lines/s) -> {folder}")
+    return 0
+
+
+def cmd_prompt(args: argparse.Namespace) -> int:
+    session = _session(args)
+    report = session.prepare(args.text, args.as_role)
+    a = report.assembly
+    if args.json:
+        print(json.dumps({
+            "messages": a.messages, "parts": a.parts, "scenes": a.scene_ids,
+            "hits": [{"id": h.scene.id, "score": h.score, "dense": h.dense, "lexical": h.lexical}
+                     for h in report.hits],
+        }, ensure_ascii=False, indent=2))
+        return 0
+    for m in a.messages:
+        print(f"----- {m['role']} -----\n{m['content']}\n")
+    print("----- tokens -----")
+    print("  ".join(f"{k}={v}" for k, v in a.parts.items()))
+    print("----- retrieved scenes (id, fused score, dense cosine, BM25) -----")
+    used = set(a.scene_ids)
+    for h in report.hits:
+        mark = "*" if h.scene.id in used else " "
+        print(f"{mark} {h.scene.id}\t{h.score:.4f}\t{h.dense:.3f}\t{h.lexical:.2f}\t{h.scene.title}")
+    print("(* = in the prompt)")
+    return 0
+
+
+def _print_reply(session, text: str, as_role: str | None) -> None:
+    print(f"{session.character.name}: ", end="", flush=True)
+    try:
+        for piece in session.say(text, as_role):
+            print(piece, end="", flush=True)
+    except KeyboardInterrupt:
+        print("\n[stopped]", flush=True)
+        return
+    print(flush=True)
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    session = _session(args)
+    c = session.character
+    role = args.as_role or c.user_role
+    if args.once is not None:
+        _print_reply(session, args.once, role)
+        return 0
+    if c.greetings:
+        print(f"{c.name}: {c.greetings[0]}")
+    print(f"(you are {role}; /as NAME to speak as someone else, /quit to leave)")
+    while True:
+        try:
+            text = input(f"{role}> ")
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if text.strip() in ("/quit", "/exit"):
+            return 0
+        if text.startswith("/as "):
+            role = text[4:].strip() or c.user_role
+            continue
+        if not text.strip():
+            continue
+        _print_reply(session, text, role)
+
+
+def _report_problems(problems, label: str, limit: int = 10) -> None:
+    for p in problems[:limit]:
+        print(f"{label}: {p}", file=sys.stderr)
+    if len(problems) > limit:
+        print(f"{label}: ... and {len(problems) - limit} more", file=sys.stderr)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from ..character import store
+    from ..character.package import save_character
+    from ..formats.chatharuhi import import_story_folder
+
+    if args.format != "chatharuhi":
+        raise RolecastError(f"unknown import format {args.format!r}; known formats: chatharuhi")
+    result = import_story_folder(args.path, args.name)
+    _report_problems(result.problems, "skipped")
+    _report_problems(result.repaired, "repaired")
+    if args.strict and result.problems:
+        raise result.problems[0]
+    c = result.character
+    dest = store.user_package_path(c.id)
+    if dest.exists() and not args.force:
+        raise RolecastError(f"a character {c.id!r} already exists at {dest}; use --force to replace it")
+    save_character(c, dest, images_from=Path(args.path))
+    print(f"imported {c.name} as {c.id}: {len(c.scenes)} scenes, user role {c.user_role} -> {dest}")
+    return 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from ..character import store
+    from ..character.package import write_zip
+
+    out = write_zip(store.find_package(args.name), Path(args.output))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    from ..character import store
+    from ..character.package import extract_zip, load_character, valid_id
+
+    cid = valid_id(args.name or load_character(args.file).id)
+    dest = store.user_package_path(cid)
+    if dest.exists() and not args.force:
+        raise RolecastError(f"a character {cid!r} already exists at {dest}; use --force to replace it")
+    extract_zip(Path(args.file), dest)
+    print(f"installed {cid} -> {dest}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..character.store import DEFAULT_CHARACTER
+
+    p = argparse.ArgumentParser(prog="rolecast", description="Talk with fictional characters "
+                                "who speak the way they do in their canon.")
+    p.add_argument("--version", action="version", version=f"rolecast {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="show log messages")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def retrieval_opts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--embedder", default="use", help="embedder name (default: use)")
+
+    def turn_opts(sp: argparse.ArgumentParser) -> None:
+        retrieval_opts(sp)
+        sp.add_argument("--as", dest="as_role", help="speak as this role (default: the "
+                        "character's user role); a narrator name such as 旁白 narrates")
+        sp.add_argument("--backend", help=f"LLM backend name (default: {DEFAULT_BACKEND})")
+        sp.add_argument("--model", help="model for the backend")
+        sp.add_argument("--order", choices=("classic", "cache"), default="classic",
+                        help="prompt order: classic, or cache-friendly (stable parts first)")
+
+    sub.add_parser("list", help="list installed characters").set_defaults(func=cmd_list)
+    sp = sub.add_parser("show", help="show a character")
+    sp.add_argument("name")
+    sp.set_defaults(func=cmd_show)
+    sp = sub.add_parser("build", help="build (or rebuild) a character's canon index")
+    sp.add_argument("name")
+    retrieval_opts(sp)
+    sp.set_defaults(func=cmd_build)
+    sp = sub.add_parser("prompt", help="print the prompt assembled for a line, with token counts")
+    sp.add_argument("name")
+    sp.add_argument("text")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+    turn_opts(sp)
+    sp.set_defaults(func=cmd_prompt)
+    sp = sub.add_parser("chat", help="chat with a character")
+    sp.add_argument("name", nargs="?", default=DEFAULT_CHARACTER,
+                    help=f"character (default: {DEFAULT_CHARACTER})")
+    sp.add_argument("--once", metavar="TEXT", help="say one line, print the reply and exit")
+    turn_opts(sp)
+    sp.set_defaults(func=cmd_chat)
+    sp = sub.add_parser("import", help="import a character from another format")
+    sp.add_argument("format", choices=("chatharuhi",))
+    sp.add_argument("path")
+    sp.add_argument("--name", help="id for the imported character (default: the folder name)")
+    sp.add_argument("--force", action="store_true", help="replace an existing character")
+    sp.add_argument("--strict", action="store_true", help="fail on any unreadable line")
+    sp.set_defaults(func=cmd_import)
+    sp = sub.add_parser("pack", help="pack a character into one zip file")
+    sp.add_argument("name")
+    sp.add_argument("-o", "--output", required=True)
+    sp.set_defaults(func=cmd_pack)
+    sp = sub.add_parser("install", help="install a character from a zip file")
+    sp.add_argument("file")
+    sp.add_argument("--name", help="id to install it as")
+    sp.add_argument("--force", action="store_true", help="replace an existing character")
+    sp.set_defaults(func=cmd_install)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except RolecastError as exc:
+        print(f"rolecast: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Assemble the chat messages of one turn under token budgets.
+
+    classic order: system = persona + canon;  history ...;  user = the new line
+    cache order:   system = persona + pinned canon;  history ...;
+                   user = retrieved canon + the new line
+The cache order keeps what is stable first and what changes each turn last, so a
+local backend can reuse its KV cache across turns.
+
+Budget rules: a scene that does not fit is skipped and filling goes on with the
+next; history is taken newest first, the newest turn is shortened rather than
+dropped, and filling stops at the first older turn that does not fit; the whole,
+counted as the sum of message contents plus a per-message overhead, never exceeds
+``Budget.total``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from string import Template
+from typing import Literal
+
+from ..character.dialogue import format_line
+from ..character.model import Character, Line, Scene
+from .tokens import TokenCounter, truncate
+
+Order = Literal["classic", "cache"]
+ORDERS: tuple[Order, ...] = ("classic", "cache")
+MESSAGE_OVERHEAD = 4  # tokens a chat template adds around each message (role markers, separators)
+CANON_SHARE, HISTORY_SHARE = 0.42, 0.33  # of the prompt budget, when the context window is known
+SCENE_SEP = "\n\n"
+
+
+@dataclass(frozen=True)
+class Turn:
+    speaker: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Budget:
+    canon: int = 1500
+    history: int = 1200
+    total: int | None = None  # everything sent; None when the model's context is unknown
+
+    def __post_init__(self) -> None:
+        if self.canon < 0 or self.history < 0 or (self.total is not None and self.total < 0):
+            raise ValueError(f"token budgets must not be negative: {self}")
+
+    @classmethod
+    def for_context(cls, context_window: int, reply_tokens: int = 512) -> Budget:
+        """Budgets derived from a model's context window, leaving room for the reply."""
+        total = max(context_window - reply_tokens, 0)
+        return cls(int(total * CANON_SHARE), int(total * HISTORY_SHARE), total)
+
+
+@dataclass
+class Assembly:
+    messages: list[dict[str, str]]
+    parts: dict[str, int]  # tokens: persona, canon, history, line, overhead, total
+    scene_ids: list[str]  # scenes included, in prompt order
+    skipped_ids: list[str] = field(default_factory=list)  # candidates that did not fit
+    history_turns: int = 0  # how many of the newest turns were included
+    line_truncated: bool = False
+
+
+@cache
+def _template(language: str) -> Template:
+    name = "canon_zh.txt" if language.startswith(("zh", "ja")) else "canon_en.txt"
+    text = resources.files("rolecast.prompt").joinpath("templates", name).read_text("utf-8")
+    return Template(text)
+
+
+def render_scene(scene: Scene, character: Character) -> str:
+    return "\n".join(format_line(ln, character.narrators) for ln in scene.lines)
+
+
+def render_turn(turn: Turn, character: Character) -> dict[str, str]:
+    if character.is_self(turn.speaker):
+        return {"role": "assistant", "content": turn.text}
+    return {"role": "user", "content": format_line(Line(turn.speaker, turn.text), character.narrators)}
+
+
+def canon_block(character: Character, blocks: Sequence[str]) -> str:
+    if not blocks:
+        return ""
+    return _template(character.language).substitute(
+        name=character.name, source=character.source or ("原作" if character.language.startswith(("zh", "ja")) else "the original work"), scenes=SCENE_SEP.join(blocks)
+    ).strip()
+
+
+def _fill_scenes(
+    scenes: Sequence[Scene], character: Character, counter: TokenCounter, cap: int
+) -> tuple[list[Scene], list[str], list[Scene]]:
+    """Scenes that fit in ``cap`` tokens, in order, skipping those that don't."""
+    taken: list[Scene] = []
+    blocks: list[str] = []
+    skipped: list[Scene] = []
+    used = counter.count(canon_block(character, ["x"])) if scenes else 0  # header cost
+    for scene in scenes:
+        block = render_scene(scene, character)
+        cost = counter.count(block) + counter.count(SCENE_SEP)
+        if block and used + cost <= cap:
+            taken.append(scene)
+            blocks.append(block)
+            used += cost
+        else:
+            skipped.append(scene)
+    while blocks and counter.count(canon_block(character, blocks)) > cap:  # joins can merge tokens
+        skipped.append(taken.pop())
+        blocks.pop()
+    return taken, blocks, skipped
+
+
+def _shortened_turn(
+    turn: Turn, character: Character, counter: TokenCounter, room: int
+) -> dict[str, str] | None:
+    """The turn rendered with the longest tail of its text that fits in ``room`` tokens."""
+    lo, hi = 0, len(turn.text)
+    while lo < hi:  # binary search on characters: the speaker prefix costs tokens too
+        mid = (lo + hi + 1) // 2
+        msg = render_turn(Turn(turn.speaker, turn.text[len(turn.text) - mid :]), character)
+        if counter.count(msg["content"]) <= room:
+            lo = mid
+        else:
+            hi = mid - 1
+    if lo == 0:
+        return None
+    return render_turn(Turn(turn.speaker, turn.text[len(turn.text) - lo :]), character)
+
+
+def _fill_history(
+    history: Sequence[Turn], character: Character, counter: TokenCounter, cap: int
+) -> list[dict[str, str]]:
+    """Newest turns first within ``cap``; the newest is shortened rather than dropped."""
+    picked: list[dict[str, str]] = []
+    used = 0
+    for turn in reversed(history):
+        msg: dict[str, str] | None = render_turn(turn, character)
+        assert msg is not None
+        if used + counter.count(msg["content"]) + MESSAGE_OVERHEAD > cap:
+            if picked:
+                break
+            msg = _shortened_turn(turn, character, counter, cap - MESSAGE_OVERHEAD)
+            if msg is None:
+                break
+        picked.append(msg)
+        used += counter.count(msg["content"]) + MESSAGE_OVERHEAD
+    picked.reverse()
+    return picked
+
+
+def _count(messages: Sequence[dict[str, str]], counter: TokenCounter) -> int:
+    return sum(counter.count(m["content"]) + MESSAGE_OVERHEAD for m in messages)
+
+
+def assemble(
+    character: Character,
+    scenes: Sequence[Scene],
+    history: Sequence[Turn],
+    line: Turn,
+    budget: Budget,
+    counter: TokenCounter,
+    order: Order = "classic",
+    pinned: Sequence[Scene] = (),
+) -> Assembly:
+    """The messages for one turn. ``scenes`` are retrieval candidates, best first;
+    ``pinned`` scenes go first (and, in cache order, into the stable system message)."""
+    if order not in ORDERS:
+        raise ValueError(f"unknown prompt order {order!r}; known orders: {', '.join(ORDERS)}")
+    persona = character.persona.strip()
+    line_msg = render_turn(line, character)
+    line_msg["role"] = "user"
+    room = None if budget.total is None else budget.total - 2 * MESSAGE_OVERHEAD
+    line_truncated = False
+    if room is not None:
+        if counter.count(persona) > room // 2:
+            persona = truncate(counter, persona, max(room // 2, 0))
+        left = room - counter.count(persona)
+        if counter.count(line_msg["content"]) > left:
+            line_msg = {"role": "user", "content": truncate(counter, line_msg["content"], left)}
+            line_truncated = True
+    fixed = counter.count(persona) + counter.count(line_msg["content"])
+
+    canon_cap = budget.canon if room is None else max(min(budget.canon, room - fixed), 0)
+    pinned_ids = {s.id for s in pinned}
+    candidates = [*pinned, *(s for s in scenes if s.id not in pinned_ids)]
+    taken, blocks, skipped = _fill_scenes(candidates, character, counter, canon_cap)
+    canon_used = counter.count(canon_block(character, blocks))
+
+    hist_cap = budget.history if room is None else max(min(budget.history, room - fixed - canon_used), 0)
+    hist_msgs = _fill_history(history, character, counter, hist_cap)
+
+    def build() -> list[dict[str, str]]:
+        n_pinned = sum(1 for s in taken if s.id in pinned_ids)
+        if order == "classic":
+            system = "\n\n".join(p for p in (persona, canon_block(character, blocks)) if p)
+            last = line_msg["content"]
+        else:
+            system = "\n\n".join(p for p in (persona, canon_block(character, blocks[:n_pinned])) if p)
+            last = "\n\n".join(p for p in (canon_block(character, blocks[n_pinned:]), line_msg["content"]) if p)
+        return [{"role": "system", "content": system}, *hist_msgs, {"role": "user", "content": last}]
+
+    messages = build()
+    while budget.total is not None and _count(messages, counter) > budget.total:
+        if blocks:  # separators and joins can cost a token or two more than counted apart
+            skipped.append(taken.pop())
+            blocks.pop()
+        elif hist_msgs:
+            hist_msgs.pop(0)
+        else:
+            over = _count(messages, counter) - budget.total
+            content = line_msg["content"]
+            line_msg = {"role": "user", "content": truncate(counter, content, counter.count(content) - over)}
+            line_truncated = True
+        messages = build()
+
+    parts = {
+        "persona": counter.count(persona),
+        "canon": counter.count(canon_block(character, blocks)),
+        "history": _count(hist_msgs, counter),
+        "line": counter.count(line_msg["content"]),
+    }
+    total = _count(messages, counter)
+    parts["overhead"] = MESSAGE_OVERHEAD * len(messages)
+    parts["total"] = total
+    return Assembly(
+        messages=messages,
+        parts=parts,
+        scene_ids=[s.id for s in taken],
+        skipped_ids=[s.id for s in skipped],
+        history_turns=len(hist_msgs),
+        line_truncated=line_truncated,
+    )

@@ -1,0 +1,179 @@
+"""One conversation: retrieval -> prompt assembly -> backend -> a cleaned, recorded reply."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from .backends.base import LLM, GenerationParams
+from .character.model import Character
+from .prompt.assemble import Assembly, Budget, Order, Turn, assemble
+from .prompt.tokens import TokenCounter, encoding_for_model, quicktok_counter
+from .retrieval.hybrid import CanonIndex, Hit, Mode
+
+log = logging.getLogger(__name__)
+
+CANDIDATES = 12  # scenes retrieved per turn; the canon budget decides how many are used
+_PREFIX = re.compile(r"^\s*(?P<name>[^:：「」\n]{1,24}?)\s*[:：]\s*")
+_INLINE = re.compile(r"[」\s](?P<name>[^:：「」\s]{1,24}?)\s*[:：]\s*「")
+_STAGE_TAIL = re.compile(r"」\s*(?:[（(][^」]*[)）]\s*)?$")
+_HOLD = 24  # chars of an unfinished line held back while it may still turn into "name:"
+
+
+def _join(a: str, b: str) -> str:
+    if not a or not b:
+        return a + b
+    cjk = ord(a[-1]) > 0x2E80 or ord(b[0]) > 0x2E80
+    return a + ("" if cjk else " ") + b
+
+
+@dataclass
+class ReplyCleaner:
+    """Post-processing of a reply: drops the character's own name prefix and the
+    quote brackets, merges the character's consecutive lines into one, and cuts the
+    reply where the model starts speaking for someone else."""
+
+    self_names: frozenset[str]
+    other_names: frozenset[str]
+
+    @classmethod
+    def for_character(cls, character: Character, extra: Iterable[str] = ()) -> ReplyCleaner:
+        others = {ln.speaker.strip() for s in character.scenes for ln in s.lines}
+        others |= {character.user_role, *character.narrators, "旁白", "narrator", "Narrator", *extra}
+        selves = frozenset({character.name, *character.aliases})
+        return cls(selves, frozenset(o for o in others if o and o not in selves))
+
+    def _line(self, line: str) -> tuple[str, bool]:
+        """A cleaned line and whether the reply stops here (someone else speaks)."""
+        m = _PREFIX.match(line)
+        if m:
+            name, rest = m["name"].strip(), line[m.end() :]
+            if name in self.self_names:
+                line = rest
+            elif name in self.other_names or rest.startswith("「"):
+                return "", True
+        inline = _INLINE.search(line)
+        if inline and inline["name"] not in self.self_names:
+            line, stop = line[: inline.start() + 1], True
+        else:
+            stop = False
+        line = line.strip()
+        if line.startswith("「"):
+            line = line[1:]
+            tail = _STAGE_TAIL.search(line)
+            if tail:
+                line = line[: tail.start()] + line[tail.start() + 1 :]
+        return line.strip(), stop
+
+    def clean(self, raw: str) -> str:
+        out = ""
+        for line in raw.splitlines():
+            text, stop = self._line(line)
+            out = _join(out, text)
+            if stop:
+                break
+        return out.strip()
+
+    def stream(self, chunks: Iterable[str]) -> Iterator[str]:
+        """Clean a stream as it comes; what is yielded joins to ``clean(whole)`` in the
+        usual case (an unfinished line is held back while it could still change)."""
+        raw, sent = "", ""
+        for chunk in chunks:
+            raw += chunk
+            cut = raw.rfind("\n") + 1
+            tail = raw[cut:]
+            if len(tail) < _HOLD and not re.search(r"[:：]", tail):
+                visible = raw[:cut]
+            else:
+                close = tail.rfind("」")
+                visible = raw[: cut + close] if close != -1 else raw
+            text = self.clean(visible)
+            if text.startswith(sent) and len(text) > len(sent):
+                yield text[len(sent) :]
+                sent = text
+        final = self.clean(raw)
+        if final.startswith(sent) and len(final) > len(sent):
+            yield final[len(sent) :]
+
+
+@dataclass
+class TurnReport:
+    line: Turn
+    assembly: Assembly
+    hits: list[Hit]
+    reply: str = ""
+
+
+@dataclass
+class Session:
+    character: Character
+    index: CanonIndex | None
+    llm: LLM
+    budget: Budget | None = None
+    counter: TokenCounter | None = None
+    order: Order = "classic"
+    retrieval_mode: Mode = "hybrid"
+    params: GenerationParams = field(default_factory=GenerationParams)
+    history: list[Turn] = field(default_factory=list)
+    last: TurnReport | None = None
+
+    def __post_init__(self) -> None:
+        if self.budget is None:
+            window = self.llm.context_window
+            reply = self.params.max_tokens
+            self.budget = Budget.for_context(window, reply) if window else Budget()
+        if self.counter is None:
+            self.counter = self.llm.token_counter() or quicktok_counter(
+                encoding_for_model(self.llm.model)
+            )
+        self.cleaner = ReplyCleaner.for_character(self.character)
+        if not self.params.stop:
+            user = self.character.user_role
+            stops = (f"\n{user}:", f"\n{user}：", f"{user}:「", f"{user}：「")
+            self.params = GenerationParams(**{**self.params.__dict__, "stop": stops})
+
+    def prepare(self, text: str, as_role: str | None = None) -> TurnReport:
+        """Retrieve and assemble the prompt for a line, without calling the backend."""
+        line = Turn(as_role or self.character.user_role, text)
+        hits = self.index.search(text, CANDIDATES, self.retrieval_mode) if self.index else []
+        assert self.budget is not None and self.counter is not None
+        assembly = assemble(
+            self.character,
+            [h.scene for h in hits],
+            self.history,
+            line,
+            self.budget,
+            self.counter,
+            self.order,
+        )
+        return TurnReport(line, assembly, hits)
+
+    def say(self, text: str, as_role: str | None = None) -> Iterator[str]:
+        """Stream the character's reply. The turn is recorded only once the reply is
+        complete: a failed or interrupted reply leaves the history as it was."""
+        if not text.strip():
+            raise ValueError("empty message: say something")
+        report = self.prepare(text, as_role)
+        parts: list[str] = []
+        raw: list[str] = []
+
+        def tee() -> Iterator[str]:
+            for chunk in self.llm.stream(report.assembly.messages, self.params):
+                raw.append(chunk)
+                yield chunk
+
+        for piece in self.cleaner.stream(tee()):
+            parts.append(piece)
+            yield piece
+        report.reply = self.cleaner.clean("".join(raw))
+        self.history.append(report.line)
+        self.history.append(Turn(self.character.name, report.reply))
+        self.last = report
+
+    def reply(self, text: str, as_role: str | None = None) -> str:
+        for _ in self.say(text, as_role):
+            pass
+        assert self.last is not None
+        return self.last.reply
