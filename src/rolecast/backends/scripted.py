@@ -63,5 +63,7 @@ class EchoLLM(LLM):
         self.model = "echo"
 
     def stream(self, messages: Sequence[dict[str, str]], params: GenerationParams) -> Iterator[str]:
-        last = messages[-1]["content"].rsplit("\n", 1)[-1]
-        yield from (last[i : i + 4] for i in range(0, len(last), 4))
+        from ..character.dialogue import parse_line
+
+        last, _ = parse_line(messages[-1]["content"].rsplit("\n", 1)[-1])
+        yield from (last.text[i : i + 4] for i in range(0, len(last.text), 4))

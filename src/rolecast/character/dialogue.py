@@ -42,8 +42,8 @@ class ParseResult:
 
 def _unwrap_speaker(raw: str) -> str:
     s = raw.strip()
-    while len(s) >= 4 and s.startswith("''") and s.endswith("''"):
-        s = s[2:-2].strip()
+    if s.startswith("''") and s.endswith("''"):  # wiki bold or italic around the name
+        s = s.strip("'").strip()
     return s
 
 
@@ -57,7 +57,7 @@ def _unwrap_text(text: str) -> str:
 def _join(spoken: str, trailing: str) -> str:
     if not trailing:
         return spoken
-    sep = "" if trailing[0] in "(（[【" else " "
+    sep = "" if spoken and ord(spoken[-1]) > 0x2E80 else " "  # no space after CJK text
     return f"{spoken}{sep}{trailing}"
 
 

@@ -31,6 +31,7 @@ ORDERS: tuple[Order, ...] = ("classic", "cache")
 MESSAGE_OVERHEAD = 4  # tokens a chat template adds around each message (role markers, separators)
 CANON_SHARE, HISTORY_SHARE = 0.42, 0.33  # of the prompt budget, when the context window is known
 SCENE_SEP = "\n\n"
+MIN_TOTAL = 2 * MESSAGE_OVERHEAD + 8  # a system and a user message with a few tokens of line
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,8 @@ def assemble(
     ``pinned`` scenes go first (and, in cache order, into the stable system message)."""
     if order not in ORDERS:
         raise ValueError(f"unknown prompt order {order!r}; known orders: {', '.join(ORDERS)}")
+    if budget.total is not None and budget.total < MIN_TOTAL:
+        raise ValueError(f"a total budget of {budget.total} tokens is below the minimum {MIN_TOTAL}")
     persona = character.persona.strip()
     line_msg = render_turn(line, character)
     line_msg["role"] = "user"
@@ -213,8 +216,12 @@ def assemble(
         else:
             over = _count(messages, counter) - budget.total
             content = line_msg["content"]
-            line_msg = {"role": "user", "content": truncate(counter, content, counter.count(content) - over)}
-            line_truncated = True
+            if content:
+                keep = counter.count(content) - over
+                line_msg = {"role": "user", "content": truncate(counter, content, keep)}
+                line_truncated = True
+            else:  # only the persona is left to give
+                persona = truncate(counter, persona, counter.count(persona) - over)
         messages = build()
 
     parts = {

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from rolecast.character.model import Character, Line, Scene
+
+
+@pytest.fixture(autouse=True)
+def rolecast_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own ROLECAST_HOME: nothing touches the user's data."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("ROLECAST_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from rolecast.retrieval.embedders import get_embedder
+
+    return get_embedder("use")
+
+
+@pytest.fixture(scope="session")
+def counter():
+    from rolecast.prompt.tokens import quicktok_counter
+
+    return quicktok_counter("qwen3")
+
+
+def make_character(n_scenes: int = 6) -> Character:
+    topics = [
+        ("雨天", "下雨了，伞又破了一个洞。", "拿来我补，两文钱，补完比新的还结实。"),
+        ("算账", "今天赚了多少？", "八碗面，三个蛋，扣掉柴火钱，刚好够买明天的葱。"),
+        ("猫", "那只黑猫又来偷鱼了！", "煤球！给我把鱼放下，不然今晚没你的汤。"),
+        ("灯", "你为什么每晚都在桥头点灯？", "给晚归的船照个亮，万一有人迷路呢。"),
+        ("旧钟", "这座钟不走了，还能修吗？", "发条松了，拧紧就好，修不好不收钱。"),
+        ("远方", "你想不想离开这个小镇？", "想过，可是面摊离不开我，我也离不开这条河。"),
+        ("馄饨", "对面的馄饨比你的面便宜。", "便宜没好货，他的汤是白水加盐。"),
+        ("生日", "今天是你的生日吗？", "谁说的？豆子那个大嘴巴！"),
+    ]
+    scenes = []
+    for i in range(n_scenes):
+        title, ask, answer = topics[i % len(topics)]
+        scenes.append(Scene(f"s{i:03d}", title, (
+            Line("旁白", f"第{i}个夜晚，桥头起了雾。"),
+            Line("旅人", ask),
+            Line("小满", answer),
+        )))
+    return Character(
+        id="testchar",
+        name="小满",
+        persona="你是小满，在桥头开面摊的姑娘。说话爽快。",
+        scenes=scenes,
+        aliases=["满老板"],
+        user_role="旅人",
+        narrators=["旁白"],
+        greetings=["来碗面？"],
+    )
+
+
+@pytest.fixture
+def character() -> Character:
+    return make_character()
+
+
+def corpus_root() -> Path | None:
+    root = os.environ.get("ROLECAST_CORPUS")
+    return Path(root) if root else None

