@@ -59,6 +59,7 @@ WARMUP = 5
 MEMORY_TURNS = 20
 EVAL_MIN_CHARS, EVAL_K = 8, 10
 SEED = 0
+OTHERS_WARN = 0.05  # share of the machine used by other processes that spoils timings
 SAMPLE_KEY = "_bench_sample"  # marks a character cut to its first scenes
 
 Row = dict[str, Any]
@@ -380,6 +381,38 @@ def bench_query_latency(index: CanonIndex, queries: Sequence[tuple[str, str]]) -
 # ------------------------------------------------------------------ report
 
 
+class CpuWatch:
+    """How much of the machine others used while we ran (Linux /proc/stat): a benchmark
+    on a shared 2-core machine is only as good as its quiet."""
+
+    def __init__(self) -> None:
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[list[int], float] | None:
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(x) for x in f.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return None
+        t = os.times()
+        own = t.user + t.system + t.children_user + t.children_system
+        return fields, own
+
+    def summary(self) -> Row:
+        end = self._sample()
+        if self.start is None or end is None:
+            return {}
+        (a, own_a), (b, own_b) = self.start, end
+        # user nice system idle iowait irq softirq steal
+        delta = [y - x for x, y in zip(a, b, strict=True)]
+        total = sum(delta) or 1
+        tick = os.sysconf("SC_CLK_TCK")
+        busy = sum(delta) - delta[3] - delta[4] - delta[7]
+        others = max(busy - (own_b - own_a) * tick, 0)
+        return {"others_cpu_share": others / total, "steal_share": delta[7] / total}
+
+
 def machine_info() -> Row:
     return {
         "date": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
@@ -630,7 +663,14 @@ def report_md(info: Row, args: argparse.Namespace, figures: Row) -> str:
     if figures["quality"]:
         sections.append(quality_md(figures["quality"], figures["query_latency"]))
     end_load = " / ".join(f"{x:.2f}" for x in info["loadavg_end"] or ())
-    sections.append(f"Total {info['elapsed_s']:.0f} s; load average at end: {end_load}.")
+    footer = f"Total {info['elapsed_s']:.0f} s; load average at end: {end_load}"
+    cpu = info.get("cpu_during_run") or {}
+    if cpu:
+        footer += (f"; CPU used by other processes during the run: "
+                   f"{cpu['others_cpu_share']:.0%} of the machine, steal {cpu['steal_share']:.0%}")
+        if cpu["others_cpu_share"] > OTHERS_WARN:
+            footer += ". WARNING: the machine was not quiet; timings are inflated"
+    sections.append(footer + ".")
     return "\n\n".join(sections)
 
 
@@ -638,6 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     corpus_root = corpus_dir(args.corpus)
     info = machine_info()
+    watch = CpuWatch()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rolecast-bench-") as tmp:
         home = Path(tmp) / "home"
@@ -646,6 +687,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         selected = {n: store.load(n, env) for n in args.characters}  # as a user loads them
         figures = run_all(Run(args, corpus, selected, home, Path(tmp) / "scratch"))
     info["elapsed_s"] = time.perf_counter() - started
+    info["cpu_during_run"] = watch.summary()
     info["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(report_md(info, args, figures))
     if args.json:

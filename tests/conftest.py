@@ -9,7 +9,9 @@ from rolecast.character.model import Character, Line, Scene
 
 
 @pytest.fixture(autouse=True)
-def rolecast_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def rolecast_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Every test gets its own ROLECAST_HOME: nothing touches the user's data."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("ROLECAST_HOME", str(home))
@@ -44,11 +46,17 @@ def make_character(n_scenes: int = 6) -> Character:
     scenes = []
     for i in range(n_scenes):
         title, ask, answer = topics[i % len(topics)]
-        scenes.append(Scene(f"s{i:03d}", title, (
-            Line("旁白", f"第{i}个夜晚，桥头起了雾。"),
-            Line("旅人", ask),
-            Line("小满", answer),
-        )))
+        scenes.append(
+            Scene(
+                f"s{i:03d}",
+                title,
+                (
+                    Line("旁白", f"第{i}个夜晚，桥头起了雾。"),
+                    Line("旅人", ask),
+                    Line("小满", answer),
+                ),
+            )
+        )
     return Character(
         id="testchar",
         name="小满",

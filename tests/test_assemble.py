@@ -17,8 +17,9 @@ def _total(messages, counter) -> int:
 
 def test_classic_order_layout(character, counter) -> None:
     history = [Turn("旅人", "晚上好"), Turn("小满", "来啦，坐。")]
-    a = assemble(character, character.scenes[:2], history, Turn("旅人", "今天吃什么？"),
-                 Budget(), counter)
+    a = assemble(
+        character, character.scenes[:2], history, Turn("旅人", "今天吃什么？"), Budget(), counter
+    )
     roles = [m["role"] for m in a.messages]
     assert roles == ["system", "user", "assistant", "user"]
     assert a.messages[0]["content"].startswith(character.persona)
@@ -32,8 +33,16 @@ def test_classic_order_layout(character, counter) -> None:
 
 def test_cache_order_puts_what_changes_last(character, counter) -> None:
     pinned = [character.scenes[5]]
-    a = assemble(character, character.scenes[:2], [], Turn("旅人", "你好"), Budget(), counter,
-                 order="cache", pinned=pinned)
+    a = assemble(
+        character,
+        character.scenes[:2],
+        [],
+        Turn("旅人", "你好"),
+        Budget(),
+        counter,
+        order="cache",
+        pinned=pinned,
+    )
     system, last = a.messages[0]["content"], a.messages[-1]["content"]
     assert "你想不想离开这个小镇" in system  # pinned canon is in the stable part
     assert "伞又破了" not in system and "伞又破了" in last
@@ -88,11 +97,14 @@ def test_truncate_never_exceeds(counter) -> None:
 _words = st.text(alphabet="面汤雨伞猫灯河桥钟abc xyz，。！?", min_size=0, max_size=120)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     scenes=st.lists(st.lists(_words.filter(bool), min_size=1, max_size=6), max_size=8),
-    history=st.lists(st.tuples(st.sampled_from(["旅人", "小满", "旁白"]), _words.filter(bool)),
-                     max_size=10),
+    history=st.lists(
+        st.tuples(st.sampled_from(["旅人", "小满", "旁白"]), _words.filter(bool)), max_size=10
+    ),
     line=_words.filter(bool),
     persona=_words,
     canon=st.integers(0, 400),
@@ -100,8 +112,9 @@ _words = st.text(alphabet="面汤雨伞猫灯河桥钟abc xyz，。！?", min_si
     total=st.one_of(st.none(), st.integers(24, 600)),
     order=st.sampled_from(["classic", "cache"]),
 )
-def test_budget_is_never_exceeded(counter, scenes, history, line, persona, canon, hist, total,
-                                  order) -> None:
+def test_budget_is_never_exceeded(
+    counter, scenes, history, line, persona, canon, hist, total, order
+) -> None:
     c = make_character(0)
     c.persona = persona
     cands = [Scene(f"x{i}", "", tuple(Line("小满", t) for t in s)) for i, s in enumerate(scenes)]

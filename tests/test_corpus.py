@@ -24,8 +24,11 @@ from conftest import corpus_root
 ROOT = corpus_root()
 pytestmark = [
     pytest.mark.corpus,
-    pytest.mark.skipif(ROOT is None, reason="ROLECAST_CORPUS is not set: the real-corpus "
-                       "acceptance tests need the ChatHaruhi corpus folder"),
+    pytest.mark.skipif(
+        ROOT is None,
+        reason="ROLECAST_CORPUS is not set: the real-corpus "
+        "acceptance tests need the ChatHaruhi corpus folder",
+    ),
 ]
 CHARACTERS = {  # folder: (character name, language)
     "haruhi": ("春日", "zh"),
@@ -35,8 +38,10 @@ CHARACTERS = {  # folder: (character name, language)
     "zhongli": ("钟离", "zh"),
     "liyunlong": ("李云龙", "zh"),
 }
-QUERIES = {"zh": ["你好，你是谁？", "我们去吃饭吧", "你最怕什么？"],
-           "en": ["Hello, who are you?", "Let's get something to eat.", "What scares you?"]}
+QUERIES = {
+    "zh": ["你好，你是谁？", "我们去吃饭吧", "你最怕什么？"],
+    "en": ["Hello, who are you?", "Let's get something to eat.", "What scares you?"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +82,11 @@ def _distinct_lines(character) -> dict[str, str]:
     owners: Counter[str] = Counter(ln.text for s in character.scenes for ln in s.lines)
     out = {}
     for scene in character.scenes:
-        good = [ln.text for ln in scene.lines if owners[ln.text] == 1 and len(ln.text) >= 12
-                and not character.is_narrator(ln.speaker)]
+        good = [
+            ln.text
+            for ln in scene.lines
+            if owners[ln.text] == 1 and len(ln.text) >= 12 and not character.is_narrator(ln.speaker)
+        ]
         if good:
             out[scene.id] = max(good, key=len)
     return out
@@ -90,7 +98,9 @@ def test_quoting_a_line_retrieves_its_scene_first(built, folder: str) -> None:
     lines = _distinct_lines(character)
     rng = random.Random(0)
     sample = rng.sample(sorted(lines), min(40, len(lines)))
-    misses = [(sid, lines[sid]) for sid in sample if index.search(lines[sid], k=1)[0].scene.id != sid]
+    misses = [
+        (sid, lines[sid]) for sid in sample if index.search(lines[sid], k=1)[0].scene.id != sid
+    ]
     assert not misses, misses[:5]
 
 
@@ -98,5 +108,9 @@ def test_haruhi_speaks_to_kyon() -> None:
     assert ROOT is not None
     result = import_story_folder(ROOT / "characters" / "haruhi")
     assert result.character.user_role == "阿虚"
-    assert Path(ROOT / "characters" / "haruhi" / "system_prompt.txt").read_text(
-        encoding="utf-8").strip() == result.character.persona
+    assert (
+        Path(ROOT / "characters" / "haruhi" / "system_prompt.txt")
+        .read_text(encoding="utf-8")
+        .strip()
+        == result.character.persona
+    )

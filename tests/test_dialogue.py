@@ -73,13 +73,17 @@ def test_utf8_bom_file(tmp_path: Path) -> None:
 
 
 _speaker = st.text(
-    alphabet=st.characters(blacklist_characters=":：「」\n\r'", blacklist_categories=("Cs", "Cc", "Z")),
+    alphabet=st.characters(
+        blacklist_characters=":：「」\n\r'", blacklist_categories=("Cs", "Cc", "Z")
+    ),
     min_size=1,
     max_size=12,
 ).filter(lambda s: s.strip() == s and s.lower() not in ("旁白", "narrator", "scene"))
 _text = st.text(
-    alphabet=st.characters(blacklist_characters="「」\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\ufeff\u200b\u200c\u200d\u2060",
-                           blacklist_categories=("Cs", "Cc")),
+    alphabet=st.characters(
+        blacklist_characters="「」\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\ufeff\u200b\u200c\u200d\u2060",
+        blacklist_categories=("Cs", "Cc"),
+    ),
     min_size=1,
     max_size=40,
 ).filter(lambda s: s.strip() == s and s and not s.startswith("''") and "\ufffd" not in s)

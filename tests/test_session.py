@@ -37,13 +37,18 @@ def test_reply_cleaning(raw: str, clean: str) -> None:
     assert CLEANER.clean(raw) == clean
 
 
-@given(st.sampled_from([
-    "小满:「好咧，马上来。」",
-    "小满:「第一句。」\n小满:「第二句。」\n旅人:「嗯」",
-    "小满：「来了」(端上一碗面)",
-    "今天的汤特别鲜，你尝尝看，不好喝不要钱咯。",
-    "Sure, one bowl coming.\nNarrator: she turns away",
-]), st.lists(st.integers(1, 7), min_size=1, max_size=40))
+@given(
+    st.sampled_from(
+        [
+            "小满:「好咧，马上来。」",
+            "小满:「第一句。」\n小满:「第二句。」\n旅人:「嗯」",
+            "小满：「来了」(端上一碗面)",
+            "今天的汤特别鲜，你尝尝看，不好喝不要钱咯。",
+            "Sure, one bowl coming.\nNarrator: she turns away",
+        ]
+    ),
+    st.lists(st.integers(1, 7), min_size=1, max_size=40),
+)
 def test_streamed_pieces_join_to_the_clean_reply(raw: str, cuts: list[int]) -> None:
     chunks, i = [], 0
     for n in cuts:
@@ -68,7 +73,10 @@ def test_a_turn_goes_through_retrieval_prompt_backend_and_history(session: Sessi
     assert "煤球！给我把鱼放下" in messages[0]["content"]  # the canon scene was retrieved
     assert messages[-1]["content"] == "旅人:「那只黑猫又来偷鱼了！」"
     assert "\n旅人:" in params.stop
-    assert session.history == [Turn("旅人", "那只黑猫又来偷鱼了！"), Turn("小满", pieces[0] + "".join(pieces[1:]))]
+    assert session.history == [
+        Turn("旅人", "那只黑猫又来偷鱼了！"),
+        Turn("小满", pieces[0] + "".join(pieces[1:])),
+    ]
     assert session.last is not None and session.last.hits[0].scene.id == "s002"
 
 

@@ -41,7 +41,14 @@ class ReplyCleaner:
     @classmethod
     def for_character(cls, character: Character, extra: Iterable[str] = ()) -> ReplyCleaner:
         others = {ln.speaker.strip() for s in character.scenes for ln in s.lines}
-        others |= {character.user_role, *character.narrators, "旁白", "narrator", "Narrator", *extra}
+        others |= {
+            character.user_role,
+            *character.narrators,
+            "旁白",
+            "narrator",
+            "Narrator",
+            *extra,
+        }
         selves = frozenset({character.name, *character.aliases})
         return cls(selves, frozenset(o for o in others if o and o not in selves))
 

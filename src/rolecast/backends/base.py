@@ -31,9 +31,7 @@ class LLM:
     context_window: int | None = None  # tokens, when known
     model: str = ""
 
-    def stream(
-        self, messages: Sequence[dict[str, str]], params: GenerationParams
-    ) -> Iterator[str]:
+    def stream(self, messages: Sequence[dict[str, str]], params: GenerationParams) -> Iterator[str]:
         """Yield the reply's text as it is generated."""
         raise NotImplementedError
 

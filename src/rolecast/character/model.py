@@ -59,6 +59,9 @@ class Character:
         """Content hash of everything retrieval indexes: changes whenever the canon does."""
         h = hashlib.sha256()
         for scene in self.scenes:
-            h.update(json.dumps(scene.to_dict(), ensure_ascii=False, sort_keys=True).encode())
+            fields = [scene.id, scene.title]
+            for ln in scene.lines:
+                fields += [ln.speaker, ln.text, repr(ln.start), repr(ln.end), ln.image or ""]
+            h.update(json.dumps(fields, ensure_ascii=False).encode())
             h.update(b"\n")
         return h.hexdigest()

@@ -39,7 +39,14 @@ else:  # pragma: no cover
 
 TOML, PERSONA, CANON, IMAGES = "character.toml", "persona.md", "canon.jsonl", "images"
 _KNOWN_KEYS = {
-    "name", "aliases", "language", "source", "user_role", "narrators", "greetings", "description",
+    "name",
+    "aliases",
+    "language",
+    "source",
+    "user_role",
+    "narrators",
+    "greetings",
+    "description",
 }
 _ID_RE = re.compile(r"^[\w\-.]{1,64}$")
 _MAX_ZIP_MEMBER = 64 * 1024 * 1024
@@ -57,6 +64,7 @@ def valid_id(name: str) -> str:
 
 
 # ---------------------------------------------------------------- reading
+
 
 def _line_from(obj: Any, path: Path, lineno: int) -> Line:
     if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
@@ -83,7 +91,9 @@ def parse_canon(text: str, path: Path) -> list[Scene]:
         try:
             obj = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise ParseError(f"invalid JSON ({exc.msg} at column {exc.colno})", path, lineno) from None
+            raise ParseError(
+                f"invalid JSON ({exc.msg} at column {exc.colno})", path, lineno
+            ) from None
         if not isinstance(obj, dict):
             raise ParseError("each line must be a JSON object (a scene)", path, lineno)
         sid, title, lines = obj.get("id"), obj.get("title", ""), obj.get("lines")
@@ -204,6 +214,7 @@ def _load_zip(path: Path) -> Character:
 
 # ---------------------------------------------------------------- writing
 
+
 def canon_jsonl(scenes: list[Scene]) -> str:
     return "".join(json.dumps(s.to_dict(), ensure_ascii=False) + "\n" for s in scenes)
 
@@ -303,7 +314,7 @@ def extract_zip(zip_path: Path, dest: Path) -> Path:
             for info in infos:
                 if info.is_dir() or not info.filename.startswith(prefix):
                     continue
-                rel = PurePosixPath(info.filename[len(prefix):])
+                rel = PurePosixPath(info.filename[len(prefix) :])
                 if rel.is_absolute() or ".." in rel.parts or "\\" in info.filename:
                     raise PackageError(f"{zip_path}: unsafe path in zip: {info.filename!r}")
                 total += info.file_size

@@ -71,8 +71,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     folder = build_index(c, embedder, index_root())
     took = time.perf_counter() - started
-    print(f"built {c.id} with {embedder.name}: {len(c.scenes)} scenes, {lines} lines "
-          f"in {took:.2f} s ({lines / took if took else 0:.0f} lines/s) -> {folder}")
+    print(
+        f"built {c.id} with {embedder.name}: {len(c.scenes)} scenes, {lines} lines "
+        f"in {took:.2f} s ({lines / took if took else 0:.0f} lines/s) -> {folder}"
+    )
     return 0
 
 
@@ -81,11 +83,21 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     report = session.prepare(args.text, args.as_role)
     a = report.assembly
     if args.json:
-        print(json.dumps({
-            "messages": a.messages, "parts": a.parts, "scenes": a.scene_ids,
-            "hits": [{"id": h.scene.id, "score": h.score, "dense": h.dense, "lexical": h.lexical}
-                     for h in report.hits],
-        }, ensure_ascii=False, indent=2))
+        print(
+            json.dumps(
+                {
+                    "messages": a.messages,
+                    "parts": a.parts,
+                    "scenes": a.scene_ids,
+                    "hits": [
+                        {"id": h.scene.id, "score": h.score, "dense": h.dense, "lexical": h.lexical}
+                        for h in report.hits
+                    ],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
         return 0
     for m in a.messages:
         print(f"----- {m['role']} -----\n{m['content']}\n")
@@ -95,7 +107,9 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     used = set(a.scene_ids)
     for h in report.hits:
         mark = "*" if h.scene.id in used else " "
-        print(f"{mark} {h.scene.id}\t{h.score:.4f}\t{h.dense:.3f}\t{h.lexical:.2f}\t{h.scene.title}")
+        print(
+            f"{mark} {h.scene.id}\t{h.score:.4f}\t{h.dense:.3f}\t{h.lexical:.2f}\t{h.scene.title}"
+        )
     print("(* = in the prompt)")
     return 0
 
@@ -159,7 +173,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     c = result.character
     dest = store.user_package_path(c.id)
     if dest.exists() and not args.force:
-        raise RolecastError(f"a character {c.id!r} already exists at {dest}; use --force to replace it")
+        raise RolecastError(
+            f"a character {c.id!r} already exists at {dest}; use --force to replace it"
+        )
     save_character(c, dest, images_from=Path(args.path))
     print(f"imported {c.name} as {c.id}: {len(c.scenes)} scenes, user role {c.user_role} -> {dest}")
     return 0
@@ -181,7 +197,9 @@ def cmd_install(args: argparse.Namespace) -> int:
     cid = valid_id(args.name or load_character(args.file).id)
     dest = store.user_package_path(cid)
     if dest.exists() and not args.force:
-        raise RolecastError(f"a character {cid!r} already exists at {dest}; use --force to replace it")
+        raise RolecastError(
+            f"a character {cid!r} already exists at {dest}; use --force to replace it"
+        )
     extract_zip(Path(args.file), dest)
     print(f"installed {cid} -> {dest}")
     return 0
@@ -190,8 +208,10 @@ def cmd_install(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from ..character.store import DEFAULT_CHARACTER
 
-    p = argparse.ArgumentParser(prog="rolecast", description="Talk with fictional characters "
-                                "who speak the way they do in their canon.")
+    p = argparse.ArgumentParser(
+        prog="rolecast",
+        description="Talk with fictional characters who speak the way they do in their canon.",
+    )
     p.add_argument("--version", action="version", version=f"rolecast {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="show log messages")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -201,12 +221,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     def turn_opts(sp: argparse.ArgumentParser) -> None:
         retrieval_opts(sp)
-        sp.add_argument("--as", dest="as_role", help="speak as this role (default: the "
-                        "character's user role); a narrator name such as 旁白 narrates")
+        sp.add_argument(
+            "--as",
+            dest="as_role",
+            help="speak as this role (default: the "
+            "character's user role); a narrator name such as 旁白 narrates",
+        )
         sp.add_argument("--backend", help=f"LLM backend name (default: {DEFAULT_BACKEND})")
         sp.add_argument("--model", help="model for the backend")
-        sp.add_argument("--order", choices=("classic", "cache"), default="classic",
-                        help="prompt order: classic, or cache-friendly (stable parts first)")
+        sp.add_argument(
+            "--order",
+            choices=("classic", "cache"),
+            default="classic",
+            help="prompt order: classic, or cache-friendly (stable parts first)",
+        )
 
     sub.add_parser("list", help="list installed characters").set_defaults(func=cmd_list)
     sp = sub.add_parser("show", help="show a character")
@@ -223,8 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     turn_opts(sp)
     sp.set_defaults(func=cmd_prompt)
     sp = sub.add_parser("chat", help="chat with a character")
-    sp.add_argument("name", nargs="?", default=DEFAULT_CHARACTER,
-                    help=f"character (default: {DEFAULT_CHARACTER})")
+    sp.add_argument(
+        "name",
+        nargs="?",
+        default=DEFAULT_CHARACTER,
+        help=f"character (default: {DEFAULT_CHARACTER})",
+    )
     sp.add_argument("--once", metavar="TEXT", help="say one line, print the reply and exit")
     turn_opts(sp)
     sp.set_defaults(func=cmd_chat)
@@ -249,8 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(args.func(args) or 0)
     except RolecastError as exc:

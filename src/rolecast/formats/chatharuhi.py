@@ -37,11 +37,17 @@ def import_story_folder(path: str | Path, cid: str | None = None) -> ImportResul
     texts = root / "texts"
     if not texts.is_dir():
         raise RolecastError(f"{root} is not a ChatHaruhi story folder: it has no texts/ folder")
-    files = sorted((f for f in texts.iterdir() if f.suffix == ".txt" and f.is_file()), key=_natural_key)
+    files = sorted(
+        (f for f in texts.iterdir() if f.suffix == ".txt" and f.is_file()), key=_natural_key
+    )
     if not files:
         raise RolecastError(f"{texts} holds no .txt story files")
     prompt_file = root / "system_prompt.txt"
-    persona = prompt_file.read_bytes().decode("utf-8-sig", "replace").strip() if prompt_file.is_file() else ""
+    persona = (
+        prompt_file.read_bytes().decode("utf-8-sig", "replace").strip()
+        if prompt_file.is_file()
+        else ""
+    )
 
     result = ImportResult(Character(id=valid_id(cid or root.name), name="", persona=persona))
     speakers: Counter[str] = Counter()
@@ -60,14 +66,20 @@ def import_story_folder(path: str | Path, cid: str | None = None) -> ImportResul
     name = speakers.most_common(1)[0][0]
     cues: Counter[str] = Counter()  # who speaks right before the character: the usual partner
     for scene in scenes:
-        for prev, cur in zip(scene.lines, scene.lines[1:]):
+        for prev, cur in zip(scene.lines, scene.lines[1:], strict=False):
             if cur.speaker.strip() == name and prev.speaker.strip() not in ("", name):
                 if not _is_narrator(prev.speaker):
                     cues[prev.speaker.strip()] += 1
     sample = "".join(ln.text for s in scenes[:50] for ln in s.lines)
     cjk = len(_CJK.findall(sample)) / max(len(sample), 1)
-    narrators = sorted({ln.speaker.strip() for s in scenes for ln in s.lines
-                        if ln.speaker.strip() and _is_narrator(ln.speaker)}) or ["旁白"]
+    narrators = sorted(
+        {
+            ln.speaker.strip()
+            for s in scenes
+            for ln in s.lines
+            if ln.speaker.strip() and _is_narrator(ln.speaker)
+        }
+    ) or ["旁白"]
 
     c = result.character
     c.name = name

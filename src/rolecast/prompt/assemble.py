@@ -81,15 +81,25 @@ def render_scene(scene: Scene, character: Character) -> str:
 def render_turn(turn: Turn, character: Character) -> dict[str, str]:
     if character.is_self(turn.speaker):
         return {"role": "assistant", "content": turn.text}
-    return {"role": "user", "content": format_line(Line(turn.speaker, turn.text), character.narrators)}
+    return {
+        "role": "user",
+        "content": format_line(Line(turn.speaker, turn.text), character.narrators),
+    }
 
 
 def canon_block(character: Character, blocks: Sequence[str]) -> str:
     if not blocks:
         return ""
-    return _template(character.language).substitute(
-        name=character.name, source=character.source or ("原作" if character.language.startswith(("zh", "ja")) else "the original work"), scenes=SCENE_SEP.join(blocks)
-    ).strip()
+    return (
+        _template(character.language)
+        .substitute(
+            name=character.name,
+            source=character.source
+            or ("原作" if character.language.startswith(("zh", "ja")) else "the original work"),
+            scenes=SCENE_SEP.join(blocks),
+        )
+        .strip()
+    )
 
 
 def _fill_scenes(
@@ -172,7 +182,9 @@ def assemble(
     if order not in ORDERS:
         raise ValueError(f"unknown prompt order {order!r}; known orders: {', '.join(ORDERS)}")
     if budget.total is not None and budget.total < MIN_TOTAL:
-        raise ValueError(f"a total budget of {budget.total} tokens is below the minimum {MIN_TOTAL}")
+        raise ValueError(
+            f"a total budget of {budget.total} tokens is below the minimum {MIN_TOTAL}"
+        )
     persona = character.persona.strip()
     line_msg = render_turn(line, character)
     line_msg["role"] = "user"
@@ -193,7 +205,9 @@ def assemble(
     taken, blocks, skipped = _fill_scenes(candidates, character, counter, canon_cap)
     canon_used = counter.count(canon_block(character, blocks))
 
-    hist_cap = budget.history if room is None else max(min(budget.history, room - fixed - canon_used), 0)
+    hist_cap = (
+        budget.history if room is None else max(min(budget.history, room - fixed - canon_used), 0)
+    )
     hist_msgs = _fill_history(history, character, counter, hist_cap)
 
     def build() -> list[dict[str, str]]:
@@ -202,9 +216,17 @@ def assemble(
             system = "\n\n".join(p for p in (persona, canon_block(character, blocks)) if p)
             last = line_msg["content"]
         else:
-            system = "\n\n".join(p for p in (persona, canon_block(character, blocks[:n_pinned])) if p)
-            last = "\n\n".join(p for p in (canon_block(character, blocks[n_pinned:]), line_msg["content"]) if p)
-        return [{"role": "system", "content": system}, *hist_msgs, {"role": "user", "content": last}]
+            system = "\n\n".join(
+                p for p in (persona, canon_block(character, blocks[:n_pinned])) if p
+            )
+            last = "\n\n".join(
+                p for p in (canon_block(character, blocks[n_pinned:]), line_msg["content"]) if p
+            )
+        return [
+            {"role": "system", "content": system},
+            *hist_msgs,
+            {"role": "user", "content": last},
+        ]
 
     messages = build()
     while budget.total is not None and _count(messages, counter) > budget.total:

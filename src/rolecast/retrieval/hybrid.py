@@ -122,6 +122,4 @@ class CanonIndex:
         take = min(k, len(self) - sum(1 for s in exclude if s in self._ids))
         top = np.argsort(-fused, kind="stable")[: max(take, 0)]
         scenes = self.character.scenes
-        return [
-            Hit(scenes[i], float(fused[i]), float(dense[i]), float(lexical[i])) for i in top
-        ]
+        return [Hit(scenes[i], float(fused[i]), float(dense[i]), float(lexical[i])) for i in top]

@@ -1,4 +1,4 @@
-"""Lexical side of retrieval: tokenisation (jieba for Chinese/Japanese, words otherwise) and BM25."""
+"""Lexical side of retrieval: tokenisation (jieba for Chinese and Japanese) and BM25."""
 
 from __future__ import annotations
 
