@@ -297,8 +297,9 @@ env = {"ROLECAST_HOME": home}
 after_import = mib()
 character = store.load(name, env)
 root = index_root(env)
-if not index_dir(character, "use", root).is_dir():
-    sys.exit("no built index: the child would rebuild it")
+folder = index_dir(character, "use", root)
+if not folder.is_dir():
+    sys.exit(f"no built index at {folder}: the child would rebuild it")
 index = load_index(character, "use", root=root)
 after_load = mib()
 session = Session(character, index, ScriptedLLM())

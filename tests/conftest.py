@@ -77,3 +77,41 @@ def character() -> Character:
 def corpus_root() -> Path | None:
     root = os.environ.get("ROLECAST_CORPUS")
     return Path(root) if root else None
+
+
+def make_english_character() -> Character:
+    scenes = [
+        Scene(
+            "cat",
+            "the cat",
+            (
+                Line("Guest", "The black cat stole a fish again!"),
+                Line("Mia", "Coal! Drop that fish or no soup for you tonight."),
+            ),
+        ),
+        Scene(
+            "rain",
+            "rain",
+            (
+                Line("Guest", "It is raining and my umbrella has a hole."),
+                Line("Mia", "Give it here, two coins and it will be better than new."),
+            ),
+        ),
+        Scene(
+            "lamp",
+            "the lamp",
+            (
+                Line("Guest", "Why do you light a lamp on the bridge every night?"),
+                Line("Mia", "So the late boats find their way home. Somebody has to."),
+            ),
+        ),
+    ]
+    return Character(
+        id="mia",
+        name="Mia",
+        persona="You are Mia, who runs a noodle stall by the bridge. You talk fast and bargain.",
+        scenes=scenes,
+        language="en",
+        user_role="Guest",
+        narrators=["Narrator"],
+    )

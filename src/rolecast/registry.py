@@ -22,6 +22,7 @@ BUILTINS: dict[str, dict[str, str]] = {
     "llm": {
         "scripted": "rolecast.backends.scripted:ScriptedLLM",
         "echo": "rolecast.backends.scripted:EchoLLM",
+        "local": "rolecast.backends.local:LocalLLM",
     },
 }
 

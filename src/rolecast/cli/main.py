@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import RolecastError
 
-DEFAULT_BACKEND = "echo"
+DEFAULT_BACKEND = "local"
 
 
 def _load(name: str | None):
@@ -29,9 +30,29 @@ def _session(args: argparse.Namespace):
 
     character = _load(args.name)
     index = load_index(character, args.embedder)
-    options = {"model": args.model} if getattr(args, "model", None) else {}
-    llm = get_llm(getattr(args, "backend", None) or DEFAULT_BACKEND, **options)
+    backend = args.backend or os.environ.get("ROLECAST_BACKEND") or DEFAULT_BACKEND
+    model = args.model or os.environ.get("ROLECAST_MODEL")
+    llm = get_llm(backend, model=model, progress=_progress("preparing the model"))
     return Session(character, index, llm, order=args.order)
+
+
+def _progress(label: str):
+    """A progress printer for long first-time steps (stderr, one updating line)."""
+    shown = {"pct": -1}
+
+    def show(done: int, total: int) -> None:
+        pct = int(100 * done / total) if total else 100
+        if pct != shown["pct"]:
+            shown["pct"] = pct
+            end = "\n" if done >= total else ""
+            print(
+                f"\r{label}: {pct:3d}% ({done >> 20}/{total >> 20} MB)",
+                end=end,
+                file=sys.stderr,
+                flush=True,
+            )
+
+    return show
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -227,8 +248,16 @@ def build_parser() -> argparse.ArgumentParser:
             help="speak as this role (default: the "
             "character's user role); a narrator name such as 旁白 narrates",
         )
-        sp.add_argument("--backend", help=f"LLM backend name (default: {DEFAULT_BACKEND})")
-        sp.add_argument("--model", help="model for the backend")
+        sp.add_argument(
+            "--backend",
+            help=f"LLM backend: local, echo, ... (default: $ROLECAST_BACKEND or {DEFAULT_BACKEND})",
+        )
+        sp.add_argument(
+            "--model",
+            help="model for the backend: for local a name (qwen2.5-0.5b, "
+            "smollm2-135m), a GGUF path or hf:OWNER/REPO/FILE (default: "
+            "$ROLECAST_MODEL or qwen2.5-0.5b)",
+        )
         sp.add_argument(
             "--order",
             choices=("classic", "cache"),

@@ -7,6 +7,7 @@ this base class does batching, truncation and normalisation.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from typing import ClassVar
@@ -14,6 +15,8 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import MissingDependencyError
+
+log = logging.getLogger(__name__)
 
 MAX_CHARS = 256  # texts are cut to this many characters before embedding: lines, not chapters
 PARALLEL_MIN = 2000  # below this many texts, starting worker processes costs more than it saves
@@ -59,7 +62,11 @@ class Embedder:
         keys = list(uniq)
         workers = (os.cpu_count() or 1) if workers is None else workers
         if workers > 1 and len(keys) >= PARALLEL_MIN and _rebuildable(self):
-            vecs = _embed_in_processes(self.name, keys, workers)
+            try:
+                vecs = _embed_in_processes(self.name, keys, workers)
+            except (OSError, RuntimeError, ValueError) as exc:
+                log.warning("parallel embedding failed (%s); embedding in this process", exc)
+                vecs = self._embed_many(keys)
         else:
             vecs = self._embed_many(keys)
         return self._normalise(vecs)[np.asarray(order)]
@@ -122,39 +129,34 @@ def _rebuildable(embedder: Embedder) -> bool:
         return False
 
 
-_worker: Embedder | None = None
-
-
-def _worker_init(name: str) -> None:
-    global _worker
-    _worker = get_embedder(name)
-
-
-def _worker_embed(texts: list[str]) -> np.ndarray:
-    assert _worker is not None
-    return _worker._embed_many(texts)
-
-
 def _embed_in_processes(name: str, texts: list[str], workers: int) -> np.ndarray:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    """Embed ``texts`` split over ``workers`` child processes, each single-threaded."""
+    import io
+    import json
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
 
     size = -(-len(texts) // workers)
     chunks = [texts[i : i + size] for i in range(0, len(texts), size)]
-    saved = {k: os.environ.get(k) for k in _SINGLE_THREAD}
-    os.environ.update(_SINGLE_THREAD)  # read by the workers' BLAS when it loads
-    try:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
-            len(chunks), mp_context=ctx, initializer=_worker_init, initargs=(name,)
-        ) as pool:
-            return np.concatenate(list(pool.map(_worker_embed, chunks)))
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    env = {**os.environ, **_SINGLE_THREAD}
+    cmd = [sys.executable, "-m", "rolecast.retrieval._embed_worker", name]
+
+    def run(chunk: list[str]) -> np.ndarray:
+        done = subprocess.run(
+            cmd,
+            input=json.dumps(chunk, ensure_ascii=False).encode(),
+            capture_output=True,
+            env=env,
+            check=False,
+        )
+        if done.returncode != 0:
+            tail = done.stderr.decode(errors="replace")[-500:]
+            raise RuntimeError(f"embedding worker exited with {done.returncode}: {tail}")
+        return np.load(io.BytesIO(done.stdout), allow_pickle=False)
+
+    with ThreadPoolExecutor(len(chunks)) as pool:
+        return np.concatenate(list(pool.map(run, chunks)))
 
 
 def get_embedder(name: str) -> Embedder:

@@ -1,0 +1,104 @@
+"""The local backend with real models: llama.cpp in process."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from rolecast.backends import models
+from rolecast.backends.base import GenerationParams
+from rolecast.backends.local import LocalLLM
+from rolecast.errors import BackendError, UnknownNameError
+from rolecast.retrieval.index import load_index
+from rolecast.session import Session
+
+from conftest import make_english_character
+
+
+@pytest.fixture(scope="module")
+def smollm2() -> LocalLLM:
+    return LocalLLM(model="smollm2", n_ctx=2048, seed=7)
+
+
+def test_streams_a_real_reply(smollm2: LocalLLM) -> None:
+    params = GenerationParams(max_tokens=24, temperature=0.0, seed=7)
+    messages = [{"role": "user", "content": "Say hello."}]
+    chunks = list(smollm2.stream(messages, params))
+    assert len(chunks) > 1 and "".join(chunks).strip()
+    stopped = "".join(smollm2.stream(messages, GenerationParams(max_tokens=24, stop=("o",))))
+    assert "o" not in stopped  # stop sequences reach llama.cpp
+
+
+def test_exact_token_counter(smollm2: LocalLLM) -> None:
+    counter = smollm2.token_counter()
+    assert counter.count("") == 0
+    assert counter.count("hello world") == len(smollm2._llm.tokenize(b"hello world", add_bos=False))
+
+
+def test_whole_pipeline_with_a_real_model(smollm2: LocalLLM, tmp_path: Path, embedder) -> None:
+    c = make_english_character()  # SmolLM2 speaks English only
+    s = Session(
+        c,
+        load_index(c, embedder, tmp_path),
+        smollm2,
+        params=GenerationParams(max_tokens=32, seed=3),
+    )
+    assert s.budget is not None and s.budget.total == 2048 - 32
+    assert s.counter is not None and s.counter.name.startswith("gguf:")
+    pieces = list(s.say("The cat is back and it took your fish!"))
+    assert s.last is not None and s.last.reply.strip()
+    assert "".join(pieces) == s.last.reply
+    assert not s.last.reply.startswith(("Mia:", "「"))  # the name prefix and bracket are gone
+    assert [t.speaker for t in s.history] == ["Guest", "Mia"]
+    assert s.last.assembly.scene_ids[0] == "cat"
+    assert s.last.assembly.parts["total"] <= s.budget.total
+
+
+def test_unknown_model_lists_the_catalogue() -> None:
+    with pytest.raises(UnknownNameError, match="unknown model 'gpt-7'.*qwen2.5-0.5b.*smollm2"):
+        models.resolve_model("gpt-7")
+
+
+def test_missing_gguf_path() -> None:
+    with pytest.raises(BackendError, match="no GGUF model file at /nowhere/x.gguf"):
+        models.resolve_model("/nowhere/x.gguf")
+
+
+def test_default_model_is_assembled_verified_and_reused(rolecast_home: Path) -> None:
+    seen: list[tuple[int, int]] = []
+    path = models.resolve_model(None, progress=lambda d, n: seen.append((d, n)))
+    assert path.parent == rolecast_home / "models"
+    assert path.stat().st_size == models.MODELS["qwen2.5-0.5b"].size
+    assert seen[-1] == (path.stat().st_size,) * 2
+    with open(path, "rb") as f:
+        assert f.read(4) == b"GGUF"
+    seen.clear()
+    assert models.resolve_model("qwen") == path and not seen  # verified once, then reused
+
+
+def test_a_damaged_part_is_refused_and_nothing_is_left(tmp_path: Path, monkeypatch) -> None:
+    pkg = tmp_path / "fake_model_part"
+    (pkg / "data").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "data" / "a.bin").write_bytes(b"GGUF-not-really")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("fake_model_part", None)
+    spec = models.ModelSpec(
+        "fake",
+        "fake.gguf",
+        (("fake_model_part", "data/a.bin"),) * 2,
+        size=30,
+        sha256="0" * 64,
+        install="pip install fake",
+        description="",
+    )
+    with pytest.raises(BackendError, match="does not match.*Reinstall: pip install fake"):
+        models.assemble(spec, tmp_path / "models")
+    assert list((tmp_path / "models").iterdir()) == []
+    missing = models.ModelSpec(
+        "gone", "gone.gguf", (("no_such_pkg_xyz", "a"),), 1, "0", "pip x", ""
+    )
+    with pytest.raises(BackendError, match="needs the package 'no_such_pkg_xyz'.*pip x"):
+        models.assemble(missing, tmp_path / "models")
