@@ -48,3 +48,7 @@ class PackageError(RolecastError):
 
 class BackendError(RolecastError):
     """An LLM backend failed in a way the user should see."""
+
+
+class InputError(RolecastError, ValueError):
+    """Something the user typed or passed that cannot be used as it is."""

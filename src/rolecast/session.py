@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from .backends.base import LLM, GenerationParams
 from .character.model import Character
+from .errors import InputError
 from .prompt.assemble import Assembly, Budget, Order, Turn, assemble
 from .prompt.tokens import TokenCounter, encoding_for_model, quicktok_counter
 from .retrieval.hybrid import CanonIndex, Hit, Mode
@@ -161,9 +162,8 @@ class Session:
         """Stream the character's reply. The turn is recorded only once the reply is
         complete: a failed or interrupted reply leaves the history as it was."""
         if not text.strip():
-            raise ValueError("empty message: say something")
+            raise InputError("empty message: say something")
         report = self.prepare(text, as_role)
-        parts: list[str] = []
         raw: list[str] = []
 
         def tee() -> Iterator[str]:
@@ -172,7 +172,6 @@ class Session:
                 yield chunk
 
         for piece in self.cleaner.stream(tee()):
-            parts.append(piece)
             yield piece
         report.reply = self.cleaner.clean("".join(raw))
         self.history.append(report.line)

@@ -25,7 +25,7 @@ from ..character.model import Character
 from ..character.package import staging_dir
 from .embedders import Embedder, get_embedder
 from .hybrid import CanonIndex, dense_units, lexical_document
-from .lexical import LexicalIndex
+from .lexical import LEXICAL_VERSION, LexicalIndex
 
 log = logging.getLogger(__name__)
 FORMAT = 1
@@ -51,6 +51,7 @@ def build_index(character: Character, embedder: Embedder, root: Path) -> Path:
             LexicalIndex.build([lexical_document(s) for s in character.scenes]).save(tmp / "bm25")
         manifest = {
             "format": FORMAT,
+            "lexical": LEXICAL_VERSION,
             "rolecast": __version__,
             "embedder": embedder.name,
             "dim": embedder.dim,
@@ -73,7 +74,11 @@ def build_index(character: Character, embedder: Embedder, root: Path) -> Path:
 def _read(character: Character, embedder: Embedder, folder: Path) -> CanonIndex | None:
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-        if manifest.get("format") != FORMAT or manifest.get("canon_hash") != character.canon_hash():
+        if (
+            manifest.get("format") != FORMAT
+            or manifest.get("lexical") != LEXICAL_VERSION
+            or manifest.get("canon_hash") != character.canon_hash()
+        ):
             return None
         vectors = np.load(folder / "vectors.npy")
         unit_scene = np.load(folder / "unit_scene.npy")

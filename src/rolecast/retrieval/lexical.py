@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,16 +15,33 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _TOKENS = re.compile(
     r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[^\W_]+(?:'[^\W_]+)?"
 )
+JIEBA_MIN_FREQ = 5  # dictionary words rarer than this are dropped: 137k of 349k words kept,
+# 24 MB instead of 59 MB resident; rare words still come out of jieba's HMM for unknown words
+LEXICAL_VERSION = f"jieba-min{JIEBA_MIN_FREQ}/words-v1"  # stored in each index: a change rebuilds
 _jieba = None
 
 
-def _segmenter():  # jieba costs ~1 s and ~70 MB to load: only when CJK text is seen
+def _trimmed_dictionary(jieba_module) -> str:  # type: ignore[no-untyped-def]
+    src = Path(jieba_module.__file__).with_name("dict.txt")
+    version = getattr(jieba_module, "__version__", "0")
+    dest = Path(tempfile.gettempdir()) / f"rolecast-jieba-{version}-min{JIEBA_MIN_FREQ}.txt"
+    if not dest.is_file():
+        with open(src, encoding="utf-8") as f:
+            kept = [ln for ln in f if int(ln.split(" ", 2)[1]) >= JIEBA_MIN_FREQ]
+        tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        os.replace(tmp, dest)
+    return str(dest)
+
+
+def _segmenter():  # type: ignore[no-untyped-def]
+    """jieba with a trimmed dictionary, loaded on the first CJK text seen (~0.5 s)."""
     global _jieba
     if _jieba is None:
         import jieba
 
         jieba.setLogLevel(logging.WARNING)
-        _jieba = jieba
+        _jieba = jieba.Tokenizer(dictionary=_trimmed_dictionary(jieba))
     return _jieba
 
 
