@@ -106,3 +106,11 @@ def test_empty_canon_still_works_with_warning(tmp_path, character, embedder, cap
         index = load_index(character, embedder, tmp_path)
     assert "no canon scenes" in caplog.text
     assert index.search("你好") == []
+
+
+def test_use_tokenises_with_the_cpp_sentencepiece(embedder) -> None:
+    import sentencepiece
+
+    assert isinstance(embedder._model._sp, sentencepiece.SentencePieceProcessor)
+    ids = embedder._model._sp.encode("你好 world", out_type=int, add_bos=True, add_eos=True)
+    assert ids[0] != ids[-1] and len(ids) >= 4

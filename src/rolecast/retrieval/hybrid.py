@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 
 from ..character.model import Character, Scene
-from .embedders import Embedder
+from .embedders import Embedder, single_threaded_blas
 from .lexical import LexicalIndex
 
 Mode = Literal["hybrid", "dense", "lexical"]
@@ -87,7 +87,9 @@ class CanonIndex:
     def dense_scores(self, query: str) -> np.ndarray:
         if not len(self):
             return np.zeros(0, dtype=np.float32)
-        sims = self.vectors @ self.embedder.embed_query(query)
+        query_vector = self.embedder.embed_query(query)
+        with single_threaded_blas():
+            sims = self.vectors @ query_vector
         return np.maximum.reduceat(sims, self._starts)
 
     def search(
