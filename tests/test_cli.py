@@ -116,3 +116,19 @@ def test_console_script_help_is_fast_and_lazy() -> None:
 def test_unknown_character(argv, capsys) -> None:
     assert main(argv) == 1
     assert "unknown character 'nobody'; known characters: xiaoman" in capsys.readouterr().err
+
+
+def test_progress_lines_in_a_log(capsys) -> None:
+    from rolecast.cli.main import _progress
+
+    show = _progress("preparing")
+    for done in range(0, 101, 5):
+        show(done << 20, 100 << 20)
+    lines = capsys.readouterr().err.strip().split("\n")
+    assert [ln.strip().split(":")[1].split("%")[0].strip() for ln in lines] == [
+        "0",
+        "25",
+        "50",
+        "75",
+        "100",
+    ]

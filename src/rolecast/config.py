@@ -1,15 +1,39 @@
-"""Where rolecast keeps things: argument > environment > default.
+"""Settings in one place: explicit argument > environment > config file > default.
 
 Everything takes the environment as a parameter so tests never touch global state.
+The config file is ``$ROLECAST_HOME/config.toml``, written by ``rolecast config``.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+from .errors import InputError, ParseError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 APP_NAME = "rolecast"
+
+# setting -> (environment variables, first wins; default; what it is)
+SETTINGS: dict[str, tuple[tuple[str, ...], str | None, str]] = {
+    "backend": (("ROLECAST_BACKEND",), "local", "LLM backend: local, openai, echo, scripted"),
+    "model": (("ROLECAST_MODEL",), None, "model name for the backend (local: name, path, hf:...)"),
+    "base_url": (
+        ("ROLECAST_BASE_URL", "OPENAI_BASE_URL"),
+        None,
+        "openai backend: the endpoint, e.g. http://127.0.0.1:8080/v1",
+    ),
+    "api_key": (("ROLECAST_API_KEY", "OPENAI_API_KEY"), None, "openai backend: the API key"),
+    "timeout": (("ROLECAST_TIMEOUT",), "60", "openai backend: seconds to wait for data"),
+    "embedder": (("ROLECAST_EMBEDDER",), "use", "embedder for canon retrieval: use, e5"),
+}
 
 
 def home(environ: Mapping[str, str] | None = None) -> Path:
@@ -25,3 +49,67 @@ def home(environ: Mapping[str, str] | None = None) -> Path:
 
 def characters_dir(environ: Mapping[str, str] | None = None) -> Path:
     return home(environ) / "characters"
+
+
+def config_path(environ: Mapping[str, str] | None = None) -> Path:
+    return home(environ) / "config.toml"
+
+
+def read_file(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    path = config_path(environ)
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ParseError(f"invalid TOML: {exc}", path) from None
+    unknown = sorted(set(data) - set(SETTINGS))
+    if unknown:
+        raise ParseError(f"unknown settings {unknown}; known: {', '.join(SETTINGS)}", path)
+    return data
+
+
+def _check_key(key: str) -> None:
+    if key not in SETTINGS:
+        raise InputError(f"unknown setting {key!r}; known settings: {', '.join(SETTINGS)}")
+
+
+def resolve(
+    key: str,
+    explicit: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    file: Mapping[str, Any] | None = None,
+) -> str | None:
+    """The value of a setting and nothing else: argument > environment > file > default."""
+    _check_key(key)
+    if explicit is not None:
+        return explicit
+    env = os.environ if environ is None else environ
+    names, default, _ = SETTINGS[key]
+    for name in names:
+        if env.get(name):
+            return env[name]
+    data = read_file(environ) if file is None else file
+    if key in data:
+        return str(data[key])
+    return default
+
+
+def write_setting(key: str, value: str | None, environ: Mapping[str, str] | None = None) -> Path:
+    """Set (or, with ``None``, remove) a setting in the config file, atomically."""
+    import tomli_w
+
+    _check_key(key)
+    data = read_file(environ)
+    if value is None:
+        data.pop(key, None)
+    else:
+        data[key] = value
+    path = config_path(environ)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
+    if key == "api_key":
+        tmp.chmod(0o600)
+    os.replace(tmp, path)
+    return path

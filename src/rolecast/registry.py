@@ -23,6 +23,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "scripted": "rolecast.backends.scripted:ScriptedLLM",
         "echo": "rolecast.backends.scripted:EchoLLM",
         "local": "rolecast.backends.local:LocalLLM",
+        "openai": "rolecast.backends.openai_compat:OpenAILLM",
     },
 }
 

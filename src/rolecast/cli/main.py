@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import __version__
+from .. import __version__, config
 from ..errors import RolecastError
 
 DEFAULT_BACKEND = "local"
@@ -29,22 +28,29 @@ def _session(args: argparse.Namespace):
     from ..session import Session
 
     character = _load(args.name)
-    index = load_index(character, args.embedder)
-    backend = args.backend or os.environ.get("ROLECAST_BACKEND") or DEFAULT_BACKEND
-    model = args.model or os.environ.get("ROLECAST_MODEL")
-    llm = get_llm(backend, model=model, progress=_progress("preparing the model"))
+    index = load_index(character, args.embedder or config.resolve("embedder") or "use")
+    file = config.read_file()
+    backend = config.resolve("backend", args.backend, file=file) or DEFAULT_BACKEND
+    options = {
+        "model": config.resolve("model", args.model, file=file),
+        "base_url": args.base_url,
+        "api_key": args.api_key,
+        "progress": _progress("preparing the model"),
+    }
+    llm = get_llm(backend, **options)
     return Session(character, index, llm, order=args.order)
 
 
 def _progress(label: str):
     """A progress printer for long first-time steps (stderr, one updating line)."""
     shown = {"pct": -1}
+    step = 1 if sys.stderr.isatty() else 25  # a log gets a line every quarter, not every percent
 
     def show(done: int, total: int) -> None:
         pct = int(100 * done / total) if total else 100
-        if pct != shown["pct"]:
+        if pct != shown["pct"] and (pct % step == 0 or done >= total):
             shown["pct"] = pct
-            end = "\n" if done >= total else ""
+            end = "\n" if done >= total or step > 1 else ""
             print(
                 f"\r{label}: {pct:3d}% ({done >> 20}/{total >> 20} MB)",
                 end=end,
@@ -87,7 +93,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from ..retrieval.index import build_index, index_root
 
     c = _load(args.name)
-    embedder = get_embedder(args.embedder)
+    embedder = get_embedder(args.embedder or config.resolve("embedder") or "use")
     lines = sum(len(s.lines) for s in c.scenes)
     started = time.perf_counter()
     folder = build_index(c, embedder, index_root())
@@ -143,6 +149,9 @@ def _print_reply(session, text: str, as_role: str | None) -> None:
     except KeyboardInterrupt:
         print("\n[stopped]", flush=True)
         return
+    except RolecastError:
+        print(flush=True)  # end the half-printed line before the error message
+        raise
     print(flush=True)
 
 
@@ -226,6 +235,29 @@ def cmd_install(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        file = config.read_file()
+        for key, (envs, _default, what) in config.SETTINGS.items():
+            value = config.resolve(key, file=file)
+            if key == "api_key" and value:
+                value = value[:3] + "..." + value[-2:]
+            print(f"{key} = {value!r}\t# {what}; env {', '.join(envs)}")
+        print(f"# file: {config.config_path()}")
+        return 0
+    if args.key is None:
+        raise RolecastError(f"'rolecast config {args.action}' needs a setting name")
+    if args.action == "get":
+        print(config.resolve(args.key) or "")
+    elif args.action == "set":
+        if args.value is None:
+            raise RolecastError(f"'rolecast config set {args.key}' needs a value")
+        print(f"wrote {args.key} to {config.write_setting(args.key, args.value)}")
+    else:
+        print(f"removed {args.key} from {config.write_setting(args.key, None)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ..character.store import DEFAULT_CHARACTER
 
@@ -238,7 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def retrieval_opts(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--embedder", default="use", help="embedder name (default: use)")
+        sp.add_argument(
+            "--embedder",
+            help="embedder: use, e5 (default: $ROLECAST_EMBEDDER, the config file, or use)",
+        )
 
     def turn_opts(sp: argparse.ArgumentParser) -> None:
         retrieval_opts(sp)
@@ -250,7 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sp.add_argument(
             "--backend",
-            help=f"LLM backend: local, echo, ... (default: $ROLECAST_BACKEND or {DEFAULT_BACKEND})",
+            help="LLM backend: local, openai, echo (default: $ROLECAST_BACKEND, the config "
+            f"file, or {DEFAULT_BACKEND})",
+        )
+        sp.add_argument(
+            "--base-url",
+            help="openai backend: endpoint (default: $ROLECAST_BASE_URL, $OPENAI_BASE_URL, "
+            "the config file, or api.openai.com)",
+        )
+        sp.add_argument(
+            "--api-key",
+            help="openai backend: key (default: $ROLECAST_API_KEY, $OPENAI_API_KEY, config file)",
         )
         sp.add_argument(
             "--model",
@@ -296,6 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="replace an existing character")
     sp.add_argument("--strict", action="store_true", help="fail on any unreadable line")
     sp.set_defaults(func=cmd_import)
+    sp = sub.add_parser("config", help="show or change settings (the config file)")
+    sp.add_argument("action", choices=("list", "get", "set", "unset"))
+    sp.add_argument("key", nargs="?", help=f"one of: {', '.join(config.SETTINGS)}")
+    sp.add_argument("value", nargs="?")
+    sp.set_defaults(func=cmd_config)
     sp = sub.add_parser("pack", help="pack a character into one zip file")
     sp.add_argument("name")
     sp.add_argument("-o", "--output", required=True)

@@ -56,6 +56,13 @@ def tokenize(text: str) -> list[str]:
     return out
 
 
+def _bm25s():  # type: ignore[no-untyped-def]
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets itself to DEBUG on import
+    return bm25s
+
+
 class LexicalIndex:
     """BM25 over one document per scene."""
 
@@ -64,9 +71,7 @@ class LexicalIndex:
 
     @classmethod
     def build(cls, docs: Sequence[str]) -> LexicalIndex:
-        import bm25s
-
-        bm25 = bm25s.BM25()
+        bm25 = _bm25s().BM25()
         bm25.index([tokenize(d) or [""] for d in docs], show_progress=False)
         return cls(bm25)
 
@@ -75,9 +80,7 @@ class LexicalIndex:
 
     @classmethod
     def load(cls, folder: Path) -> LexicalIndex:
-        import bm25s
-
-        return cls(bm25s.BM25.load(str(folder), show_progress=False, verbosity=0))
+        return cls(_bm25s().BM25.load(str(folder), show_progress=False, verbosity=0))
 
     def scores(self, query: str) -> np.ndarray:
         tokens = tokenize(query)
