@@ -123,4 +123,19 @@ def test_empty_canon_chats_on_persona(tmp_path: Path, embedder) -> None:
     c = make_character(0)
     s = Session(c, load_index(c, embedder, tmp_path), ScriptedLLM(["你好呀"]))
     assert s.reply("你好") == "你好呀"
-    assert s.llm.requests[0][0][0]["content"] == c.persona
+    system = s.llm.requests[0][0][0]["content"]
+    assert system.startswith(c.persona) and "只说小满自己的话" in system and "原作" not in system
+
+
+def test_an_empty_reply_is_sampled_again(session: Session) -> None:
+    session.llm.enqueue("旅人:「我替他说了」").enqueue("").enqueue("小满:「这回是我。」")
+    assert session.reply("你好") == "这回是我。"
+    assert len(session.llm.requests) == 3
+    assert session.history[-1] == Turn("小满", "这回是我。")
+
+
+def test_gives_up_after_empty_retries(session: Session) -> None:
+    for _ in range(3):
+        session.llm.enqueue("旅人:「又是我」")
+    assert session.reply("你好") == ""
+    assert len(session.llm.requests) == 3

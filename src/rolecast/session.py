@@ -17,6 +17,7 @@ from .retrieval.hybrid import CanonIndex, Hit, Mode
 log = logging.getLogger(__name__)
 
 CANDIDATES = 12  # scenes retrieved per turn; the canon budget decides how many are used
+EMPTY_RETRIES = 2  # new samples when a reply is empty after clean-up
 _PREFIX = re.compile(r"^\s*(?P<name>[^:：「」\n]{1,24}?)\s*[:：]\s*")
 _INLINE = re.compile(r"[」\s](?P<name>[^:：「」\s]{1,24}?)\s*[:：]\s*「")
 _STAGE_TAIL = re.compile(r"」\s*(?:[（(][^」]*[)）]\s*)?$")
@@ -166,13 +167,25 @@ class Session:
         report = self.prepare(text, as_role)
         raw: list[str] = []
 
-        def tee() -> Iterator[str]:
-            for chunk in self.llm.stream(report.assembly.messages, self.params):
+        def tee(params: GenerationParams) -> Iterator[str]:
+            for chunk in self.llm.stream(report.assembly.messages, params):
                 raw.append(chunk)
                 yield chunk
 
-        for piece in self.cleaner.stream(tee()):
-            yield piece
+        params = self.params
+        for attempt in range(EMPTY_RETRIES + 1):
+            raw.clear()
+            shown = False
+            for piece in self.cleaner.stream(tee(params)):
+                shown = True
+                yield piece
+            if shown:
+                break
+            # Nothing survived clean-up (small models sometimes open with the user's name):
+            # sample again rather than record an empty reply.
+            log.info("empty reply after clean-up (try %d): %r", attempt + 1, "".join(raw)[:80])
+            seed = None if params.seed is None else params.seed + 1
+            params = GenerationParams(**{**params.__dict__, "seed": seed})
         report.reply = self.cleaner.clean("".join(raw))
         self.history.append(report.line)
         self.history.append(Turn(self.character.name, report.reply))

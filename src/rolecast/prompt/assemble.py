@@ -68,10 +68,19 @@ class Assembly:
 
 
 @cache
-def _template(language: str) -> Template:
-    name = "canon_zh.txt" if language.startswith(("zh", "ja")) else "canon_en.txt"
-    text = resources.files("rolecast.prompt").joinpath("templates", name).read_text("utf-8")
-    return Template(text)
+def _template(kind: str, language: str) -> Template:
+    lang = "zh" if language.startswith(("zh", "ja")) else "en"
+    path = resources.files("rolecast.prompt").joinpath("templates", f"{kind}_{lang}.txt")
+    return Template(path.read_text("utf-8"))
+
+
+def reply_rules(character: Character) -> str:
+    """The standing instruction after the persona: speak only as the character."""
+    return (
+        _template("reply", character.language)
+        .substitute(name=character.name, user=character.user_role)
+        .strip()
+    )
 
 
 def render_scene(scene: Scene, character: Character) -> str:
@@ -91,7 +100,7 @@ def canon_block(character: Character, blocks: Sequence[str]) -> str:
     if not blocks:
         return ""
     return (
-        _template(character.language)
+        _template("canon", character.language)
         .substitute(
             name=character.name,
             source=character.source
@@ -185,7 +194,7 @@ def assemble(
         raise ValueError(
             f"a total budget of {budget.total} tokens is below the minimum {MIN_TOTAL}"
         )
-    persona = character.persona.strip()
+    persona = "\n\n".join(p for p in (character.persona.strip(), reply_rules(character)) if p)
     line_msg = render_turn(line, character)
     line_msg["role"] = "user"
     room = None if budget.total is None else budget.total - 2 * MESSAGE_OVERHEAD
