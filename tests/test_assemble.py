@@ -122,10 +122,56 @@ def test_budget_is_never_exceeded(
     budget = Budget(canon, hist, total)
     a = assemble(c, cands, turns, Turn("旅人", line), budget, counter, order=order)
     assert a.parts["canon"] <= canon
-    assert a.parts["history"] <= hist
+    assert a.parts["history"] <= (hist + canon if order == "cache" else hist)  # cache: shared
     assert a.parts["total"] == _total(a.messages, counter)
     if total is not None:
         assert a.parts["total"] <= total
     included = [s.id for s in cands if s.id in a.scene_ids]
     assert a.scene_ids == included  # rank order kept
     assert a.messages[-1]["role"] == "user"
+
+
+def test_cache_order_keeps_sent_canon_in_history_and_adds_only_new_scenes(character, counter):
+    first = assemble(
+        character,
+        character.scenes[:3],
+        [],
+        Turn("旅人", "下雨了"),
+        Budget(),
+        counter,
+        order="cache",
+    )
+    assert first.turn_scene_ids == ("s000", "s001", "s002") and first.turn_canon
+    sent = Turn("旅人", "下雨了", first.turn_canon, first.turn_scene_ids)
+    history = [sent, Turn("小满", "拿伞来。")]
+    second = assemble(
+        character,
+        character.scenes[1:5],
+        history,
+        Turn("旅人", "猫呢？"),
+        Budget(),
+        counter,
+        order="cache",
+    )
+    # the earlier turn is sent exactly as before: the prompt so far is a prefix of this one
+    assert second.messages[1]["content"] == first.messages[-1]["content"]
+    assert second.turn_scene_ids == ("s003", "s004")  # scenes shown before are not repeated
+    assert counter.count(second.turn_canon) <= Budget().canon // 3
+
+
+def test_cache_order_history_moves_in_steps(character, counter) -> None:
+    history = [Turn("旅人" if i % 2 == 0 else "小满", f"第{i}句话，" * 20) for i in range(12)]
+    kept = []
+    for n in range(6, 13):
+        a = assemble(
+            character,
+            [],
+            history[:n],
+            Turn("旅人", "嗯"),
+            Budget(history=400),
+            counter,
+            order="cache",
+        )
+        kept.append(n - a.history_turns)  # index of the first kept message
+        assert a.parts["history"] <= 400 + Budget().canon
+    assert all(k % 4 == 0 for k in kept)  # the start moves only in steps

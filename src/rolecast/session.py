@@ -187,6 +187,11 @@ class Session:
             seed = None if params.seed is None else params.seed + 1
             params = GenerationParams(**{**params.__dict__, "seed": seed})
         report.reply = self.cleaner.clean("".join(raw))
+        a = report.assembly
+        if a.turn_canon:  # cache order: the line stays in history with the canon sent with it
+            report.line = Turn(
+                report.line.speaker, report.line.text, a.turn_canon, a.turn_scene_ids
+            )
         self.history.append(report.line)
         self.history.append(Turn(self.character.name, report.reply))
         self.last = report

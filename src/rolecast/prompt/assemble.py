@@ -31,6 +31,8 @@ ORDERS: tuple[Order, ...] = ("classic", "cache")
 MESSAGE_OVERHEAD = 4  # tokens a chat template adds around each message (role markers, separators)
 CANON_SHARE, HISTORY_SHARE = 0.42, 0.33  # of the prompt budget, when the context window is known
 SCENE_SEP = "\n\n"
+FOLLOWUP_CANON = 3  # cache order: after the first turn, new canon gets a third of its budget
+HISTORY_STEP = 4  # cache order: the kept history starts at a multiple of this many messages
 MIN_TOTAL = 2 * MESSAGE_OVERHEAD + 8  # a system and a user message with a few tokens of line
 
 
@@ -38,6 +40,8 @@ MIN_TOTAL = 2 * MESSAGE_OVERHEAD + 8  # a system and a user message with a few t
 class Turn:
     speaker: str
     text: str
+    canon: str = ""  # cache order: the canon block sent with this line, kept with it in history
+    scene_ids: tuple[str, ...] = ()  # the scenes in that block
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,8 @@ class Assembly:
     skipped_ids: list[str] = field(default_factory=list)  # candidates that did not fit
     history_turns: int = 0  # how many of the newest turns were included
     line_truncated: bool = False
+    turn_canon: str = ""  # cache order: the canon block sent with the line (kept with it)
+    turn_scene_ids: tuple[str, ...] = ()
 
 
 @cache
@@ -90,10 +96,8 @@ def render_scene(scene: Scene, character: Character) -> str:
 def render_turn(turn: Turn, character: Character) -> dict[str, str]:
     if character.is_self(turn.speaker):
         return {"role": "assistant", "content": turn.text}
-    return {
-        "role": "user",
-        "content": format_line(Line(turn.speaker, turn.text), character.narrators),
-    }
+    line = format_line(Line(turn.speaker, turn.text), character.narrators)
+    return {"role": "user", "content": f"{turn.canon}\n\n{line}" if turn.canon else line}
 
 
 def canon_block(character: Character, blocks: Sequence[str]) -> str:
@@ -152,9 +156,23 @@ def _shortened_turn(
 
 
 def _fill_history(
-    history: Sequence[Turn], character: Character, counter: TokenCounter, cap: int
+    history: Sequence[Turn], character: Character, counter: TokenCounter, cap: int, step: int = 1
 ) -> list[dict[str, str]]:
-    """Newest turns first within ``cap``; the newest is shortened rather than dropped."""
+    """Newest turns first within ``cap``; the newest is shortened rather than dropped.
+
+    With ``step`` > 1 the kept part starts at a multiple of ``step`` messages, so it stays
+    the same (a stable prefix for the KV cache) for several turns between moves.
+    """
+    if step > 1 and history:
+        msgs = [render_turn(t, character) for t in history]
+        costs = [counter.count(m["content"]) + MESSAGE_OVERHEAD for m in msgs]
+        start, used = 0, sum(costs)
+        while start < len(msgs) and used > cap:
+            used -= costs[start]
+            start += 1
+        start = -(-start // step) * step
+        if start < len(msgs):
+            return msgs[start:]
     picked: list[dict[str, str]] = []
     used = 0
     for turn in reversed(history):
@@ -208,16 +226,26 @@ def assemble(
             line_truncated = True
     fixed = counter.count(persona) + counter.count(line_msg["content"])
 
-    canon_cap = budget.canon if room is None else max(min(budget.canon, room - fixed), 0)
+    canon_cap = budget.canon
     pinned_ids = {s.id for s in pinned}
-    candidates = [*pinned, *(s for s in scenes if s.id not in pinned_ids)]
+    shown: set[str] = set()
+    if order == "cache":  # scenes already in the history stay there; add only new ones
+        shown = {sid for t in history for sid in t.scene_ids}
+        canon_cap = budget.canon // FOLLOWUP_CANON if shown else budget.canon
+    if room is not None:
+        canon_cap = max(min(canon_cap, room - fixed), 0)
+    candidates = [*pinned, *(s for s in scenes if s.id not in pinned_ids | shown)]
     taken, blocks, skipped = _fill_scenes(candidates, character, counter, canon_cap)
     canon_used = counter.count(canon_block(character, blocks))
 
-    hist_cap = (
-        budget.history if room is None else max(min(budget.history, room - fixed - canon_used), 0)
-    )
-    hist_msgs = _fill_history(history, character, counter, hist_cap)
+    if order == "cache":  # history carries the canon sent with each line: give it the rest
+        hist_cap = budget.history + budget.canon - canon_used
+        step = HISTORY_STEP
+    else:
+        hist_cap, step = budget.history, 1
+    if room is not None:
+        hist_cap = min(hist_cap, room - fixed - canon_used)
+    hist_msgs = _fill_history(history, character, counter, max(hist_cap, 0), step)
 
     def build() -> list[dict[str, str]]:
         n_pinned = sum(1 for s in taken if s.id in pinned_ids)
@@ -264,7 +292,10 @@ def assemble(
     total = _count(messages, counter)
     parts["overhead"] = MESSAGE_OVERHEAD * len(messages)
     parts["total"] = total
+    n_pinned = sum(1 for s in taken if s.id in pinned_ids)
     return Assembly(
+        turn_canon=canon_block(character, blocks[n_pinned:]) if order == "cache" else "",
+        turn_scene_ids=tuple(s.id for s in taken[n_pinned:]) if order == "cache" else (),
         messages=messages,
         parts=parts,
         scene_ids=[s.id for s in taken],
