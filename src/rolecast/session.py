@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .backends.base import LLM, GenerationParams
 from .character.model import Character
@@ -141,7 +141,7 @@ class Session:
         if not self.params.stop:
             user = self.character.user_role
             stops = (f"\n{user}:", f"\n{user}：", f"{user}:「", f"{user}：「")
-            self.params = GenerationParams(**{**self.params.__dict__, "stop": stops})
+            self.params = replace(self.params, stop=stops)
 
     def prepare(self, text: str, as_role: str | None = None) -> TurnReport:
         """Retrieve and assemble the prompt for a line, without calling the backend."""
@@ -185,7 +185,7 @@ class Session:
             # sample again rather than record an empty reply.
             log.info("empty reply after clean-up (try %d): %r", attempt + 1, "".join(raw)[:80])
             seed = None if params.seed is None else params.seed + 1
-            params = GenerationParams(**{**params.__dict__, "seed": seed})
+            params = replace(params, seed=seed)
         report.reply = self.cleaner.clean("".join(raw))
         a = report.assembly
         if a.turn_canon:  # cache order: the line stays in history with the canon sent with it

@@ -81,9 +81,9 @@ class Embedder:
     def embed_documents(self, texts: Sequence[str], workers: int | None = None) -> np.ndarray:
         """(len(texts), dim) vectors; identical texts are embedded once.
 
-        Large inputs are split over ``workers`` processes (default: one per core),
-        each with a single-threaded BLAS: on a 2-core machine that is ~1.4x faster
-        than one process whose BLAS uses both cores, since tokenising is pure Python.
+        Inputs of ``PARALLEL_MIN`` distinct texts or more are split over ``workers``
+        processes (default: one per core), each with a single-threaded BLAS: on 2 cores
+        that beat one two-threaded process from about 5,000 texts (Harry: 4.8 s vs 6.9 s).
         """
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
