@@ -122,3 +122,33 @@ def test_default_model_answers_a_chinese_question_in_character(tmp_path: Path, e
     assert sum("\u4e00" <= ch <= "\u9fff" for ch in reply) >= 2, reply  # a Chinese reply
     assert not reply.startswith(("林小满:", "林小满：", "「", "旅人")), reply  # cleaned format
     assert s.last is not None and "s001" in s.last.assembly.scene_ids  # "你是谁" scene retrieved
+
+
+def test_local_backend_defaults_to_the_cache_friendly_order(monkeypatch) -> None:
+    from rolecast.cli import main as cli
+
+    built = []
+    monkeypatch.setattr(cli, "_load", lambda name: make_english_character())
+    monkeypatch.setattr(
+        "rolecast.session.Session.__init__", lambda self, *a, **kw: built.append(kw)
+    )
+    for argv, order in (
+        (["prompt", "mia", "hi", "--backend", "local", "--model", "smollm2"], "cache"),
+        (
+            [
+                "prompt",
+                "mia",
+                "hi",
+                "--backend",
+                "local",
+                "--model",
+                "smollm2",
+                "--order",
+                "classic",
+            ],
+            "classic",
+        ),
+        (["prompt", "mia", "hi", "--backend", "echo"], "classic"),
+    ):
+        cli._session(cli.build_parser().parse_args(argv))
+        assert built.pop()["order"] == order

@@ -30,6 +30,9 @@ class LLM:
     needs_key: ClassVar[bool] = False
     context_window: int | None = None  # tokens, when known
     model: str = ""
+    # the prompt order that suits the backend when the user has not chosen one: "cache" where
+    # the backend keeps the previous prompt's KV cache and reuses its longest common prefix
+    prompt_order: ClassVar[str] = "classic"
 
     def stream(self, messages: Sequence[dict[str, str]], params: GenerationParams) -> Iterator[str]:
         """Yield the reply's text as it is generated."""

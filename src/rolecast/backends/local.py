@@ -2,7 +2,7 @@
 
 The chat template comes from the GGUF's metadata. llama-cpp-python keeps the tokens
 of the last request and evaluates only what differs, so a prompt whose stable part
-comes first (``--order cache``) reuses the KV cache across turns.
+comes first (``--order cache``, the default here) reuses the KV cache across turns.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ def _no_weight_repacking(llama_module: Any) -> Iterator[None]:
 
 class LocalLLM(LLM):
     name = "local"
+    prompt_order = "cache"  # llama-cpp-python reuses the longest common prefix of the last prompt
 
     def __init__(
         self,

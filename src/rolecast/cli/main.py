@@ -38,7 +38,7 @@ def _session(args: argparse.Namespace):
         "progress": _progress("preparing the model"),
     }
     llm = get_llm(backend, **options)
-    return Session(character, index, llm, order=args.order)
+    return Session(character, index, llm, order=args.order or llm.prompt_order)
 
 
 def _progress(label: str):
@@ -308,8 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--order",
             choices=("classic", "cache"),
-            default="classic",
-            help="prompt order: classic, or cache-friendly (stable parts first)",
+            help="prompt order: classic, or cache-friendly (stable parts first); default: "
+            "cache for the local backend (it reuses the KV cache), classic otherwise",
         )
 
     sub.add_parser("list", help="list installed characters").set_defaults(func=cmd_list)
