@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from rolecast.character import store
+from rolecast.character.model import LoreEntry
 from rolecast.character.package import (
     extract_zip,
     load_character,
@@ -123,3 +124,26 @@ def test_user_package_shadows_builtin(character) -> None:
     save_character(character, store.user_package_path("xiaoman"))
     assert store.load("xiaoman").name == "小满"
     assert len(store.load("xiaoman").scenes) == len(character.scenes)
+
+
+def test_lore_card_vectors_portrait_and_images_round_trip(tmp_path: Path, character) -> None:
+    character.portrait = "images/portrait.png"
+    character.lore = [LoreEntry(("青雾渡", "石桥"), "渡口终年有雾。", "渡口", {"order": 3})]
+    character.card = {"creator": "someone", "extensions": {"x": {"y": None}}}
+    character.vectors = {"luotuo_openai": {"s1": "AAAAAA=="}}
+    save_character(character, tmp_path / "c", images={"portrait.png": b"\x89PNG"})
+    back = load_character(tmp_path / "c")
+    assert back.portrait == "images/portrait.png"
+    assert back.lore == character.lore and back.card == character.card
+    assert back.vectors == character.vectors
+    assert (tmp_path / "c" / "images" / "portrait.png").read_bytes() == b"\x89PNG"
+    (tmp_path / "c" / "lore.jsonl").write_text('{"keys": "not a list", "content": ""}\n')
+    with pytest.raises(ParseError, match=r"lore.jsonl:1: .*keys"):
+        load_character(tmp_path / "c")
+
+
+@pytest.mark.parametrize("bad", ["../x.png", "a/b.png", ".hidden", "", "c:x", "a\x00b"])
+def test_unsafe_image_names_refused_and_nothing_written(tmp_path: Path, character, bad) -> None:
+    with pytest.raises(PackageError, match="unsafe image"):
+        save_character(character, tmp_path / "c", images={bad: b"x"})
+    assert not (tmp_path / "c").exists() and not list(tmp_path.iterdir())

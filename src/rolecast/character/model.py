@@ -31,6 +31,24 @@ class Scene:
         return {"id": self.id, "title": self.title, "lines": [ln.to_dict() for ln in self.lines]}
 
 
+@dataclass(frozen=True)
+class LoreEntry:
+    """World information shown to the model when one of its keys comes up (a lorebook entry)."""
+
+    keys: tuple[str, ...]
+    content: str
+    name: str = ""
+    extra: dict[str, object] = field(default_factory=dict, hash=False, compare=True)
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"keys": list(self.keys), "content": self.content}
+        if self.name:
+            out["name"] = self.name
+        if self.extra:
+            out["extra"] = self.extra
+        return out
+
+
 @dataclass
 class Character:
     """A character package in memory. ``id`` is its folder name."""
@@ -46,6 +64,12 @@ class Character:
     narrators: list[str] = field(default_factory=lambda: list(DEFAULT_NARRATORS[:1]))
     greetings: list[str] = field(default_factory=list)
     description: str = ""
+    portrait: str = ""  # path relative to the package, e.g. "images/portrait.png"
+    lore: list[LoreEntry] = field(default_factory=list)
+    # fields of an imported character card that rolecast does not use, written back on export
+    card: dict[str, object] = field(default_factory=dict)
+    # embeddings that came with an import, kept as they were: {column: {scene id: base64}}
+    vectors: dict[str, dict[str, str]] = field(default_factory=dict)
     extra: dict[str, object] = field(default_factory=dict)  # unknown toml keys, kept on write
 
     def is_narrator(self, speaker: str) -> bool:

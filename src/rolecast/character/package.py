@@ -6,6 +6,9 @@
       canon.jsonl      one scene per line: {"id", "title", "lines": [{"speaker", "text",
                        "start"?, "end"?, "image"?}]}
       images/          pictures that canon lines point at ("image": "images/x.jpg")
+      lore.jsonl       optional: world information, {"keys", "content", "name"?, "extra"?}
+      card.json        optional: fields of an imported character card kept for export
+      vectors.json     optional: embeddings that came with an import, {column: {scene: base64}}
 
 The zip form holds the same files at its root (or under one top folder). Writes
 are atomic: a package is written to a temporary sibling folder and renamed into
@@ -22,7 +25,7 @@ import shutil
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -30,7 +33,7 @@ from typing import Any
 import tomli_w
 
 from ..errors import PackageError, ParseError
-from .model import Character, Line, Scene
+from .model import Character, Line, LoreEntry, Scene
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,6 +41,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 TOML, PERSONA, CANON, IMAGES = "character.toml", "persona.md", "canon.jsonl", "images"
+LORE, CARD, VECTORS = "lore.jsonl", "card.json", "vectors.json"
 _KNOWN_KEYS = {
     "name",
     "aliases",
@@ -47,6 +51,7 @@ _KNOWN_KEYS = {
     "narrators",
     "greetings",
     "description",
+    "portrait",
 }
 _ID_RE = re.compile(r"^[\w\-.]{1,64}$")
 _MAX_ZIP_MEMBER = 64 * 1024 * 1024
@@ -119,9 +124,53 @@ def _str_list(meta: dict[str, Any], key: str, path: Path) -> list[str]:
     return list(val)
 
 
-def _character_from_files(
-    cid: str, toml_text: str, persona: str, canon_text: str | None, root: Path
-) -> Character:
+def parse_lore(text: str, path: Path) -> list[LoreEntry]:
+    entries = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ParseError(f"invalid JSON ({exc.msg})", path, lineno) from None
+        if not isinstance(obj, dict):
+            raise ParseError("each line must be a JSON object (a lore entry)", path, lineno)
+        keys, content = obj.get("keys"), obj.get("content")
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise ParseError("a lore entry needs 'keys', a list of strings", path, lineno)
+        if not isinstance(content, str):
+            raise ParseError("a lore entry needs a string 'content'", path, lineno)
+        name, extra = obj.get("name", ""), obj.get("extra", {})
+        if not isinstance(name, str) or not isinstance(extra, dict):
+            raise ParseError("'name' must be a string and 'extra' an object", path, lineno)
+        entries.append(LoreEntry(tuple(keys), content, name, extra))
+    return entries
+
+
+def _json_object(text: str | None, path: Path) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"invalid JSON ({exc.msg} at line {exc.lineno})", path) from None
+    if not isinstance(obj, dict):
+        raise ParseError("must hold a JSON object", path)
+    return obj
+
+
+def _vectors(text: str | None, path: Path) -> dict[str, dict[str, str]]:
+    obj = _json_object(text, path)
+    for column, rows in obj.items():
+        if not isinstance(rows, dict) or not all(isinstance(v, str) for v in rows.values()):
+            raise ParseError(f"column {column!r} must map scene ids to base64 strings", path)
+    return obj
+
+
+def _character_from_files(cid: str, read: Callable[[str], str | None], root: Path) -> Character:
+    toml_text, persona = read(TOML), read(PERSONA) or ""
+    assert toml_text is not None
+    canon_text, lore_text = read(CANON), read(LORE)
     toml_path = root / TOML
     try:
         meta = tomllib.loads(toml_text)
@@ -130,7 +179,7 @@ def _character_from_files(
     name = meta.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ParseError("'name' is required and must be a non-empty string", toml_path)
-    for key in ("language", "source", "user_role", "description"):
+    for key in ("language", "source", "user_role", "description", "portrait"):
         if key in meta and not isinstance(meta[key], str):
             raise ParseError(f"{key!r} must be a string", toml_path)
     scenes = parse_canon(canon_text, root / CANON) if canon_text is not None else []
@@ -146,6 +195,10 @@ def _character_from_files(
         narrators=_str_list(meta, "narrators", toml_path) or ["旁白"],
         greetings=_str_list(meta, "greetings", toml_path),
         description=meta.get("description", ""),
+        portrait=meta.get("portrait", ""),
+        lore=parse_lore(lore_text, root / LORE) if lore_text is not None else [],
+        card=_json_object(read(CARD), root / CARD),
+        vectors=_vectors(read(VECTORS), root / VECTORS),
         extra={k: v for k, v in meta.items() if k not in _KNOWN_KEYS},
     )
 
@@ -166,9 +219,11 @@ def load_character(path: str | Path) -> Character:
         raise PackageError(f"no character package at {path}")
     if not (path / TOML).is_file():
         raise PackageError(f"{path} is not a character package: it has no {TOML}")
-    persona = _read_text(path / PERSONA) if (path / PERSONA).is_file() else ""
-    canon = _read_text(path / CANON) if (path / CANON).is_file() else None
-    character = _character_from_files(path.name, _read_text(path / TOML), persona, canon, path)
+
+    def read(name: str) -> str | None:
+        return _read_text(path / name) if (path / name).is_file() else None
+
+    character = _character_from_files(path.name, read, path)
     character.extra["_root"] = str(path)
     return character
 
@@ -205,11 +260,7 @@ def _load_zip(path: Path) -> Character:
                 raise ParseError(f"not valid UTF-8 (byte {exc.start})", f"{path}!{full}") from None
 
         cid = prefix.rstrip("/") or path.name.split(".")[0]
-        toml_text = read(TOML)
-        assert toml_text is not None
-        return _character_from_files(
-            cid, toml_text, read(PERSONA) or "", read(CANON), Path(f"{path}!{prefix}")
-        )
+        return _character_from_files(cid, read, Path(f"{path}!{prefix}"))
 
 
 # ---------------------------------------------------------------- writing
@@ -230,6 +281,8 @@ def _toml_text(character: Character) -> str:
         "greetings": character.greetings,
         "description": character.description,
     }
+    if character.portrait:
+        meta["portrait"] = character.portrait
     meta.update({k: v for k, v in character.extra.items() if not k.startswith("_")})
     return tomli_w.dumps(meta)
 
@@ -264,10 +317,30 @@ def staging_dir(dest: Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def save_character(character: Character, dest: str | Path, images_from: Path | None = None) -> Path:
+def safe_image_name(name: str) -> str:
+    """A file name for ``images/``: one plain path part, no traversal, no control characters."""
+    if (
+        not name
+        or name in (".", "..")
+        or name.startswith(".")
+        or len(name.encode()) > 200
+        or any(c in name for c in '/\\:*?"<>|')
+        or any(ord(c) < 32 for c in name)
+    ):
+        raise PackageError(f"unsafe image file name {name!r}")
+    return name
+
+
+def save_character(
+    character: Character,
+    dest: str | Path,
+    images_from: Path | None = None,
+    images: Mapping[str, bytes] | None = None,
+) -> Path:
     """Write ``character`` as a package folder at ``dest``, atomically.
 
-    Images are copied from ``images_from`` (default: the folder it was loaded from).
+    Images are copied from ``images_from`` (default: the folder it was loaded from), then
+    ``images`` (file name -> bytes, e.g. from an import) are written into ``images/``.
     """
     dest = Path(dest)
     valid_id(dest.name)
@@ -281,6 +354,19 @@ def save_character(character: Character, dest: str | Path, images_from: Path | N
             shutil.copytree(src_images, tmp / IMAGES)
         else:
             (tmp / IMAGES).mkdir()
+        for name, data in (images or {}).items():
+            (tmp / IMAGES / safe_image_name(name)).write_bytes(data)
+        if character.lore:
+            text = "".join(
+                json.dumps(e.to_dict(), ensure_ascii=False) + "\n" for e in character.lore
+            )
+            (tmp / LORE).write_text(text, encoding="utf-8")
+        if character.card:
+            (tmp / CARD).write_text(
+                json.dumps(character.card, ensure_ascii=False, indent=1), "utf-8"
+            )
+        if character.vectors:
+            (tmp / VECTORS).write_text(json.dumps(character.vectors), encoding="utf-8")
         replace_dir(tmp, dest)
     character.id = dest.name
     character.extra["_root"] = str(dest)
