@@ -1,0 +1,316 @@
+"""ChatHaruhi roles: JSONL rows, the 2.0 role zip, story folders with images, hf://, export."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import sqlite3
+import struct
+import zipfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rolecast.character.dialogue import format_dialogue
+from rolecast.character.model import Character, Line, Scene
+from rolecast.errors import ParseError
+from rolecast.formats.chatharuhi import (
+    FRAMES_SCENE,
+    decode_vector,
+    export_role_jsonl,
+    import_chatharuhi,
+    import_hf,
+    import_role_jsonl,
+    import_role_zip,
+    import_story_folder,
+)
+
+from conftest import corpus_root, make_character
+
+STORY_A = (
+    "旁白:雾里有灯\n阿青:「你又来了？」\n小满:「来碗面，八文。」\n阿青:「好。」\n小满:「坐稳了。」"
+)
+STORY_B = "阿青:「猫呢？」\n小满:「在偷鱼咯。」\n小满:「煤球，放下！」"
+
+
+def vec(values: list[float]) -> str:
+    return base64.b64encode(struct.pack(f">{len(values)}f", *values)).decode()
+
+
+def jsonl(*rows: dict) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
+
+
+def role_rows(dim: int = 4) -> list[dict]:
+    return [
+        {"text": "你是小满。", "luotuo_openai": "system_prompt", "bge_zh_s15": "system_prompt"},
+        {"text": STORY_A, "luotuo_openai": vec([0.5] * dim), "bge_zh_s15": vec([1.0, 2.0])},
+        {
+            "enc_text": base64.b64encode(STORY_B.encode()).decode(),
+            "luotuo_openai": vec([0.25] * dim),
+            "bge_zh_s15": vec([3.0, 4.0]),
+        },
+    ]
+
+
+def test_role_jsonl_reads_text_enc_text_prompt_and_keeps_vectors() -> None:
+    r = import_role_jsonl(jsonl(*role_rows()), where="xiaoman.jsonl")
+    c = r.character
+    assert (c.id, c.name, c.user_role, c.persona, c.language) == (
+        "xiaoman",
+        "小满",
+        "阿青",
+        "你是小满。",
+        "zh",
+    )
+    assert [[ln.text for ln in s.lines] for s in c.scenes][1] == ["猫呢？", "在偷鱼咯。", "煤球，放下！"]
+    assert set(c.vectors) == {"luotuo_openai", "bge_zh_s15"}
+    sid = c.scenes[1].id
+    assert decode_vector(c.vectors["bge_zh_s15"][sid]) == (3.0, 4.0)  # big-endian float32
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda rows: rows[2].update(luotuo_openai=vec([0.1] * 3)), "3 floats where earlier"),
+        (lambda rows: rows[1].update(luotuo_openai="@@not base64@@"), "invalid base64"),
+        (lambda rows: rows[1].update(luotuo_openai=vec([1.0])[:-3]), "invalid base64|not a vector"),
+        (lambda rows: rows[2].update(enc_text="%%%"), "enc_text"),
+        (lambda rows: rows[1].update(text=7), "'text' must be a string"),
+        (lambda rows: rows[1].pop("text"), "neither 'text' nor 'enc_text'"),
+        (lambda rows: [r.pop("luotuo_openai") and r.pop("bge_zh_s15") for r in rows], "no embed"),
+    ],
+)
+def test_role_jsonl_bad_rows_are_named(mutate, message: str) -> None:
+    rows = role_rows()
+    mutate(rows)
+    with pytest.raises(ParseError, match=message) as err:
+        import_role_jsonl(jsonl(*rows), where="r.jsonl")
+    assert "r.jsonl" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b'{"text": "x", "c": \n', "invalid JSON"),
+        (b"[1, 2]\n", "JSON object"),
+        ('{"text": "阿青:「你好」", "c": "AAAAAA=="}\n'.encode("gbk"), "GB18030"),
+        (b"", "no story rows"),
+        (b"[" * 100_000 + b"]" * 100_000, "invalid JSON"),
+    ],
+)
+def test_role_jsonl_bad_files(data: bytes, message: str) -> None:
+    with pytest.raises(ParseError, match=message):
+        import_role_jsonl(data)
+
+
+def test_utf16_with_bom_is_read() -> None:
+    text = jsonl(*role_rows()).decode()
+    r = import_role_jsonl(text.encode("utf-16"), cid="x")
+    assert r.character.name == "小满"
+
+
+def chroma_db(docs: list[str]) -> bytes:
+    con = sqlite3.connect(":memory:")
+    con.executescript(
+        "CREATE TABLE embeddings (id INTEGER PRIMARY KEY, segment_id TEXT, embedding_id TEXT,"
+        " seq_id BLOB);"
+        "CREATE TABLE embedding_metadata (id INTEGER, key TEXT, string_value TEXT,"
+        " int_value INTEGER, float_value REAL, bool_value INTEGER, PRIMARY KEY (id, key));"
+    )
+    for i, d in enumerate(docs, start=1):
+        con.execute("INSERT INTO embeddings VALUES (?, 's', ?, x'00')", (i, f"{i - 1}_{d}"))
+        con.execute(
+            "INSERT INTO embedding_metadata (id, key, string_value) VALUES (?, ?, ?)",
+            (i, "chroma:document", d),
+        )
+    con.commit()
+    return con.serialize()
+
+
+def role_zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_role_zip_reads_chroma_sqlite_without_chromadb() -> None:
+    data = role_zip(
+        {
+            "content/xiaoman/chroma.sqlite3": chroma_db([STORY_A, STORY_B]),
+            "content/system_prompt.txt": "你是小满。".encode(),
+        }
+    )
+    c = import_role_zip(data).character
+    assert (c.id, c.name, c.persona, len(c.scenes)) == ("xiaoman", "小满", "你是小满。", 2)
+    assert c.scenes[0].lines[2] == Line("小满", "来碗面，八文。")
+
+
+@pytest.mark.parametrize(
+    "members, message",
+    [
+        ({"content/x/readme.txt": b"hi"}, "found 0"),
+        ({"content/x/chroma.sqlite3": b"SQLite format 3\x00" + b"\x00" * 100}, "cannot be read"),
+        ({"content/x/chroma.sqlite3": b"not a database"}, "not an SQLite"),
+        ({"content/x/chroma.sqlite3": chroma_db([])}, "no documents"),
+    ],
+)
+def test_bad_role_zips(members: dict[str, bytes], message: str) -> None:
+    with pytest.raises(ParseError, match=message):
+        import_role_zip(role_zip(members))
+
+
+def test_role_zip_bomb_is_refused_by_the_cap(monkeypatch) -> None:
+    import rolecast.formats.chatharuhi as ch
+
+    monkeypatch.setattr(ch, "MAX_FILE", 1 << 20)
+    data = role_zip({"content/x/chroma.sqlite3": b"\x00" * (8 << 20)})  # 8 MiB of zeros: ~8 KB
+    assert len(data) < 64 << 10
+    with pytest.raises(ParseError, match="too large|more than"):
+        import_role_zip(data)
+
+
+def test_story_folder_attaches_images_to_matching_lines(tmp_path: Path) -> None:
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "1.txt").write_text(STORY_A, encoding="utf-8")
+    (tmp_path / "texts" / "2.txt").write_text(STORY_B, encoding="utf-8")
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "来碗面 八文.jpg").write_bytes(b"jpeg1")  # punctuation differs
+    (tmp_path / "images" / "在偷鱼.jpg").write_bytes(b"jpeg2")  # a trimmed subtitle
+    (tmp_path / "images" / "好.jpg").write_bytes(b"jpeg3")  # too short a match: not attached
+    (tmp_path / "images" / "从来没说过的话.jpg").write_bytes(b"jpeg4")
+    r = import_story_folder(tmp_path, "xm")
+    images = {ln.text: ln.image for s in r.character.scenes for ln in s.lines if ln.image}
+    assert images["来碗面，八文。"] == "images/来碗面 八文.jpg"
+    assert images["在偷鱼咯。"] == "images/在偷鱼.jpg"
+    assert "好。" not in images
+    frames = r.character.scenes[-1]
+    assert frames.id == FRAMES_SCENE and [ln.text for ln in frames.lines] == ["从来没说过的话"]
+    assert r.images["在偷鱼.jpg"] == b"jpeg2"
+
+
+def test_hf_import_goes_through_the_downloader(tmp_path: Path) -> None:
+    f = tmp_path / "xiaoman.jsonl"
+    f.write_bytes(jsonl(*role_rows()))
+    asked = []
+
+    def download(repo: str, filename: str) -> str:
+        asked.append((repo, filename))
+        return str(f)
+
+    r = import_hf("hf://silk-road/ChatHaruhi-RolePlaying/xiaoman", download=download)
+    assert asked == [("silk-road/ChatHaruhi-RolePlaying", "xiaoman.jsonl")]
+    assert r.character.id == "xiaoman" and r.character.source.startswith("hf://")
+    for bad in ("hf://only/two", "hf://a/b/../c", "http://x/y/z"):
+        with pytest.raises(ParseError, match="hf://OWNER"):
+            import_hf(bad, download=download)
+
+
+def test_export_jsonl_writes_kept_vectors_back_and_round_trips() -> None:
+    r = import_role_jsonl(jsonl(*role_rows()), where="xiaoman.jsonl")
+    out = export_role_jsonl(r.character)
+    rows = [json.loads(x) for x in out.decode().splitlines()]
+    assert rows[0]["luotuo_openai"] == "system_prompt" and rows[1]["bge_zh_s15"] == "config"
+    assert rows[3]["bge_zh_s15"] == vec([3.0, 4.0])
+    back = import_role_jsonl(out).character
+    assert back.scenes == r.character.scenes and back.vectors == r.character.vectors
+
+
+def test_export_jsonl_embeds_when_no_vectors_came_with_the_character(character) -> None:
+    out = export_role_jsonl(character, embed=lambda texts: [[float(len(t)), 1.0] for t in texts])
+    rows = [json.loads(x) for x in out.decode().splitlines()]
+    assert decode_vector(rows[2]["rolecast"])[1] == 1.0 and len(rows) == 2 + len(character.scenes)
+
+
+_text = (
+    st.text(
+        alphabet=st.sampled_from(list("面汤雾桥猫灯钟河abcXYZ019，。！？ ")),
+        min_size=1,
+        max_size=20,
+    )
+    .map(str.strip)
+    .filter(bool)
+)
+_name = st.text(alphabet=st.sampled_from(list("小满阿青李四ABmn")), min_size=1, max_size=4)
+
+
+@st.composite
+def characters(draw) -> Character:
+    name = draw(_name)
+    user = draw(_name.filter(lambda n: n != name))
+    speakers = st.sampled_from([name, user, "旁白"])
+    scenes = []
+    for i in range(draw(st.integers(1, 5))):
+        lines = draw(st.lists(st.tuples(speakers, _text), min_size=1, max_size=5))
+        scenes.append(Scene(f"sc{i}", draw(_text), tuple(Line(s, t) for s, t in lines)))
+    if not any(ln.speaker == name for s in scenes for ln in s.lines):
+        scenes[0] = Scene(scenes[0].id, scenes[0].title, (*scenes[0].lines, Line(name, "嗯")))
+    return Character(
+        id="rt",
+        name=name,
+        persona=draw(st.text(max_size=60)),
+        scenes=scenes,
+        aliases=draw(st.lists(_name, max_size=2)),
+        language=draw(st.sampled_from(["zh", "en"])),
+        source=draw(_text),
+        user_role=user,
+        narrators=["旁白"],
+        greetings=draw(st.lists(_text, max_size=3)),
+        description=draw(_text),
+    )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(characters())
+def test_jsonl_round_trip_property(c: Character) -> None:
+    back = import_role_jsonl(export_role_jsonl(c), cid="rt").character
+    for field in ("name", "scenes", "aliases", "language", "source", "user_role", "narrators"):
+        assert getattr(back, field) == getattr(c, field), field
+    assert (back.greetings, back.description) == (c.greetings, c.description)
+    assert back.persona == c.persona.strip()
+
+
+ROOT = corpus_root()
+needs_corpus = pytest.mark.skipif(ROOT is None, reason="ROLECAST_CORPUS is not set")
+
+
+@needs_corpus
+def test_corpus_role_zip_and_story_folder_agree_on_haruhi() -> None:
+    assert ROOT is not None
+    base = ROOT / "ChatHaruhi2.0" / "data" / "characters" / "haruhi"
+    folder = import_chatharuhi(base).character
+    zipped = import_chatharuhi(base / "haruhi.zip").character
+    assert sorted(format_dialogue(s.lines) for s in folder.scenes) == sorted(
+        format_dialogue(s.lines) for s in zipped.scenes
+    )
+    assert (zipped.name, zipped.user_role, zipped.persona) == (
+        folder.name,
+        folder.user_role,
+        folder.persona,
+    )
+
+
+@needs_corpus
+def test_corpus_haruhi_frames_become_images() -> None:
+    assert ROOT is not None
+    r = import_story_folder(ROOT / "characters" / "haruhi")
+    pictures = {ln.image for s in r.character.scenes for ln in s.lines if ln.image}
+    assert len(pictures) == len(r.images) == 19
+    assert all(p.removeprefix("images/") in r.images for p in pictures)
+
+
+@needs_corpus
+def test_corpus_liyunlong_without_images_says_so() -> None:
+    assert ROOT is not None
+    r = import_story_folder(ROOT / "characters" / "liyunlong")
+    assert any("no images/ folder" in str(p) for p in r.problems)
+
+
+def test_make_character_exports_as_jsonl() -> None:
+    c = make_character(3)
+    assert len(export_role_jsonl(c).decode().splitlines()) == 5
