@@ -14,6 +14,7 @@ from .. import __version__, config
 from ..errors import RolecastError
 
 DEFAULT_BACKEND = config.SETTINGS["backend"][1] or "local"
+EXPORT_FORMATS = ("card-png", "card-json", "charx", "chatharuhi-jsonl")  # formats.detect has them
 
 
 def _load(name: str | None):
@@ -193,11 +194,17 @@ def _report_problems(problems, label: str, limit: int = 10) -> None:
 def cmd_import(args: argparse.Namespace) -> int:
     from ..character import store
     from ..character.package import save_character
-    from ..formats.chatharuhi import import_story_folder
+    from ..formats.detect import IMPORT_FORMATS, import_source
 
-    if args.format != "chatharuhi":
-        raise RolecastError(f"unknown import format {args.format!r}; known formats: chatharuhi")
-    result = import_story_folder(args.path, args.name)
+    if len(args.source) == 1:
+        fmt, path = None, args.source[0]
+    elif len(args.source) == 2 and args.source[0] in IMPORT_FORMATS:
+        fmt, path = args.source
+    else:
+        raise RolecastError(
+            f"usage: rolecast import [{'|'.join(IMPORT_FORMATS)}] PATH (got {args.source})"
+        )
+    result = import_source(path, fmt, args.name)
     _report_problems(result.problems, "skipped")
     _report_problems(result.repaired, "repaired")
     if args.strict and result.problems:
@@ -206,10 +213,41 @@ def cmd_import(args: argparse.Namespace) -> int:
     dest = store.user_package_path(c.id)
     if dest.exists() and not args.force:
         raise RolecastError(
-            f"a character {c.id!r} already exists at {dest}; use --force to replace it"
+            f"a character {c.id!r} already exists at {dest}; use --force to replace it "
+            "or --name to import it under another id"
         )
-    save_character(c, dest, images_from=Path(args.path))
+    save_character(c, dest, images=result.images)
     print(f"imported {c.name} as {c.id}: {len(c.scenes)} scenes, user role {c.user_role} -> {dest}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import os
+
+    from ..character.package import IMAGES, package_root
+    from ..formats.detect import export_bytes
+
+    character = _load(args.name)
+    root = package_root(character)
+    embed = None
+    if args.format == "chatharuhi-jsonl":
+        from ..retrieval.embedders import get_embedder
+
+        embedder = get_embedder(args.embedder or config.resolve("embedder") or "use")
+
+        def embed(texts: list[str]):  # type: ignore[no-untyped-def]
+            return embedder.embed_documents(texts).tolist()
+
+    data = export_bytes(character, args.format, root / IMAGES if root else None, embed)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"wrote {character.name} as {args.format} to {out} ({len(data)} bytes)")
     return 0
 
 
@@ -336,13 +374,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--once", metavar="TEXT", help="say one line, print the reply and exit")
     turn_opts(sp)
     sp.set_defaults(func=cmd_chat)
-    sp = sub.add_parser("import", help="import a character from another format")
-    sp.add_argument("format", choices=("chatharuhi",))
-    sp.add_argument("path")
-    sp.add_argument("--name", help="id for the imported character (default: the folder name)")
+    sp = sub.add_parser(
+        "import",
+        help="import a character: a character card (JSON, PNG, CHARX) or a ChatHaruhi role "
+        "(story folder, JSONL, role zip, hf://OWNER/DATASET/ROLE)",
+    )
+    sp.add_argument(
+        "source",
+        nargs="+",
+        metavar="[FORMAT] PATH",
+        help="card or chatharuhi (detected from the file when left out), then the path",
+    )
+    sp.add_argument("--name", help="id for the imported character (default: from the source)")
     sp.add_argument("--force", action="store_true", help="replace an existing character")
     sp.add_argument("--strict", action="store_true", help="fail on any unreadable line")
     sp.set_defaults(func=cmd_import)
+    sp = sub.add_parser("export", help="export a character as a card or a ChatHaruhi role")
+    sp.add_argument("name")
+    sp.add_argument("--format", required=True, choices=EXPORT_FORMATS)
+    sp.add_argument("-o", "--output", required=True, help="file to write")
+    sp.add_argument("--embedder", help="chatharuhi-jsonl: embedder for the vector column")
+    sp.set_defaults(func=cmd_export)
     sp = sub.add_parser("config", help="show or change settings (the config file)")
     sp.add_argument("action", choices=("list", "get", "set", "unset"))
     sp.add_argument("key", nargs="?", help=f"one of: {', '.join(config.SETTINGS)}")

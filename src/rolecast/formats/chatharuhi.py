@@ -86,14 +86,15 @@ def _natural_key(name: str) -> list[object]:
 
 
 def character_from_stories(
-    stories: Sequence[tuple[str, str, str]],
+    stories: Sequence[tuple[str, str, str, str | Path]],
     persona: str,
     cid: str,
     source: str,
     where: str | Path,
     meta: dict[str, Any] | None = None,
 ) -> ImportResult:
-    """Scenes from ``(id, title, dialogue text)`` stories; name, user role and language inferred.
+    """Scenes from ``(id, title, dialogue text, where)`` stories; name, user role and language
+    inferred (``where`` names the story in problems: a file, or a row of a file).
 
     ``meta`` (from a role's config) overrides what is inferred: name, user_role, language,
     narrators, aliases, greetings, description.
@@ -102,8 +103,8 @@ def character_from_stories(
     result = ImportResult(Character(id=valid_id(cid), name="", persona=persona))
     speakers: Counter[str] = Counter()
     scenes: list[Scene] = []
-    for sid, title, text in stories:
-        parsed = parse_dialogue(text, path=f"{where}#{sid}")
+    for sid, title, text, story_where in stories:
+        parsed = parse_dialogue(text, path=story_where)
         result.problems.extend(parsed.problems)
         result.repaired.extend(parsed.repaired)
         if not parsed.lines:
@@ -159,7 +160,7 @@ def import_story_folder(path: str | Path, cid: str | None = None) -> ImportResul
     )
     if not files:
         raise ParseError("holds no .txt story files", texts)
-    stories = [(f.stem, f.stem, decode_text(f.read_bytes(), f)) for f in files]
+    stories = [(f.stem, f.stem, decode_text(f.read_bytes(), f), f) for f in files]
     prompt = root / "system_prompt.txt"
     persona = decode_text(prompt.read_bytes(), prompt).strip() if prompt.is_file() else ""
     result = character_from_stories(stories, persona, cid or root.name, root.name, texts)
@@ -264,7 +265,7 @@ def import_role_jsonl(
         raise ParseError(f"larger than {MAX_FILE} bytes", where)
     text = decode_text(data, where)
     persona, meta = "", {}
-    stories: list[tuple[str, str, str]] = []
+    stories: list[tuple[str, str, str, str | Path]] = []
     kept: dict[str, dict[str, str]] = {}
     dims: dict[str, int] = {}
     for lineno, raw in enumerate(text.splitlines(), start=1):
@@ -293,7 +294,8 @@ def import_role_jsonl(
         n = len(stories)
         sid = str(ids[n]) if n < len(ids) else f"story-{n + 1:04d}"
         titles = meta.get("scene_titles") or []
-        stories.append((sid, str(titles[n]) if n < len(titles) else sid, body))
+        title = str(titles[n]) if n < len(titles) else sid
+        stories.append((sid, title, body, f"{where} row {lineno}"))
         for column, value in columns.items():
             if not isinstance(value, str):
                 raise ParseError(f"column {column!r} must be a base64 string", where, lineno)
@@ -461,7 +463,10 @@ def import_role_zip(
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
             raise ParseError(f"damaged zip member: {exc}", where) from None
     docs = read_chroma_documents(db, where)
-    stories = [(f"story-{n:04d}", f"story-{n:04d}", d) for n, d in enumerate(docs, start=1)]
+    stories = [
+        (f"story-{n:04d}", f"story-{n:04d}", d, f"{where} document {n}")
+        for n, d in enumerate(docs, start=1)
+    ]
     return character_from_stories(stories, persona, _safe_id(cid or role), role, where)
 
 
