@@ -66,7 +66,11 @@ def test_role_jsonl_reads_text_enc_text_prompt_and_keeps_vectors() -> None:
         "你是小满。",
         "zh",
     )
-    assert [[ln.text for ln in s.lines] for s in c.scenes][1] == ["猫呢？", "在偷鱼咯。", "煤球，放下！"]
+    assert [[ln.text for ln in s.lines] for s in c.scenes][1] == [
+        "猫呢？",
+        "在偷鱼咯。",
+        "煤球，放下！",
+    ]
     assert set(c.vectors) == {"luotuo_openai", "bge_zh_s15"}
     sid = c.scenes[1].id
     assert decode_vector(c.vectors["bge_zh_s15"][sid]) == (3.0, 4.0)  # big-endian float32
