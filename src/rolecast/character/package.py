@@ -25,6 +25,7 @@ import shutil
 import sys
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -242,7 +243,27 @@ def _zip_prefix(names: list[str]) -> str:
     raise PackageError(f"zip holds no {TOML} at its root or under one top folder")
 
 
+# what a damaged or hostile zip can raise from the standard library while it is read
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    ValueError,
+    NotImplementedError,  # an unsupported compression method
+    RuntimeError,  # an encrypted member
+)
+
+
 def _load_zip(path: Path) -> Character:
+    try:
+        return _load_zip_unchecked(path)
+    except ZIP_ERRORS as exc:
+        raise PackageError(f"{path}: damaged zip ({exc})") from None
+
+
+def _load_zip_unchecked(path: Path) -> Character:
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
         prefix = _zip_prefix(names)
@@ -392,6 +413,13 @@ def write_zip(folder: Path, out: Path) -> Path:
 
 def extract_zip(zip_path: Path, dest: Path) -> Path:
     """Unpack a package zip into ``dest`` atomically, refusing unsafe members."""
+    try:
+        return _extract_zip_unchecked(zip_path, dest)
+    except ZIP_ERRORS as exc:
+        raise PackageError(f"{zip_path}: damaged zip ({exc})") from None
+
+
+def _extract_zip_unchecked(zip_path: Path, dest: Path) -> Path:
     with zipfile.ZipFile(zip_path) as zf:
         infos = zf.infolist()
         prefix = _zip_prefix([i.filename for i in infos])

@@ -23,7 +23,6 @@ import struct
 import tempfile
 import unicodedata
 import zipfile
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from typing import Any
 
 from ..character.dialogue import format_dialogue, parse_dialogue
 from ..character.model import DEFAULT_NARRATORS, Character, Line, Scene
-from ..character.package import valid_id
+from ..character.package import ZIP_ERRORS, valid_id
 from ..errors import ParseError
 
 _CJK = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
@@ -444,7 +443,7 @@ def import_role_zip(
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
-    except (zipfile.BadZipFile, ValueError, EOFError) as exc:
+    except ZIP_ERRORS as exc:
         raise ParseError(f"not a readable zip: {exc}", where) from None
     with zf:
         dbs = [i for i in infos if PurePosixPath(i.filename).name == "chroma.sqlite3"]
@@ -460,7 +459,7 @@ def import_role_zip(
             persona = ""
             if prompts:
                 persona = decode_text(_read_member(zf, prompts[0], where), where).strip()
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        except ZIP_ERRORS as exc:
             raise ParseError(f"damaged zip member: {exc}", where) from None
     docs = read_chroma_documents(db, where)
     stories = [
