@@ -139,3 +139,21 @@ def test_gives_up_after_empty_retries(session: Session) -> None:
         session.llm.enqueue("旅人:「又是我」")
     assert session.reply("你好") == ""
     assert len(session.llm.requests) == 3
+
+
+def test_lore_entries_join_the_canon_when_their_keys_come_up(session: Session) -> None:
+    from rolecast.character.model import LoreEntry
+
+    session.character.lore = [
+        LoreEntry(("青雾渡",), "青雾渡的雾每年只散一天。", "渡口"),
+        LoreEntry(("Lantern",), "桥头的灯是小满的爷爷留下的。", "灯"),
+        LoreEntry(("煤球",), "煤球是一只黑猫。", "猫", {"enabled": False}),
+        LoreEntry((), "故事发生在一条河边的小镇。", "世界", {"constant": True}),
+    ]
+    report = session.prepare("听说青雾渡的LANTERN很旧了？煤球呢？")
+    system = report.assembly.messages[0]["content"]
+    assert "青雾渡的雾每年只散一天。" in system and "爷爷留下的" in system  # case-insensitive
+    assert "煤球是一只黑猫" not in system  # disabled
+    assert "一条河边的小镇" in system  # constant
+    assert report.assembly.scene_ids[:3] == ["lore:渡口", "lore:灯", "lore:世界"]
+    assert "一天" not in session.prepare("今天吃什么？").assembly.messages[0]["content"]

@@ -11,6 +11,7 @@ from .backends.base import LLM, GenerationParams
 from .character.model import Character
 from .errors import InputError
 from .prompt.assemble import Assembly, Budget, Order, Turn, assemble
+from .prompt.lore import SCAN_TURNS, lore_scenes
 from .prompt.tokens import TokenCounter, encoding_for_model, quicktok_counter
 from .retrieval.hybrid import CanonIndex, Hit, Mode
 
@@ -148,9 +149,10 @@ class Session:
         line = Turn(as_role or self.character.user_role, text)
         hits = self.index.search(text, CANDIDATES, self.retrieval_mode) if self.index else []
         assert self.budget is not None and self.counter is not None
+        recent = [text, *(t.text for t in self.history[-SCAN_TURNS:])]
         assembly = assemble(
             self.character,
-            [h.scene for h in hits],
+            [*lore_scenes(self.character, recent), *(h.scene for h in hits)],
             self.history,
             line,
             self.budget,
