@@ -318,3 +318,26 @@ def test_corpus_liyunlong_without_images_says_so() -> None:
 def test_make_character_exports_as_jsonl() -> None:
     c = make_character(3)
     assert len(export_role_jsonl(c).decode().splitlines()) == 5
+
+
+@needs_corpus
+@pytest.mark.parametrize(
+    "folder", ["haruhi", "Sheldon", "Harry", "weixiaobao", "zhongli", "liyunlong"]
+)
+def test_corpus_characters_survive_a_jsonl_round_trip(folder: str) -> None:
+    assert ROOT is not None
+    c = import_story_folder(ROOT / "characters" / folder).character
+    back = import_role_jsonl(export_role_jsonl(c), cid=c.id).character
+    assert (back.name, back.user_role, back.persona, back.language) == (
+        c.name,
+        c.user_role,
+        c.persona,
+        c.language,
+    )
+
+    def plain(scene: Scene) -> Scene:  # JSONL rows carry no images
+        return Scene(scene.id, scene.title, tuple(Line(ln.speaker, ln.text) for ln in scene.lines))
+
+    differ = [s.id for s, b in zip(c.scenes, back.scenes, strict=True) if plain(s) != b]
+    # one known loss: a bracketed line of narration with no speaker (zhongli) loses its brackets
+    assert len(differ) <= 1, differ

@@ -387,7 +387,7 @@ def export_role_jsonl(
     Foreign vector columns that cover every scene are written back as they came; otherwise
     ``embed`` (scene texts -> vectors) fills a ``rolecast`` column so the file is complete.
     """
-    texts = [format_dialogue(s.lines, character.narrators) for s in character.scenes]
+    texts = [_story_text(s) for s in character.scenes]
     ids = [s.id for s in character.scenes]
     columns = {col: rows for col, rows in character.vectors.items() if all(i in rows for i in ids)}
     if not columns:
@@ -419,6 +419,13 @@ def export_role_jsonl(
     for sid, text in zip(ids, texts, strict=True):
         row(text, {col: rows[sid] for col, rows in columns.items()})
     return out.getvalue().encode("utf-8")
+
+
+def _story_text(scene: Scene) -> str:
+    """A scene as ChatHaruhi story text; narration without a speaker keeps its bare ``:``."""
+    return "\n".join(
+        f":{ln.text}" if not ln.speaker.strip() else format_dialogue([ln], ()) for ln in scene.lines
+    )
 
 
 # ---------------------------------------------------------------- role zip
