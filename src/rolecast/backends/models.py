@@ -149,7 +149,7 @@ def _from_hub(ref: str) -> Path:
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:
-        raise MissingDependencyError("hf: models", "huggingface_hub") from None
+        raise MissingDependencyError("hf: models", "huggingface_hub", "hf") from None
     try:
         return Path(hf_hub_download(repo_id=repo, filename=filename))
     except Exception as exc:  # network, auth, missing file: all said to the user
