@@ -128,6 +128,7 @@ class Session:
     params: GenerationParams = field(default_factory=GenerationParams)
     history: list[Turn] = field(default_factory=list)
     last: TurnReport | None = None
+    pending: TurnReport | None = None  # the turn being streamed by say(), until it is recorded
 
     def __post_init__(self) -> None:
         if self.budget is None:
@@ -167,6 +168,7 @@ class Session:
         if not text.strip():
             raise InputError("empty message: say something")
         report = self.prepare(text, as_role)
+        self.pending = report
         raw: list[str] = []
 
         def tee(params: GenerationParams) -> Iterator[str]:
@@ -188,15 +190,20 @@ class Session:
             log.info("empty reply after clean-up (try %d): %r", attempt + 1, "".join(raw)[:80])
             seed = None if params.seed is None else params.seed + 1
             params = replace(params, seed=seed)
-        report.reply = self.cleaner.clean("".join(raw))
+        self.record(report, self.cleaner.clean("".join(raw)))
+
+    def record(self, report: TurnReport, reply: str) -> None:
+        """Add a turn and its reply to the history (say() does; a UI does for a stopped reply)."""
+        report.reply = reply
         a = report.assembly
         if a.turn_canon:  # cache order: the line stays in history with the canon sent with it
             report.line = Turn(
                 report.line.speaker, report.line.text, a.turn_canon, a.turn_scene_ids
             )
         self.history.append(report.line)
-        self.history.append(Turn(self.character.name, report.reply))
+        self.history.append(Turn(self.character.name, reply))
         self.last = report
+        self.pending = None
 
     def reply(self, text: str, as_role: str | None = None) -> str:
         for _ in self.say(text, as_role):

@@ -1,0 +1,286 @@
+"""One browser tab's conversation with one character, without any web framework.
+
+:class:`ChatTab` wraps a :class:`~rolecast.session.Session` with what the page needs: messages
+with alternative replies (regenerate keeps them, swipe moves between them), stop that keeps
+what was said so far, edit of the last message, the canon behind each reply, the scene image,
+and exports. The Gradio app (``web.app``) only wires these methods to the page.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..backends.base import LLM, GenerationParams
+from ..character.model import Character
+from ..character.package import package_root
+from ..errors import InputError
+from ..prompt.assemble import Turn
+from ..retrieval.hybrid import CanonIndex
+from ..retrieval.images import SceneImages
+from ..session import Session
+
+MAX_CHARS = 2000  # a longer message is refused with a notice (the prompt budget is in tokens)
+
+
+@dataclass
+class ChatMessage:
+    role: str  # "user" or "assistant"
+    speaker: str
+    alternatives: list[str]
+    choice: int = 0
+    canon: list[dict[str, Any]] = field(default_factory=list)  # the scenes behind a reply
+    parts: dict[str, int] = field(default_factory=dict)  # prompt tokens per part
+    image: str | None = None  # file to show with a reply: a scene frame
+    image_score: float | None = None
+    stopped: bool = False  # the reply was stopped before it ended
+    notice: str = ""  # something the page should say about this message (a missing image)
+
+    @property
+    def text(self) -> str:
+        return self.alternatives[self.choice]
+
+
+class LockedLLM(LLM):
+    """One in-process model shared by every tab: one generation at a time."""
+
+    def __init__(self, inner: LLM) -> None:
+        self.inner = inner
+        self.lock = threading.Lock()
+        self.name = inner.name  # type: ignore[misc]
+        self.context_window = inner.context_window
+        self.model = inner.model
+        self.prompt_order = inner.prompt_order  # type: ignore[misc]
+
+    def stream(self, messages, params: GenerationParams) -> Iterator[str]:  # type: ignore[no-untyped-def]
+        with self.lock:
+            yield from self.inner.stream(messages, params)
+
+    def token_counter(self):  # type: ignore[no-untyped-def]
+        return self.inner.token_counter()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class ChatTab:
+    def __init__(
+        self,
+        character: Character,
+        index: CanonIndex,
+        llm: LLM,
+        images: SceneImages | None = None,
+        order: str | None = None,
+    ) -> None:
+        self.character = character
+        self.session = Session(character, index, llm, order=order or llm.prompt_order)  # type: ignore[arg-type]
+        self.images = images if images is not None else SceneImages(index)
+        self.messages: list[ChatMessage] = []
+        self.streaming = False
+        self._stop = threading.Event()
+        self.last_timing: dict[str, float] = {}
+
+    # ------------------------------------------------------------ what the page shows
+
+    def portrait(self) -> str | None:
+        root = package_root(self.character)
+        if root is None or not self.character.portrait:
+            return None
+        path = root / self.character.portrait
+        return str(path) if path.is_file() else None
+
+    def greeting(self) -> str:
+        return self.character.greetings[0] if self.character.greetings else ""
+
+    def shown_image(self) -> tuple[str | None, str]:
+        """The picture beside the chat and its caption: the last reply's frame, or the portrait."""
+        for m in reversed(self.messages):
+            if m.role == "assistant" and m.image:
+                return m.image, f"{m.image_score:.2f}: {Path(m.image).stem}"
+            if m.role == "assistant":
+                break
+        portrait = self.portrait()
+        return portrait, self.character.name if portrait else "no picture for this character"
+
+    # ------------------------------------------------------------ actions
+
+    def check(self, text: str) -> str:
+        if not text or not text.strip():
+            raise InputError("empty message: type something to say")
+        if len(text) > MAX_CHARS:
+            raise InputError(
+                f"message too long: {len(text)} characters, at most {MAX_CHARS}; "
+                "shorten it or split it in two"
+            )
+        if self.streaming:
+            raise InputError("a reply is still coming: wait for it or press Stop")
+        return text.strip()
+
+    def send(self, text: str, as_role: str | None = None) -> Iterator[ChatMessage]:
+        """Add the line and stream the reply into a new message, yielding it as it grows."""
+        text = self.check(text)
+        speaker = as_role or self.character.user_role
+        self.messages.append(ChatMessage("user", speaker, [text]))
+        reply = ChatMessage("assistant", self.character.name, [""])
+        self.messages.append(reply)
+        try:
+            yield from self._stream(reply, text, as_role)
+        except BaseException:
+            if not reply.text:  # nothing said: the line goes back to the box, not the chat
+                del self.messages[-2:]
+            raise
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def regenerate(self) -> Iterator[ChatMessage]:
+        """A new reply to the last line; the earlier ones stay as alternatives."""
+        if self.streaming:
+            raise InputError("a reply is still coming: wait for it or press Stop")
+        if len(self.messages) < 2 or self.messages[-1].role != "assistant":
+            raise InputError("nothing to regenerate yet")
+        line, reply = self.messages[-2], self.messages[-1]
+        self._forget_last_turn()
+        reply.alternatives.append("")
+        reply.choice = len(reply.alternatives) - 1
+        as_role = None if line.speaker == self.character.user_role else line.speaker
+        try:
+            yield from self._stream(reply, line.text, as_role)
+        except BaseException:
+            if not reply.text:
+                reply.alternatives.pop()
+                reply.choice = len(reply.alternatives) - 1
+                self._restore_last_turn(line, reply)
+            raise
+
+    def swipe(self, step: int) -> ChatMessage:
+        """Show the previous (-1) or next (+1) alternative of the last reply; history follows."""
+        if not self.messages or self.messages[-1].role != "assistant" or self.streaming:
+            raise InputError("no reply to swipe")
+        reply = self.messages[-1]
+        reply.choice = max(0, min(len(reply.alternatives) - 1, reply.choice + step))
+        if self.session.history and self.session.history[-1].speaker == self.character.name:
+            self.session.history[-1] = Turn(self.character.name, reply.text)
+        return reply
+
+    def edit_last(self, text: str) -> Iterator[ChatMessage]:
+        """Replace the last line with ``text`` and answer it anew."""
+        if self.streaming:
+            raise InputError("a reply is still coming: wait for it or press Stop")
+        if len(self.messages) < 2 or self.messages[-2].role != "user":
+            raise InputError("no message of yours to edit yet")
+        text = self.check(text)
+        line, reply = self.messages[-2], self.messages[-1]
+        self._forget_last_turn()
+        del self.messages[-2:]
+        as_role = None if line.speaker == self.character.user_role else line.speaker
+        kept = len(self.messages)
+        try:
+            yield from self.send(text, as_role)
+        except BaseException:
+            if len(self.messages) == kept:  # nothing was said: the old turn comes back
+                self.messages += [line, reply]
+                self._restore_last_turn(line, reply)
+            raise
+
+    def new_chat(self) -> None:
+        if self.streaming:
+            self.stop()
+        self.messages.clear()
+        self.session.history.clear()
+        self.session.last = None
+
+    # ------------------------------------------------------------ exports
+
+    def export_json(self) -> str:
+        return json.dumps(
+            {
+                "character": {"id": self.character.id, "name": self.character.name},
+                "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "messages": [asdict(m) | {"text": m.text} for m in self.messages],
+            },
+            ensure_ascii=False,
+            indent=2,
+        )
+
+    def export_markdown(self) -> str:
+        out = [f"# {self.character.name}\n"]
+        for m in self.messages:
+            out.append(f"**{m.speaker}**: {m.text}\n")
+            if len(m.alternatives) > 1:
+                out.append(f"_(reply {m.choice + 1} of {len(m.alternatives)})_\n")
+        return "\n".join(out)
+
+    # ------------------------------------------------------------ internals
+
+    def _forget_last_turn(self) -> None:
+        h = self.session.history
+        if len(h) >= 2 and h[-1].speaker == self.character.name:
+            del h[-2:]
+
+    def _restore_last_turn(self, line: ChatMessage, reply: ChatMessage) -> None:
+        if reply.text:
+            self.session.history += [Turn(line.speaker, line.text), Turn(reply.speaker, reply.text)]
+
+    def _keep_partial(self, reply: ChatMessage) -> None:
+        pending = self.session.pending
+        if pending is not None and reply.text:
+            reply.stopped = True
+            self.session.record(pending, reply.text)
+
+    def _stream(self, reply: ChatMessage, text: str, as_role: str | None) -> Iterator[ChatMessage]:
+        self._stop.clear()
+        self.streaming = True
+        pieces: list[str] = []
+        stream = self.session.say(text, as_role)
+        start = time.perf_counter()
+        try:
+            for piece in stream:
+                pieces.append(piece)
+                reply.alternatives[reply.choice] = "".join(pieces)
+                yield reply
+                if self._stop.is_set():
+                    break
+        except GeneratorExit:  # the page went away mid-reply: keep what was said
+            self._keep_partial(reply)
+            raise
+        finally:
+            stream.close()
+            self.streaming = False
+        generated = time.perf_counter() - start
+        if self.session.pending is not None:  # stopped: keep what was said
+            if not reply.text:
+                raise InputError("stopped before the character said anything")
+            self._keep_partial(reply)
+        report = self.session.last
+        assert report is not None
+        reply.alternatives[reply.choice] = report.reply
+        t0 = time.perf_counter()
+        reply.canon = [
+            {
+                "scene": h.scene.id,
+                "title": h.scene.title,
+                "score": round(h.score, 4),
+                "dense": round(h.dense, 3),
+                "bm25": round(h.lexical, 2),
+                "sent": h.scene.id in report.assembly.scene_ids,
+            }
+            for h in report.hits
+        ]
+        reply.parts = dict(report.assembly.parts)
+        match = self.images.match(report.reply)
+        root = package_root(self.character)
+        reply.image, reply.image_score, reply.notice = None, None, ""
+        if match is not None:
+            path = root / match.image if root is not None else None
+            if path is not None and path.is_file():
+                reply.image, reply.image_score = str(path), match.score
+            else:
+                reply.notice = f"the scene image {match.image} is missing from the package"
+        self.last_timing = {"generate_s": generated, "after_s": time.perf_counter() - t0}
+        yield reply
