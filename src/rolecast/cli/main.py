@@ -251,6 +251,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_web(args: argparse.Namespace) -> int:
+    from ..web.app import WebApp
+    from ..web.page import launch
+
+    file = config.read_file()
+    app = WebApp(
+        args.name,
+        backend=config.resolve("backend", args.backend, file=file) or DEFAULT_BACKEND,
+        model=config.resolve("model", args.model, file=file),
+        embedder=args.embedder or config.resolve("embedder", file=file) or "use",
+        llm_options={"base_url": args.base_url, "api_key": args.api_key},
+    )
+    print(f"rolecast web: http://{args.host}:{args.port} (Ctrl-C stops)", file=sys.stderr)
+    launch(app, args.host, args.port, args.share)
+    return 0
+
+
 def cmd_pack(args: argparse.Namespace) -> int:
     from ..character import store
     from ..character.package import write_zip
@@ -395,6 +412,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", required=True, help="file to write")
     sp.add_argument("--embedder", help="chatharuhi-jsonl: embedder for the vector column")
     sp.set_defaults(func=cmd_export)
+    sp = sub.add_parser("web", help="chat in the browser: canon and scene images beside the reply")
+    sp.add_argument(
+        "name",
+        nargs="?",
+        default=DEFAULT_CHARACTER,
+        help=f"character shown first (default: {DEFAULT_CHARACTER})",
+    )
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=7860)
+    sp.add_argument("--share", action="store_true", help="a public gradio.live link")
+    turn_opts(sp)
+    sp.set_defaults(func=cmd_web)
     sp = sub.add_parser("config", help="show or change settings (the config file)")
     sp.add_argument("action", choices=("list", "get", "set", "unset"))
     sp.add_argument("key", nargs="?", help=f"one of: {', '.join(config.SETTINGS)}")

@@ -1,0 +1,236 @@
+"""``rolecast web``: the Gradio page. Handlers are methods of :class:`WebApp`, testable in process.
+
+Shared by every browser tab: the characters' indexes and the models (one generation at a time
+per model). Per tab (Gradio session state): one :class:`ChatTab` per character picked, so
+switching character and back loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..backends.base import get_llm
+from ..character import store
+from ..character.package import load_character
+from ..errors import InputError, RolecastError
+from ..prompt.assemble import Budget
+from ..retrieval.hybrid import CanonIndex
+from ..retrieval.images import SceneImages
+from ..retrieval.index import load_index
+from .chat import ChatMessage, ChatTab, LockedLLM
+
+log = logging.getLogger(__name__)
+
+CANON_COLUMNS = ["scene", "title", "score", "dense", "bm25", "sent"]
+PARTS_COLUMNS = ["part", "tokens"]
+Outputs = tuple[Any, ...]
+
+
+class WebApp:
+    def __init__(
+        self,
+        default: str | None = None,
+        backend: str = "local",
+        model: str | None = None,
+        embedder: str = "use",
+        llm_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.default = store.load(default or store.DEFAULT_CHARACTER).id
+        self.backend, self.model, self.embedder = backend, model, embedder
+        self.llm_options = llm_options or {}
+        self._indexes: dict[str, tuple[CanonIndex, SceneImages]] = {}
+        self._llms: dict[tuple[str, str | None], LockedLLM] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ shared resources
+
+    def characters(self) -> list[tuple[str, str]]:
+        """(label, id) for the picker."""
+        out = []
+        for cid, path in store.package_dirs().items():
+            try:
+                c = load_character(path)
+            except RolecastError as exc:
+                log.warning("skipping character %s: %s", cid, exc)
+                continue
+            out.append((f"{c.name} ({cid})", cid))
+        return out
+
+    def index(self, cid: str) -> tuple[CanonIndex, SceneImages]:
+        with self._lock:
+            if cid not in self._indexes:
+                index = load_index(store.load(cid), self.embedder)
+                self._indexes[cid] = (index, SceneImages(index))
+            return self._indexes[cid]
+
+    def llm(self, backend: str | None = None, model: str | None = None) -> LockedLLM:
+        key = (backend or self.backend, model if model is not None else self.model)
+        with self._lock:
+            if key not in self._llms:
+                self._llms[key] = LockedLLM(get_llm(key[0], model=key[1], **self.llm_options))
+            return self._llms[key]
+
+    def warm_up(self) -> None:
+        """Load the default character's index and the model (run in the background at launch)."""
+        self.index(self.default)
+        self.llm()
+
+    # ------------------------------------------------------------ per-tab state
+
+    def tab(self, state: dict[str, Any], cid: str | None = None) -> ChatTab:
+        cid = cid or state.get("current") or self.default
+        tabs = state.setdefault("tabs", {})
+        if cid not in tabs:
+            index, images = self.index(cid)
+            llm = self.llm(state.get("backend"), state.get("model"))
+            tabs[cid] = ChatTab(index.character, index, llm, images)
+        state["current"] = cid
+        return tabs[cid]
+
+    # ------------------------------------------------------------ views
+
+    @staticmethod
+    def chat_view(tab: ChatTab) -> list[dict[str, str]]:
+        out = []
+        for i, m in enumerate(tab.messages):
+            if m.role == "user":
+                prefix = "" if m.speaker == tab.character.user_role else f"**{m.speaker}**: "
+                out.append({"role": "user", "content": prefix + m.text})
+                continue
+            content = m.text or "…"
+            notes = []
+            if len(m.alternatives) > 1 and i == len(tab.messages) - 1:
+                notes.append(f"{m.choice + 1}/{len(m.alternatives)}")
+            if m.stopped:
+                notes.append("stopped")
+            if m.notice:
+                notes.append(m.notice)
+            if notes:
+                content += "\n\n_(" + "; ".join(notes) + ")_"
+            out.append({"role": "assistant", "content": content})
+        return out
+
+    @staticmethod
+    def canon_rows(tab: ChatTab) -> list[list[Any]]:
+        last = _last_reply(tab)
+        return [[row[c] for c in CANON_COLUMNS] for row in last.canon] if last else []
+
+    @staticmethod
+    def parts_rows(tab: ChatTab) -> list[list[Any]]:
+        last = _last_reply(tab)
+        return [[k, v] for k, v in last.parts.items()] if last else []
+
+    def view(self, tab: ChatTab) -> Outputs:
+        """chat, image, caption, canon rows, parts rows."""
+        image, caption = tab.shown_image()
+        return (
+            self.chat_view(tab),
+            image,
+            caption,
+            self.canon_rows(tab),
+            self.parts_rows(tab),
+        )
+
+    def character_view(self, tab: ChatTab) -> Outputs:
+        """portrait, header markdown, user role."""
+        c = tab.character
+        header = f"### {c.name}\n\n{c.description}".strip()
+        if tab.greeting():
+            header += f"\n\n> {tab.greeting()}"
+        return tab.portrait(), header, c.user_role
+
+    # ------------------------------------------------------------ handlers
+
+    def on_load(self, state: dict[str, Any] | None) -> Outputs:
+        state = state if state is not None else {}
+        tab = self.tab(state)
+        return (state, tab.character.id, *self.character_view(tab), *self.view(tab))
+
+    def on_pick(self, cid: str, state: dict[str, Any]) -> Outputs:
+        current = state.get("tabs", {}).get(state.get("current"))
+        if current is not None and current.streaming:
+            current.stop()  # what was said so far stays in that character's chat
+        tab = self.tab(state, cid)
+        return (state, *self.character_view(tab), *self.view(tab))
+
+    def _run(self, state: dict[str, Any], stream: Iterator[ChatMessage]) -> Iterator[Outputs]:
+        tab = self.tab(state)
+        cid = tab.character.id
+        for _ in stream:
+            if state.get("current") != cid:  # the user picked another character: stop here
+                tab.stop()
+                return
+            yield ("", *self.view(tab))
+        yield ("", *self.view(tab))
+
+    def on_send(
+        self, text: str, role: str, narrator: bool, state: dict[str, Any]
+    ) -> Iterator[Outputs]:
+        tab = self.tab(state)
+        as_role = _as_role(tab, role, narrator)
+        tab.check(text)  # refused before anything changes: the text stays in the box
+        yield from self._run(state, tab.send(text, as_role))
+
+    def on_stop(self, state: dict[str, Any]) -> None:
+        tabs = state.get("tabs", {})
+        tab = tabs.get(state.get("current"))
+        if tab is not None:
+            tab.stop()
+
+    def on_regenerate(self, state: dict[str, Any]) -> Iterator[Outputs]:
+        yield from self._run(state, self.tab(state).regenerate())
+
+    def on_edit(self, text: str, state: dict[str, Any]) -> Iterator[Outputs]:
+        yield from self._run(state, self.tab(state).edit_last(text))
+
+    def on_swipe(self, step: int, state: dict[str, Any]) -> Outputs:
+        tab = self.tab(state)
+        tab.swipe(step)
+        return self.view(tab)
+
+    def on_new(self, state: dict[str, Any]) -> Outputs:
+        tab = self.tab(state)
+        tab.new_chat()
+        return self.view(tab)
+
+    def on_export(self, kind: str, state: dict[str, Any]) -> str:
+        tab = self.tab(state)
+        if not tab.messages:
+            raise InputError("nothing to export yet")
+        text = tab.export_json() if kind == "json" else tab.export_markdown()
+        folder = Path(tempfile.mkdtemp(prefix="rolecast-export-"))
+        path = folder / f"{tab.character.id}-chat.{'json' if kind == 'json' else 'md'}"
+        path.write_text(text, encoding="utf-8")
+        return str(path)
+
+    def on_settings(
+        self, backend: str, model: str, canon: float, history: float, state: dict[str, Any]
+    ) -> str:
+        backend, model = backend.strip() or self.backend, model.strip() or None
+        if canon < 0 or history < 0:
+            raise InputError("token budgets must not be negative")
+        llm = self.llm(backend, model)  # an unknown backend or model fails here, clearly
+        state["backend"], state["model"] = backend, model
+        for tab in state.get("tabs", {}).values():
+            if tab.streaming:
+                raise InputError("a reply is still coming: wait for it or press Stop")
+            tab.session.llm = llm
+            total = tab.session.budget.total if tab.session.budget else None
+            tab.session.budget = Budget(int(canon), int(history), total)
+        return f"backend {backend}, model {llm.model}, canon {int(canon)}, history {int(history)}"
+
+
+def _last_reply(tab: ChatTab) -> ChatMessage | None:
+    return next((m for m in reversed(tab.messages) if m.role == "assistant"), None)
+
+
+def _as_role(tab: ChatTab, role: str, narrator: bool) -> str | None:
+    if narrator:
+        return tab.character.narrators[0] if tab.character.narrators else "旁白"
+    role = (role or "").strip()
+    return None if not role or role == tab.character.user_role else role

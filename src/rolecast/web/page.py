@@ -1,0 +1,158 @@
+"""The page layout: Gradio components wired to :class:`~rolecast.web.app.WebApp` handlers."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..errors import MissingDependencyError, RolecastError
+from .app import CANON_COLUMNS, PARTS_COLUMNS, WebApp
+
+CSS = """
+#rc-image img { object-fit: contain; }
+#rc-chat { min-height: 420px; }
+"""
+
+
+def _gradio():  # type: ignore[no-untyped-def]
+    try:
+        import gradio as gr
+    except ImportError:
+        raise MissingDependencyError("rolecast web", "gradio", "web") from None
+    return gr
+
+
+def _shown(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn our errors into a Gradio notice instead of a broken page."""
+    gr = _gradio()
+
+    if _is_generator(fn):
+
+        @functools.wraps(fn)
+        def gen(*args: Any) -> Iterator[Any]:
+            try:
+                yield from fn(*args)
+            except RolecastError as exc:
+                raise gr.Error(str(exc)) from None
+
+        return gen
+
+    @functools.wraps(fn)
+    def plain(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except RolecastError as exc:
+            raise gr.Error(str(exc)) from None
+
+    return plain
+
+
+def _is_generator(fn: Callable[..., Any]) -> bool:
+    import inspect
+
+    return inspect.isgeneratorfunction(inspect.unwrap(fn))
+
+
+def build_page(app: WebApp):  # type: ignore[no-untyped-def]
+    gr = _gradio()
+    with gr.Blocks(title="rolecast") as page:
+        state = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=3):
+                chat = gr.Chatbot(elem_id="rc-chat", height=480, label="chat")
+                text = gr.Textbox(
+                    placeholder="say something (Enter to send)",
+                    label="your line",
+                    elem_id="rc-text",
+                )
+                with gr.Row():
+                    role = gr.Textbox(label="you speak as", scale=2, elem_id="rc-role")
+                    narrator = gr.Checkbox(label="narrate (旁白)", scale=1, elem_id="rc-narrator")
+                with gr.Row():
+                    send = gr.Button("Send", variant="primary", elem_id="rc-send")
+                    stop = gr.Button("Stop", variant="stop", elem_id="rc-stop")
+                    regen = gr.Button("Regenerate", elem_id="rc-regen")
+                    prev = gr.Button("◀", elem_id="rc-prev", min_width=40)
+                    nxt = gr.Button("▶", elem_id="rc-next", min_width=40)
+                with gr.Row():
+                    edit = gr.Button("Edit last (send the box instead)", elem_id="rc-edit")
+                    new = gr.Button("New chat", elem_id="rc-new")
+                    export_json = gr.Button("Export JSON", elem_id="rc-export-json")
+                    export_md = gr.Button("Export Markdown", elem_id="rc-export-md")
+                exported = gr.File(label="exported chat", visible=True, elem_id="rc-file")
+            with gr.Column(scale=2):
+                picker = gr.Dropdown(
+                    choices=app.characters(), label="character", elem_id="rc-picker"
+                )
+                header = gr.Markdown(elem_id="rc-header")
+                image = gr.Image(
+                    label="scene",
+                    type="filepath",
+                    interactive=False,
+                    height=320,
+                    elem_id="rc-image",
+                )
+                caption = gr.Markdown(elem_id="rc-caption")
+                with gr.Accordion("canon behind this reply", open=True):
+                    canon = gr.Dataframe(
+                        headers=CANON_COLUMNS, interactive=False, wrap=True, elem_id="rc-canon"
+                    )
+                with gr.Accordion("settings", open=False):
+                    backend = gr.Textbox(label="backend", value=app.backend)
+                    model = gr.Textbox(label="model", value=app.model or "")
+                    canon_budget = gr.Number(label="canon budget (tokens)", value=1500)
+                    history_budget = gr.Number(label="history budget (tokens)", value=1200)
+                    apply = gr.Button("Apply")
+                    applied = gr.Markdown()
+                    parts = gr.Dataframe(
+                        headers=PARTS_COLUMNS, interactive=False, label="prompt tokens, last turn"
+                    )
+
+        view = [chat, image, caption, canon, parts]
+        page.load(
+            _shown(app.on_load),
+            [state],
+            [state, picker, image, header, role, *view],
+        )
+        picker.change(_shown(app.on_pick), [picker, state], [state, image, header, role, *view])
+        for trigger in (send.click, text.submit):
+            trigger(_shown(app.on_send), [text, role, narrator, state], [text, *view])
+        stop.click(_shown(app.on_stop), [state], None, queue=False)
+        regen.click(_shown(app.on_regenerate), [state], [text, *view])
+        edit.click(_shown(app.on_edit), [text, state], [text, *view])
+        prev.click(_shown(functools.partial(app.on_swipe, -1)), [state], view)
+        nxt.click(_shown(functools.partial(app.on_swipe, 1)), [state], view)
+        new.click(_shown(app.on_new), [state], view)
+        export_json.click(_shown(functools.partial(app.on_export, "json")), [state], exported)
+        export_md.click(_shown(functools.partial(app.on_export, "md")), [state], exported)
+        apply.click(
+            _shown(app.on_settings),
+            [backend, model, canon_budget, history_budget, state],
+            applied,
+        )
+    return page
+
+
+def launch(
+    app: WebApp, host: str = "127.0.0.1", port: int = 7860, share: bool = False, **kwargs: Any
+):  # type: ignore[no-untyped-def]
+    import threading
+
+    threading.Thread(target=app.warm_up, name="rolecast-warm-up", daemon=True).start()
+    page = build_page(app)
+    page.queue(default_concurrency_limit=None)
+    return page.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        css=CSS,
+        allowed_paths=[str(p) for p in _image_roots()],
+        **kwargs,
+    )
+
+
+def _image_roots() -> list[Any]:
+    from ..character import store
+
+    return list({p.parent for p in store.package_dirs().values()})

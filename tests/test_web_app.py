@@ -1,0 +1,122 @@
+"""The page's handlers in process: what each returns for the components, per tab state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rolecast.backends.scripted import ScriptedLLM
+from rolecast.character.package import save_character
+from rolecast.errors import InputError, UnknownNameError
+from rolecast.web.app import WebApp
+from rolecast.web.chat import LockedLLM
+
+from conftest import make_character, make_english_character
+
+
+@pytest.fixture
+def app(rolecast_home: Path) -> WebApp:
+    save_character(make_character(), rolecast_home / "characters" / "xm")
+    save_character(make_english_character(), rolecast_home / "characters" / "mia")
+    a = WebApp("xm", backend="scripted")
+    a._llms[("scripted", None)] = LockedLLM(ScriptedLLM())
+    return a
+
+
+def scripted(app: WebApp) -> ScriptedLLM:
+    inner = app.llm().inner
+    assert isinstance(inner, ScriptedLLM)
+    return inner
+
+
+def test_load_shows_the_default_character(app: WebApp) -> None:
+    state, picked, portrait, header, role, chat, image, caption, canon, parts = app.on_load(None)
+    assert picked == "xm" and role == "旅人" and "### 小满" in header and "来碗面？" in header
+    assert chat == [] and canon == [] and parts == [] and portrait is None
+    assert ("小满 (xm)", "xm") in app.characters() and ("Mia (mia)", "mia") in app.characters()
+
+
+def test_send_streams_views_and_clears_the_box(app: WebApp) -> None:
+    state = app.on_load(None)[0]
+    scripted(app).enqueue("小满:「煤球又来了？看我的。」")
+    views = list(app.on_send("那只黑猫又来偷鱼了！", "旅人", False, state))
+    assert len(views) > 2
+    box, chat, image, caption, canon, parts = views[-1]
+    assert box == "" and chat[-1] == {"role": "assistant", "content": "煤球又来了？看我的。"}
+    assert canon[0][0] == "s002" and dict(parts)["total"] > 0
+
+
+def test_narrator_and_another_role(app: WebApp) -> None:
+    state = app.on_load(None)[0]
+    scripted(app).enqueue("好。").enqueue("嗯。")
+    list(app.on_send("雨下大了", "旅人", True, state))
+    list(app.on_send("我也来一碗", "阿青", False, state))
+    chat = app.view(app.tab(state))[0]
+    assert (
+        chat[0]["content"] == "**旁白**: 雨下大了" and chat[2]["content"] == "**阿青**: 我也来一碗"
+    )
+
+
+def test_refused_messages_raise_before_anything_changes(app: WebApp) -> None:
+    state = app.on_load(None)[0]
+    for text in ("", "长" * 5000):
+        with pytest.raises(InputError):
+            next(app.on_send(text, "旅人", False, state))
+    assert app.tab(state).messages == []
+
+
+def test_switching_character_mid_reply_keeps_both_chats(app: WebApp) -> None:
+    state = app.on_load(None)[0]
+    scripted(app).enqueue([c * 30 for c in "一二三四"])
+    stream = app.on_send("讲个故事", "旅人", False, state)
+    next(stream)
+    app.on_pick("mia", state)  # while the reply streams
+    rest = list(stream)  # the old stream notices and ends without touching the new view
+    assert rest == []
+    xm = state["tabs"]["xm"]
+    assert xm.messages[-1].stopped and xm.messages[-1].text.startswith("一" * 30)
+    assert len(xm.session.history) == 2  # what was said is kept
+    scripted(app).enqueue("Hi there, traveller!")
+    list(app.on_send("Hello", "Guest", False, state))
+    back = app.on_pick("xm", state)
+    assert back[-5][0]["content"] == "讲个故事"  # the first chat is still there
+
+
+def test_regenerate_swipe_export_and_new(app: WebApp) -> None:
+    state = app.on_load(None)[0]
+    scripted(app).enqueue("一号回答。").enqueue("二号回答。")
+    list(app.on_send("你好", "旅人", False, state))
+    chat = list(app.on_regenerate(state))[-1][1]
+    assert chat[-1]["content"] == "二号回答。\n\n_(2/2)_"
+    chat = app.on_swipe(-1, state)[0]
+    assert chat[-1]["content"] == "一号回答。\n\n_(1/2)_"
+    path = Path(app.on_export("json", state))
+    assert json.loads(path.read_text("utf-8"))["messages"][1]["alternatives"] == [
+        "一号回答。",
+        "二号回答。",
+    ]
+    assert "**小满**: 一号回答。" in Path(app.on_export("md", state)).read_text("utf-8")
+    assert app.on_new(state)[0] == []
+    with pytest.raises(InputError, match="nothing to export"):
+        app.on_export("json", state)
+
+
+def test_settings_change_budgets_and_refuse_unknown_backends(app: WebApp) -> None:
+    state = app.on_load(None)[0]
+    msg = app.on_settings("scripted", "", 300, 200, state)
+    assert "canon 300, history 200" in msg
+    assert app.tab(state).session.budget.canon == 300
+    with pytest.raises(UnknownNameError, match="unknown llm 'nope'"):
+        app.on_settings("nope", "", 300, 200, state)
+    with pytest.raises(InputError, match="negative"):
+        app.on_settings("scripted", "", -1, 200, state)
+    assert app.tab(state).session.budget.canon == 300  # unchanged by the failures
+
+
+def test_two_tabs_are_two_sessions(app: WebApp) -> None:
+    a, b = app.on_load(None)[0], app.on_load(None)[0]
+    scripted(app).enqueue("给A的。")
+    list(app.on_send("我是A", "旅人", False, a))
+    assert app.tab(b).messages == [] and len(app.tab(a).messages) == 2
