@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from rolecast.character import store
-from rolecast.character.model import LoreEntry
+from rolecast.character.model import Line, LoreEntry, Scene
 from rolecast.character.package import (
     extract_zip,
     load_character,
@@ -147,3 +147,11 @@ def test_unsafe_image_names_refused_and_nothing_written(tmp_path: Path, characte
     with pytest.raises(PackageError, match="unsafe image"):
         save_character(character, tmp_path / "c", images={bad: b"x"})
     assert not (tmp_path / "c").exists() and not list(tmp_path.iterdir())
+
+
+def test_line_and_paragraph_separators_survive_save_and_load(tmp_path: Path, character) -> None:
+    odd = "one\u2028two\u2029three\x85four"
+    character.scenes[0] = Scene("odd", odd, (Line("小满", odd),))
+    character.lore = [LoreEntry((odd,), odd)]
+    back = load_character(save_character(character, tmp_path / "c"))
+    assert back.scenes[0].lines[0].text == odd and back.lore[0].content == odd

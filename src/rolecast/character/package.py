@@ -87,11 +87,17 @@ def _line_from(obj: Any, path: Path, lineno: int) -> Line:
     return Line(speaker, obj["text"], start, end, image)
 
 
+def jsonl_rows(text: str) -> list[str]:
+    """The rows of JSON Lines text: split on newlines only (``str.splitlines`` would also split
+    inside a string holding U+2028, U+2029 or U+0085, which JSON leaves unescaped)."""
+    return [row.removesuffix("\r") for row in text.split("\n")]
+
+
 def parse_canon(text: str, path: Path) -> list[Scene]:
     """Scenes from canon.jsonl text; an error names the file and line."""
     scenes: list[Scene] = []
     seen: set[str] = set()
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    for lineno, raw in enumerate(jsonl_rows(text), start=1):
         if not raw.strip():
             continue
         try:
@@ -127,7 +133,7 @@ def _str_list(meta: dict[str, Any], key: str, path: Path) -> list[str]:
 
 def parse_lore(text: str, path: Path) -> list[LoreEntry]:
     entries = []
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    for lineno, raw in enumerate(jsonl_rows(text), start=1):
         if not raw.strip():
             continue
         try:

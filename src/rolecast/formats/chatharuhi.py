@@ -31,7 +31,7 @@ from typing import Any
 
 from ..character.dialogue import format_dialogue, parse_dialogue
 from ..character.model import DEFAULT_NARRATORS, Character, Line, Scene
-from ..character.package import ZIP_ERRORS, valid_id
+from ..character.package import ZIP_ERRORS, jsonl_rows, valid_id
 from ..errors import ParseError
 
 _CJK = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
@@ -267,7 +267,7 @@ def import_role_jsonl(
     stories: list[tuple[str, str, str, str | Path]] = []
     kept: dict[str, dict[str, str]] = {}
     dims: dict[str, int] = {}
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    for lineno, raw in enumerate(jsonl_rows(text), start=1):
         if not raw.strip():
             continue
         if lineno > MAX_ROWS:
