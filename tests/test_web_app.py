@@ -10,7 +10,7 @@ import pytest
 from rolecast.backends.scripted import ScriptedLLM
 from rolecast.character.package import save_character
 from rolecast.errors import InputError, UnknownNameError
-from rolecast.web.app import WebApp
+from rolecast.web.app import SKIP, WebApp
 from rolecast.web.chat import LockedLLM
 
 from conftest import make_character, make_english_character
@@ -22,6 +22,7 @@ def app(rolecast_home: Path) -> WebApp:
     save_character(make_english_character(), rolecast_home / "characters" / "mia")
     a = WebApp("xm", backend="scripted")
     a._llms[("scripted", None)] = LockedLLM(ScriptedLLM())
+    a.stream_interval = 0  # every piece is shown
     return a
 
 
@@ -46,6 +47,7 @@ def test_send_streams_views_and_clears_the_box(app: WebApp) -> None:
     box, chat, image, caption, canon, parts = views[-1]
     assert box == "" and chat[-1] == {"role": "assistant", "content": "煤球又来了？看我的。"}
     assert canon[0][0] == "s002" and dict(parts)["total"] > 0
+    assert views[0][2:] == (SKIP,) * 4  # while streaming only the chat changes
 
 
 def test_narrator_and_another_role(app: WebApp) -> None:

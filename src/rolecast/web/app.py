@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..backends.base import get_llm
+from ..backends.base import LLM, get_llm
 from ..character import store
 from ..character.package import load_character
 from ..errors import InputError, RolecastError
@@ -26,6 +27,8 @@ from .chat import ChatMessage, ChatTab, LockedLLM
 
 log = logging.getLogger(__name__)
 
+STREAM_INTERVAL = 0.05  # seconds between chat updates while a reply streams (pieces coalesce)
+SKIP = object()  # an output left as it is (the page turns it into gr.skip())
 CANON_COLUMNS = ["scene", "title", "score", "dense", "bm25", "sent"]
 PARTS_COLUMNS = ["part", "tokens"]
 Outputs = tuple[Any, ...]
@@ -46,6 +49,8 @@ class WebApp:
         self._indexes: dict[str, tuple[CanonIndex, SceneImages]] = {}
         self._llms: dict[tuple[str, str | None], LockedLLM] = {}
         self._lock = threading.Lock()
+        self._warming = False
+        self.stream_interval = STREAM_INTERVAL
 
     # ------------------------------------------------------------ shared resources
 
@@ -76,9 +81,18 @@ class WebApp:
             return self._llms[key]
 
     def warm_up(self) -> None:
-        """Load the default character's index and the model (run in the background at launch)."""
-        self.index(self.default)
-        self.llm()
+        """Load the model in the background once a page is shown, so the first reply is quicker."""
+        with self._lock:
+            if self._warming:
+                return
+            self._warming = True
+        threading.Thread(target=self._load_quietly, name="rolecast-warm-up", daemon=True).start()
+
+    def _load_quietly(self) -> None:
+        try:
+            self.llm()
+        except RolecastError as exc:  # shown again, to the user, on the first message
+            log.warning("could not load the model: %s", exc)
 
     # ------------------------------------------------------------ per-tab state
 
@@ -87,10 +101,14 @@ class WebApp:
         tabs = state.setdefault("tabs", {})
         if cid not in tabs:
             index, images = self.index(cid)
-            llm = self.llm(state.get("backend"), state.get("model"))
-            tabs[cid] = ChatTab(index.character, index, llm, images)
+            tabs[cid] = ChatTab(index.character, index, self._tab_llm(state), images)
         state["current"] = cid
         return tabs[cid]
+
+    def _tab_llm(self, state: dict[str, Any]) -> Callable[[], LLM]:
+        """The tab's model, got on its first message (a page is shown before a model loads)."""
+        backend, model = state.get("backend"), state.get("model")
+        return lambda: self.llm(backend, model)
 
     # ------------------------------------------------------------ views
 
@@ -149,6 +167,7 @@ class WebApp:
     def on_load(self, state: dict[str, Any] | None) -> Outputs:
         state = state if state is not None else {}
         tab = self.tab(state)
+        self.warm_up()
         return (state, tab.character.id, *self.character_view(tab), *self.view(tab))
 
     def on_pick(self, cid: str, state: dict[str, Any]) -> Outputs:
@@ -159,13 +178,19 @@ class WebApp:
         return (state, *self.character_view(tab), *self.view(tab))
 
     def _run(self, state: dict[str, Any], stream: Iterator[ChatMessage]) -> Iterator[Outputs]:
+        """While a reply streams only the chat changes, at most every ``stream_interval``
+        seconds; the image, canon and token parts follow once it is complete."""
         tab = self.tab(state)
         cid = tab.character.id
+        shown = 0.0
         for _ in stream:
             if state.get("current") != cid:  # the user picked another character: stop here
                 tab.stop()
                 return
-            yield ("", *self.view(tab))
+            now = time.perf_counter()
+            if now - shown >= self.stream_interval:
+                shown = now
+                yield ("", self.chat_view(tab), SKIP, SKIP, SKIP, SKIP)
         yield ("", *self.view(tab))
 
     def on_send(

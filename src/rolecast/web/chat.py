@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,17 +73,27 @@ class ChatTab:
         self,
         character: Character,
         index: CanonIndex,
-        llm: LLM,
+        llm: LLM | Callable[[], LLM],
         images: SceneImages | None = None,
         order: str | None = None,
     ) -> None:
-        self.character = character
-        self.session = Session(character, index, llm, order=order or llm.prompt_order)  # type: ignore[arg-type]
+        self.character, self.index, self.order = character, index, order
+        self._llm = llm
+        self._session: Session | None = None
         self.images = images if images is not None else SceneImages(index)
         self.messages: list[ChatMessage] = []
         self.streaming = False
         self._stop = threading.Event()
         self.last_timing: dict[str, float] = {}
+
+    @property
+    def session(self) -> Session:
+        """Made on first use: a page can show a character before its model has loaded."""
+        if self._session is None:
+            llm = self._llm if isinstance(self._llm, LLM) else self._llm()
+            order = self.order or llm.prompt_order
+            self._session = Session(self.character, self.index, llm, order=order)  # type: ignore[arg-type]
+        return self._session
 
     # ------------------------------------------------------------ what the page shows
 
@@ -192,8 +202,9 @@ class ChatTab:
         if self.streaming:
             self.stop()
         self.messages.clear()
-        self.session.history.clear()
-        self.session.last = None
+        if self._session is not None:
+            self._session.history.clear()
+            self._session.last = None
 
     # ------------------------------------------------------------ exports
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import MissingDependencyError, RolecastError
-from .app import CANON_COLUMNS, PARTS_COLUMNS, WebApp
+from .app import CANON_COLUMNS, PARTS_COLUMNS, SKIP, WebApp
 
 CSS = """
 #rc-image img { object-fit: contain; }
@@ -27,12 +27,18 @@ def _shown(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn our errors into a Gradio notice instead of a broken page."""
     gr = _gradio()
 
+    def unskip(out: Any) -> Any:
+        if isinstance(out, tuple):
+            return tuple(gr.skip() if o is SKIP else o for o in out)
+        return out
+
     if _is_generator(fn):
 
         @functools.wraps(fn)
         def gen(*args: Any) -> Iterator[Any]:
             try:
-                yield from fn(*args)
+                for out in fn(*args):
+                    yield unskip(out)
             except RolecastError as exc:
                 raise gr.Error(str(exc)) from None
 
@@ -57,7 +63,7 @@ def _is_generator(fn: Callable[..., Any]) -> bool:
 def build_page(app: WebApp):  # type: ignore[no-untyped-def]
     gr = _gradio()
     with gr.Blocks(title="rolecast") as page:
-        state = gr.State(None)
+        state = gr.State({})  # one dict per browser tab (Gradio copies it per session)
         with gr.Row():
             with gr.Column(scale=3):
                 chat = gr.Chatbot(elem_id="rc-chat", height=480, label="chat")
@@ -123,7 +129,7 @@ def build_page(app: WebApp):  # type: ignore[no-untyped-def]
         edit.click(_shown(app.on_edit), [text, state], [text, *view])
         prev.click(_shown(functools.partial(app.on_swipe, -1)), [state], view)
         nxt.click(_shown(functools.partial(app.on_swipe, 1)), [state], view)
-        new.click(_shown(app.on_new), [state], view)
+        new.click(_shown(app.on_new), [state], view, queue=False)
         export_json.click(_shown(functools.partial(app.on_export, "json")), [state], exported)
         export_md.click(_shown(functools.partial(app.on_export, "md")), [state], exported)
         apply.click(
@@ -137,9 +143,7 @@ def build_page(app: WebApp):  # type: ignore[no-untyped-def]
 def launch(
     app: WebApp, host: str = "127.0.0.1", port: int = 7860, share: bool = False, **kwargs: Any
 ):  # type: ignore[no-untyped-def]
-    import threading
-
-    threading.Thread(target=app.warm_up, name="rolecast-warm-up", daemon=True).start()
+    app.index(app.default)  # the first page shows a loaded character without waiting
     page = build_page(app)
     page.queue(default_concurrency_limit=None)
     return page.launch(
