@@ -143,8 +143,14 @@ def build_page(app: WebApp):  # type: ignore[no-untyped-def]
 def launch(
     app: WebApp, host: str = "127.0.0.1", port: int = 7860, share: bool = False, **kwargs: Any
 ):  # type: ignore[no-untyped-def]
-    app.index(app.default)  # the first page shows a loaded character without waiting
+    import threading
+
+    # the default character's index loads while Gradio is imported and the page is built, so
+    # the first page shows a loaded character without waiting
+    loading = threading.Thread(target=app.index, args=(app.default,), daemon=True)
+    loading.start()
     page = build_page(app)
+    loading.join()
     page.queue(default_concurrency_limit=None)
     return page.launch(
         server_name=host,
