@@ -83,9 +83,9 @@ def launch_time(backend: str, home: str) -> dict[str, float]:
 
 
 def in_process(turns: int) -> dict[str, float]:
+    from rolecast.backends.base import LockedLLM
     from rolecast.backends.scripted import ScriptedLLM
     from rolecast.web.app import WebApp
-    from rolecast.web.chat import LockedLLM
 
     app = WebApp(backend="scripted")
     reply = "小满:「汤刚滚，面刚醒，坐下先喝口热的，今天的雾可真大咯。」"

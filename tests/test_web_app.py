@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from rolecast.backends.base import LockedLLM
 from rolecast.backends.scripted import ScriptedLLM
 from rolecast.character.package import save_character
 from rolecast.errors import InputError, UnknownNameError
 from rolecast.web.app import SKIP, WebApp
-from rolecast.web.chat import LockedLLM
 
 from conftest import make_character, make_english_character
 

@@ -162,12 +162,16 @@ class Session:
         )
         return TurnReport(line, assembly, hits)
 
-    def say(self, text: str, as_role: str | None = None) -> Iterator[str]:
+    def say(
+        self, text: str, as_role: str | None = None, report: TurnReport | None = None
+    ) -> Iterator[str]:
         """Stream the character's reply. The turn is recorded only once the reply is
-        complete: a failed or interrupted reply leaves the history as it was."""
+        complete: a failed or interrupted reply leaves the history as it was. ``report`` is
+        the result of ``prepare(text, as_role)`` when the caller already has it."""
         if not text.strip():
             raise InputError("empty message: say something")
-        report = self.prepare(text, as_role)
+        if report is None:
+            report = self.prepare(text, as_role)
         self.pending = report
         raw: list[str] = []
 

@@ -7,6 +7,7 @@ scripted one in tests.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -28,6 +29,7 @@ class LLM:
     name: ClassVar[str] = "base"
     can_stream: ClassVar[bool] = True
     needs_key: ClassVar[bool] = False
+    thread_safe: ClassVar[bool] = False  # may stream several replies at once from threads
     context_window: int | None = None  # tokens, when known
     model: str = ""
     # the prompt order that suits the backend when the user has not chosen one: "cache" where
@@ -44,6 +46,33 @@ class LLM:
 
     def close(self) -> None:
         """Release resources (models, connections)."""
+
+
+class LockedLLM(LLM):
+    """A backend shared by threads that must not generate at once (an in-process model)."""
+
+    def __init__(self, inner: LLM) -> None:
+        self.inner = inner
+        self.lock = threading.Lock()
+        self.name = inner.name  # type: ignore[misc]
+        self.context_window = inner.context_window
+        self.model = inner.model
+        self.prompt_order = inner.prompt_order  # type: ignore[misc]
+
+    def stream(self, messages: Sequence[dict[str, str]], params: GenerationParams) -> Iterator[str]:
+        with self.lock:
+            yield from self.inner.stream(messages, params)
+
+    def token_counter(self) -> TokenCounter | None:
+        return self.inner.token_counter()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def shared(llm: LLM) -> LLM:
+    """``llm`` made safe to share between threads."""
+    return llm if llm.thread_safe or isinstance(llm, LockedLLM) else LockedLLM(llm)
 
 
 def get_llm(name: str, **options: Any) -> LLM:

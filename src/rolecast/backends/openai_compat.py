@@ -47,6 +47,7 @@ def retry_after(headers: Mapping[str, str] | None) -> float | None:
 
 
 class OpenAILLM(LLM):
+    thread_safe = True  # one HTTP client, one request per stream
     name = "openai"
     needs_key = True
 

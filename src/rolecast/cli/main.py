@@ -268,6 +268,33 @@ def cmd_web(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ..server.keys import check_bind
+    from ..server.run import build_state, serve
+
+    file = config.read_file()
+    state = build_state(
+        api_keys=args.api_key_server or [],
+        database_url=args.database_url,
+        backend=config.resolve("backend", args.backend, file=file) or DEFAULT_BACKEND,
+        model=config.resolve("model", args.model, file=file),
+        llm_options={"base_url": args.base_url, "api_key": args.api_key},
+        embedder=args.embedder or config.resolve("embedder", file=file) or "use",
+        rate=args.rate,
+        max_body=args.max_body,
+    )
+    check_bind(args.host, state.keys)
+    where = (
+        "sessions in PostgreSQL"
+        if type(state.store).__name__.startswith("Postgres")
+        else (f"sessions in {getattr(state.store, 'path', '')}")
+    )
+    keys = "API keys required" if state.keys else "no API keys: loopback only"
+    print(f"rolecast serve: http://{args.host}:{args.port}/v1 ({where}; {keys})", file=sys.stderr)
+    serve(state, args.host, args.port)
+    return 0
+
+
 def cmd_pack(args: argparse.Namespace) -> int:
     from ..character import store
     from ..character.package import write_zip
@@ -332,14 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
             help="embedder: use, e5 (default: $ROLECAST_EMBEDDER, the config file, or use)",
         )
 
-    def turn_opts(sp: argparse.ArgumentParser) -> None:
+    def backend_opts(sp: argparse.ArgumentParser, key_flag: str = "--api-key") -> None:
         retrieval_opts(sp)
-        sp.add_argument(
-            "--as",
-            dest="as_role",
-            help="speak as this role (default: the "
-            "character's user role); a narrator name such as 旁白 narrates",
-        )
         sp.add_argument(
             "--backend",
             help="LLM backend: local, openai, echo (default: $ROLECAST_BACKEND, the config "
@@ -351,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
             "the config file, or api.openai.com)",
         )
         sp.add_argument(
-            "--api-key",
+            key_flag,
+            dest="api_key",
             help="openai backend: key (default: $ROLECAST_API_KEY, $OPENAI_API_KEY, config file)",
         )
         sp.add_argument(
@@ -359,6 +381,15 @@ def build_parser() -> argparse.ArgumentParser:
             help="model for the backend: for local a name (qwen2.5-0.5b, "
             "smollm2-135m), a GGUF path or hf:OWNER/REPO/FILE (default: "
             "$ROLECAST_MODEL or qwen2.5-0.5b)",
+        )
+
+    def turn_opts(sp: argparse.ArgumentParser) -> None:
+        backend_opts(sp)
+        sp.add_argument(
+            "--as",
+            dest="as_role",
+            help="speak as this role (default: the "
+            "character's user role); a narrator name such as 旁白 narrates",
         )
         sp.add_argument(
             "--order",
@@ -424,6 +455,30 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--share", action="store_true", help="a public gradio.live link")
     turn_opts(sp)
     sp.set_defaults(func=cmd_web)
+    sp = sub.add_parser(
+        "serve", help="characters as OpenAI-compatible models (/v1/chat/completions)"
+    )
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8000)
+    sp.add_argument(
+        "--api-key",
+        dest="api_key_server",
+        action="append",
+        metavar="KEY",
+        help="a key clients must send as 'Authorization: Bearer KEY' (repeatable; also "
+        "$ROLECAST_SERVER_KEYS, comma-separated). Without keys the server listens on loopback only",
+    )
+    sp.add_argument(
+        "--database-url",
+        help="postgresql://... or sqlite:///PATH (default: $ROLECAST_DATABASE_URL, else "
+        "$ROLECAST_HOME/server.sqlite3)",
+    )
+    sp.add_argument(
+        "--rate", type=int, default=120, help="requests per minute per key (0: no limit)"
+    )
+    sp.add_argument("--max-body", type=int, default=1 << 20, help="largest request body, bytes")
+    backend_opts(sp, key_flag="--backend-api-key")
+    sp.set_defaults(func=cmd_serve)
     sp = sub.add_parser("config", help="show or change settings (the config file)")
     sp.add_argument("action", choices=("list", "get", "set", "unset"))
     sp.add_argument("key", nargs="?", help=f"one of: {', '.join(config.SETTINGS)}")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..backends.base import LLM, get_llm
+from ..backends.base import LLM, get_llm, shared
 from ..character import store
 from ..character.package import load_character
 from ..errors import InputError, RolecastError
@@ -23,7 +23,7 @@ from ..prompt.assemble import Budget
 from ..retrieval.hybrid import CanonIndex
 from ..retrieval.images import SceneImages
 from ..retrieval.index import load_index
-from .chat import ChatMessage, ChatTab, LockedLLM
+from .chat import ChatMessage, ChatTab
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class WebApp:
         self.backend, self.model, self.embedder = backend, model, embedder
         self.llm_options = llm_options or {}
         self._indexes: dict[str, tuple[CanonIndex, SceneImages]] = {}
-        self._llms: dict[tuple[str, str | None], LockedLLM] = {}
+        self._llms: dict[tuple[str, str | None], LLM] = {}
         self._lock = threading.Lock()
         self._warming = False
         self.stream_interval = STREAM_INTERVAL
@@ -73,11 +73,11 @@ class WebApp:
                 self._indexes[cid] = (index, SceneImages(index))
             return self._indexes[cid]
 
-    def llm(self, backend: str | None = None, model: str | None = None) -> LockedLLM:
+    def llm(self, backend: str | None = None, model: str | None = None) -> LLM:
         key = (backend or self.backend, model if model is not None else self.model)
         with self._lock:
             if key not in self._llms:
-                self._llms[key] = LockedLLM(get_llm(key[0], model=key[1], **self.llm_options))
+                self._llms[key] = shared(get_llm(key[0], model=key[1], **self.llm_options))
             return self._llms[key]
 
     def warm_up(self) -> None:

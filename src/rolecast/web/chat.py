@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..backends.base import LLM, GenerationParams
+from ..backends.base import LLM
 from ..character.model import Character
 from ..character.package import package_root
 from ..errors import InputError
@@ -44,28 +44,6 @@ class ChatMessage:
     @property
     def text(self) -> str:
         return self.alternatives[self.choice]
-
-
-class LockedLLM(LLM):
-    """One in-process model shared by every tab: one generation at a time."""
-
-    def __init__(self, inner: LLM) -> None:
-        self.inner = inner
-        self.lock = threading.Lock()
-        self.name = inner.name  # type: ignore[misc]
-        self.context_window = inner.context_window
-        self.model = inner.model
-        self.prompt_order = inner.prompt_order  # type: ignore[misc]
-
-    def stream(self, messages, params: GenerationParams) -> Iterator[str]:  # type: ignore[no-untyped-def]
-        with self.lock:
-            yield from self.inner.stream(messages, params)
-
-    def token_counter(self):  # type: ignore[no-untyped-def]
-        return self.inner.token_counter()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class ChatTab:

@@ -1,0 +1,1 @@
+"""`rolecast serve`: characters as OpenAI-compatible models, with persistent sessions."""

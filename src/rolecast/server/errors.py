@@ -1,0 +1,15 @@
+"""Errors in the shape OpenAI's API gives them, so every client shows them as it should."""
+
+from __future__ import annotations
+
+from starlette.responses import JSONResponse
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, kind: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind, self.code = status, message, kind, code
+
+    def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
+        body = {"error": {"message": self.message, "type": self.kind, "code": self.code}}
+        return JSONResponse(body, status_code=self.status, headers=headers)

@@ -1,0 +1,327 @@
+"""Sessions and their messages: SQLite (WAL) by default, PostgreSQL for several servers.
+
+A session belongs to one API key: its identity is ``(key_id, session_id)``, so a key can never
+name another key's session. A turn (the line and the reply) is written in one transaction, so
+a server killed mid-reply leaves every completed turn and nothing half-written. Schema changes
+are named, append-only migrations, recorded in ``migrations``.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import MissingDependencyError, RolecastError
+
+# name, statements; never edit one that has shipped: add a new one
+MIGRATIONS: list[tuple[str, list[str]]] = [
+    (
+        "001_sessions_and_messages",
+        [
+            """CREATE TABLE sessions (
+                key_id TEXT NOT NULL,
+                session_id TEXT NOT NULL,
+                character TEXT NOT NULL,
+                created DOUBLE PRECISION NOT NULL,
+                updated DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (key_id, session_id)
+            )""",
+            """CREATE TABLE messages (
+                key_id TEXT NOT NULL,
+                session_id TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                role TEXT NOT NULL,
+                speaker TEXT NOT NULL,
+                content TEXT NOT NULL,
+                created DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (key_id, session_id, seq),
+                FOREIGN KEY (key_id, session_id) REFERENCES sessions (key_id, session_id)
+            )""",
+        ],
+    ),
+    (
+        "002_messages_by_time",
+        ["CREATE INDEX messages_created ON messages (created)"],
+    ),
+]
+
+
+class StorageError(RolecastError):
+    """The database cannot be opened or written."""
+
+
+@dataclass(frozen=True)
+class Message:
+    seq: int
+    role: str  # "user" or "assistant"
+    speaker: str
+    content: str
+    created: float
+
+
+class Store:
+    """A DB-API connection pool with the queries the server needs; subclasses set the dialect."""
+
+    placeholder = "?"
+
+    def __init__(self, size: int = 4) -> None:
+        self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._size = size
+        self._made = 0
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ connections
+
+    def _connect(self) -> Any:
+        raise NotImplementedError
+
+    def _integrity_error(self) -> type[Exception]:
+        raise NotImplementedError
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        try:
+            conn = self._pool.get_nowait()
+        except queue.Empty:
+            with self._lock:
+                can_make = self._made < self._size
+                if can_make:
+                    self._made += 1
+            conn = self._connect() if can_make else self._pool.get(timeout=30)
+        try:
+            yield conn
+        finally:
+            self._pool.put(conn)
+
+    def _begin(self, cur: Any, write: bool) -> None:
+        """Open a transaction (PostgreSQL opens one by itself)."""
+
+    @contextmanager
+    def transaction(self, write: bool = False) -> Iterator[Any]:
+        with self.connection() as conn:
+            cur = conn.cursor()
+            try:
+                self._begin(cur, write)
+                yield cur
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                cur.close()
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._pool.get_nowait().close()
+            except queue.Empty:
+                return
+
+    # ------------------------------------------------------------ schema
+
+    def migrate(self) -> list[str]:
+        """Apply the migrations not yet applied, each in its own transaction; their names."""
+        with self.transaction(write=True) as cur:
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS migrations "
+                "(name TEXT PRIMARY KEY, applied DOUBLE PRECISION NOT NULL)"
+            )
+        applied = []
+        for name, statements in MIGRATIONS:
+            try:
+                with self.transaction(write=True) as cur:
+                    cur.execute(self._sql("SELECT 1 FROM migrations WHERE name = ?"), (name,))
+                    if cur.fetchone():
+                        continue
+                    for statement in statements:
+                        cur.execute(statement)
+                    cur.execute(
+                        self._sql("INSERT INTO migrations (name, applied) VALUES (?, ?)"),
+                        (name, time.time()),
+                    )
+                applied.append(name)
+            except self._integrity_error():  # another server applied it at the same moment
+                continue
+        return applied
+
+    def applied(self) -> list[str]:
+        with self.transaction() as cur:
+            cur.execute("SELECT name FROM migrations ORDER BY name")
+            return [r[0] for r in cur.fetchall()]
+
+    # ------------------------------------------------------------ sessions
+
+    def session_character(self, key_id: str, session_id: str) -> str | None:
+        with self.transaction() as cur:
+            cur.execute(
+                self._sql("SELECT character FROM sessions WHERE key_id = ? AND session_id = ?"),
+                (key_id, session_id),
+            )
+            row = cur.fetchone()
+        return row[0] if row else None
+
+    def messages(self, key_id: str, session_id: str) -> list[Message]:
+        with self.transaction() as cur:
+            cur.execute(
+                self._sql(
+                    "SELECT seq, role, speaker, content, created FROM messages "
+                    "WHERE key_id = ? AND session_id = ? ORDER BY seq"
+                ),
+                (key_id, session_id),
+            )
+            return [Message(*row) for row in cur.fetchall()]
+
+    def append_turn(
+        self,
+        key_id: str,
+        session_id: str,
+        character: str,
+        rows: Sequence[tuple[str, str, str]],
+    ) -> None:
+        """Add ``(role, speaker, content)`` rows to a session (made if new), in one transaction."""
+        for attempt in range(5):
+            try:
+                with self.transaction(write=True) as cur:
+                    self._append(cur, key_id, session_id, character, rows)
+                return
+            except self._integrity_error():  # another process took the same seq: read again
+                if attempt == 4:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+
+    def _append(self, cur: Any, key_id: str, session_id: str, character: str, rows: Any) -> None:
+        now = time.time()
+        cur.execute(
+            self._sql("SELECT character FROM sessions WHERE key_id = ? AND session_id = ?"),
+            (key_id, session_id),
+        )
+        found = cur.fetchone()
+        if found is None:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO sessions (key_id, session_id, character, created, updated) "
+                    "VALUES (?, ?, ?, ?, ?)"
+                ),
+                (key_id, session_id, character, now, now),
+            )
+        else:
+            cur.execute(
+                self._sql("UPDATE sessions SET updated = ? WHERE key_id = ? AND session_id = ?"),
+                (now, key_id, session_id),
+            )
+        cur.execute(
+            self._sql(
+                "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE key_id = ? AND session_id = ?"
+            ),
+            (key_id, session_id),
+        )
+        seq = int(cur.fetchone()[0])
+        for role, speaker, content in rows:
+            seq += 1
+            cur.execute(
+                self._sql(
+                    "INSERT INTO messages (key_id, session_id, seq, role, speaker, content, "
+                    "created) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                ),
+                (key_id, session_id, seq, role, speaker, content, now),
+            )
+
+    def check(self) -> str:
+        """'ok' when the database is sound (SQLite's integrity check; a query on PostgreSQL)."""
+        raise NotImplementedError
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str | Path, size: int = 4) -> None:
+        super().__init__(size)
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _connect(self) -> sqlite3.Connection:
+        try:  # isolation_level None: transactions are ours (BEGIN), so DDL is atomic too
+            conn = sqlite3.connect(
+                self.path, timeout=30, check_same_thread=False, isolation_level=None
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the database {self.path}: {exc}") from None
+        return conn
+
+    def _integrity_error(self) -> type[Exception]:
+        return sqlite3.IntegrityError
+
+    def _begin(self, cur: Any, write: bool) -> None:
+        cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    def check(self) -> str:
+        with self.transaction() as cur:
+            cur.execute("PRAGMA integrity_check")
+            result = ", ".join(r[0] for r in cur.fetchall())
+            cur.execute("PRAGMA foreign_key_check")
+            if cur.fetchall():
+                result += "; foreign keys broken"
+        return result
+
+
+class PostgresStore(Store):
+    placeholder = "%s"
+
+    def __init__(self, url: str, size: int = 8) -> None:
+        super().__init__(size)
+        try:
+            import psycopg
+        except ImportError:
+            raise MissingDependencyError("PostgreSQL storage", "psycopg", "postgres") from None
+        self._psycopg = psycopg
+        self.url = url
+
+    def _connect(self) -> Any:
+        try:
+            return self._psycopg.connect(self.url, connect_timeout=10)
+        except self._psycopg.Error as exc:
+            raise StorageError(f"cannot connect to {_redact(self.url)}: {exc}") from None
+
+    def _integrity_error(self) -> type[Exception]:
+        return self._psycopg.errors.IntegrityError  # type: ignore[no-any-return]
+
+    def check(self) -> str:
+        with self.transaction() as cur:
+            cur.execute(
+                "SELECT COUNT(*) FROM messages m LEFT JOIN sessions s "
+                "ON s.key_id = m.key_id AND s.session_id = m.session_id WHERE s.key_id IS NULL"
+            )
+            orphans = cur.fetchone()[0]
+        return "ok" if orphans == 0 else f"{orphans} messages without a session"
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+def open_store(url: str | None, default_path: Path) -> Store:
+    """``postgresql://...`` -> PostgreSQL; ``sqlite:///path`` or None -> SQLite; migrated."""
+    if url and url.startswith(("postgresql://", "postgres://")):
+        store: Store = PostgresStore(url)
+    elif url and url.startswith("sqlite:///"):
+        store = SQLiteStore(url.removeprefix("sqlite:///"))
+    elif url:
+        raise StorageError(
+            f"unsupported database URL {_redact(url)!r}: use postgresql://... or sqlite:///PATH"
+        )
+    else:
+        store = SQLiteStore(default_path)
+    store.migrate()
+    return store
