@@ -115,3 +115,69 @@ def make_english_character() -> Character:
         user_role="Guest",
         narrators=["Narrator"],
     )
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url():  # type: ignore[no-untyped-def]
+    """A real PostgreSQL server on 127.0.0.1 for the session (Debian's postgresql package)."""
+    import shutil
+    import socket
+    import subprocess
+
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's postgresql package")
+        pytest.skip("needs PostgreSQL (Debian package postgresql)")
+    import tempfile
+
+    # not under pytest's temp folder: the postgres user must be able to reach it
+    base = Path(tempfile.mkdtemp(prefix="rolecast-pg-"))
+    data, sock = base / "data", base / "sock"
+    sock.mkdir()
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(base, "postgres")
+        shutil.chown(sock, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def run(*cmd: str) -> None:
+        done = subprocess.run([*as_postgres, *cmd], capture_output=True, timeout=120)
+        if done.returncode:
+            raise RuntimeError(f"{cmd[0]} failed: {done.stderr.decode(errors='replace')}")
+
+    run(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    run(
+        str(bin_dir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(base / "log"),
+        "-w",
+        "-o",
+        f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=on",
+        "start",
+    )
+    try:
+        run(
+            str(bin_dir / "createdb"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "postgres",
+            "rolecast",
+        )
+        yield f"postgresql://postgres@127.0.0.1:{port}/rolecast"
+    finally:
+        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(base, ignore_errors=True)
