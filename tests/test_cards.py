@@ -677,7 +677,7 @@ def test_zip_member_lying_about_its_size() -> None:
 
 
 def test_zip_total_size_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cards, "MAX_TOTAL", 1000)
+    monkeypatch.setattr(cards.limits, "MAX_TOTAL", 1000)
     data = charx({"card.json": dumps(v3_card()), "a.bin": bytes(600), "b.bin": bytes(600)})
     with pytest.raises(ParseError, match="more than the 1000 byte limit"):
         import_card(data, "big.charx")
@@ -715,7 +715,7 @@ def test_oversize_chunk_length_field() -> None:
 
 
 def test_file_size_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cards, "MAX_FILE", 1000)
+    monkeypatch.setattr(cards.limits, "MAX_FILE", 1000)
     with pytest.raises(ParseError, match="larger than the 1000 byte limit"):
         import_card(dumps({"name": "x", "description": "y" * 2000}), "big.json")
 
@@ -784,7 +784,7 @@ def test_fuzz_one_swallows_only_parse_errors(monkeypatch: pytest.MonkeyPatch) ->
     def boom(data: bytes, filename: str, cid: str | None = None) -> CardImport:
         raise KeyError("bug")
 
-    monkeypatch.setattr(cards, "import_card", boom)
+    monkeypatch.setattr(cards.importer, "import_card", boom)
     with pytest.raises(KeyError):
         fuzz_one(b"{}")
 
@@ -834,7 +834,7 @@ _toml_value = st.one_of(
 )
 _extra = st.dictionaries(
     st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True).filter(
-        lambda k: k not in cards._TOML_KEYS
+        lambda k: k not in cards.payload._TOML_KEYS
     ),
     _toml_value,
     max_size=3,

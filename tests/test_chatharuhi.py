@@ -169,6 +169,14 @@ def test_bad_role_zips(members: dict[str, bytes], message: str) -> None:
         import_role_zip(role_zip(members))
 
 
+def test_role_zip_with_a_damaged_schema_that_is_not_utf8_is_refused() -> None:
+    db = chroma_db(["x"])
+    damaged = db.replace(b"embedding_metadata (id", b"embedding_metadata \x89id")
+    assert damaged != db
+    with pytest.raises(ParseError, match="chroma.sqlite3 cannot be read: malformed database"):
+        import_role_zip(role_zip({"content/x/chroma.sqlite3": damaged}))
+
+
 def test_role_zip_bomb_is_refused_by_the_cap(monkeypatch) -> None:
     import rolecast.formats.chatharuhi as ch
 

@@ -199,3 +199,19 @@ def test_import_export_usage_errors(argv: list[str], message: str, capsys) -> No
     with contextlib.suppress(SystemExit):
         assert main(argv) != 0
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "fmt, suffix", [("card-png", "png"), ("charx", "charx"), ("card-json", "json")]
+)
+def test_export_a_card_and_import_it_back(tmp_path: Path, capsys, fmt: str, suffix: str) -> None:
+    from rolecast.character import store
+
+    out = tmp_path / f"xiaoman.{suffix}"
+    assert main(["export", "xiaoman", "--format", fmt, "-o", str(out)]) == 0
+    assert main(["import", str(out), "--name", "xm-copy"]) == 0  # the format is detected
+    assert "imported 林小满 as xm-copy: 56 scenes" in capsys.readouterr().out
+    a, b = store.load("xiaoman"), store.load("xm-copy")
+    assert (b.name, b.persona, b.greetings, b.scenes) == (a.name, a.persona, a.greetings, a.scenes)
+    assert main(["import", "card", str(out), "--name", "xm-copy"]) == 1  # exists: refused
+    assert "already exists" in capsys.readouterr().err

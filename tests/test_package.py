@@ -155,3 +155,23 @@ def test_line_and_paragraph_separators_survive_save_and_load(tmp_path: Path, cha
     character.lore = [LoreEntry((odd,), odd)]
     back = load_character(save_character(character, tmp_path / "c"))
     assert back.scenes[0].lines[0].text == odd and back.lore[0].content == odd
+
+
+@pytest.mark.parametrize(
+    "file, text, message",
+    [
+        ("canon.jsonl", '{"id": "x", "n": ' + "9" * 5000 + "}\n", r"canon.jsonl:1: unusable JSON"),
+        ("lore.jsonl", "[" * 100_000 + "\n", r"lore.jsonl:1: unusable JSON"),
+        ("card.json", '{"n": ' + "9" * 5000 + "}", r"card.json: unusable JSON"),
+        ("character.toml", "a = " + "[" * 5000 + "]" * 5000 + "\n", "invalid TOML"),
+    ],
+)
+def test_unusable_json_or_toml_is_a_parse_error_in_a_folder_and_a_zip(
+    tmp_path: Path, character, file: str, text: str, message: str
+) -> None:
+    folder = save_character(character, tmp_path / "xm")
+    (folder / file).write_text(text, encoding="utf-8")
+    with pytest.raises(ParseError, match=message):
+        load_character(folder)
+    with pytest.raises(ParseError, match=message):
+        load_character(write_zip(folder, tmp_path / "xm.zip"))

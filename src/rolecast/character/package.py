@@ -25,7 +25,6 @@ import shutil
 import sys
 import tempfile
 import zipfile
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -35,6 +34,7 @@ import tomli_w
 
 from ..errors import PackageError, ParseError
 from .model import Character, Line, LoreEntry, Scene
+from .safezip import SafeZip
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -55,8 +55,6 @@ _KNOWN_KEYS = {
     "portrait",
 }
 _ID_RE = re.compile(r"^[\w\-.]{1,64}$")
-_MAX_ZIP_MEMBER = 64 * 1024 * 1024
-_MAX_ZIP_TOTAL = 512 * 1024 * 1024
 
 
 def valid_id(name: str) -> str:
@@ -106,6 +104,8 @@ def parse_canon(text: str, path: Path) -> list[Scene]:
             raise ParseError(
                 f"invalid JSON ({exc.msg} at column {exc.colno})", path, lineno
             ) from None
+        except (ValueError, RecursionError) as exc:  # a 5000-digit number, deep nesting
+            raise ParseError(f"unusable JSON ({exc})", path, lineno) from None
         if not isinstance(obj, dict):
             raise ParseError("each line must be a JSON object (a scene)", path, lineno)
         sid, title, lines = obj.get("id"), obj.get("title", ""), obj.get("lines")
@@ -140,6 +140,8 @@ def parse_lore(text: str, path: Path) -> list[LoreEntry]:
             obj = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise ParseError(f"invalid JSON ({exc.msg})", path, lineno) from None
+        except (ValueError, RecursionError) as exc:
+            raise ParseError(f"unusable JSON ({exc})", path, lineno) from None
         if not isinstance(obj, dict):
             raise ParseError("each line must be a JSON object (a lore entry)", path, lineno)
         keys, content = obj.get("keys"), obj.get("content")
@@ -161,6 +163,8 @@ def _json_object(text: str | None, path: Path) -> dict[str, Any]:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ParseError(f"invalid JSON ({exc.msg} at line {exc.lineno})", path) from None
+    except (ValueError, RecursionError) as exc:
+        raise ParseError(f"unusable JSON ({exc})", path) from None
     if not isinstance(obj, dict):
         raise ParseError("must hold a JSON object", path)
     return obj
@@ -181,7 +185,7 @@ def _character_from_files(cid: str, read: Callable[[str], str | None], root: Pat
     toml_path = root / TOML
     try:
         meta = tomllib.loads(toml_text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:  # deep nesting: RecursionError
         raise ParseError(f"invalid TOML: {exc}", toml_path) from None
     name = meta.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -249,38 +253,19 @@ def _zip_prefix(names: list[str]) -> str:
     raise PackageError(f"zip holds no {TOML} at its root or under one top folder")
 
 
-# what a damaged or hostile zip can raise from the standard library while it is read
-ZIP_ERRORS = (
-    zipfile.BadZipFile,
-    zipfile.LargeZipFile,
-    zlib.error,
-    EOFError,
-    OSError,
-    ValueError,
-    NotImplementedError,  # an unsupported compression method
-    RuntimeError,  # an encrypted member
-)
+def _open_zip(path: Path) -> SafeZip:
+    """A package zip, checked (see :mod:`.safezip`); its problems are ``PackageError``."""
+    return SafeZip(path, lambda message: PackageError(f"{path}: {message}"))
 
 
 def _load_zip(path: Path) -> Character:
-    try:
-        return _load_zip_unchecked(path)
-    except ZIP_ERRORS as exc:
-        raise PackageError(f"{path}: damaged zip ({exc})") from None
-
-
-def _load_zip_unchecked(path: Path) -> Character:
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-        prefix = _zip_prefix(names)
+    with _open_zip(path) as zf:
+        prefix = _zip_prefix(zf.names)
 
         def read(name: str) -> str | None:
             full = prefix + name
-            if full not in names:
+            if full not in zf:
                 return None
-            info = zf.getinfo(full)
-            if info.file_size > _MAX_ZIP_MEMBER:
-                raise PackageError(f"{path}: {full} is too large ({info.file_size} bytes)")
             try:
                 return zf.read(full).decode("utf-8-sig")
             except UnicodeDecodeError as exc:
@@ -418,32 +403,24 @@ def write_zip(folder: Path, out: Path) -> Path:
 
 
 def extract_zip(zip_path: Path, dest: Path) -> Path:
-    """Unpack a package zip into ``dest`` atomically, refusing unsafe members."""
-    try:
-        return _extract_zip_unchecked(zip_path, dest)
-    except ZIP_ERRORS as exc:
-        raise PackageError(f"{zip_path}: damaged zip ({exc})") from None
-
-
-def _extract_zip_unchecked(zip_path: Path, dest: Path) -> Path:
-    with zipfile.ZipFile(zip_path) as zf:
-        infos = zf.infolist()
-        prefix = _zip_prefix([i.filename for i in infos])
-        total = 0
+    """Unpack a package zip into ``dest`` atomically; an unsafe or damaged zip is refused
+    before anything replaces ``dest``."""
+    with _open_zip(zip_path) as zf:
+        prefix = _zip_prefix(zf.names)
         with staging_dir(dest) as tmp:
-            for info in infos:
+            for info in zf.infos:
                 if info.is_dir() or not info.filename.startswith(prefix):
                     continue
-                rel = PurePosixPath(info.filename[len(prefix) :])
-                if rel.is_absolute() or ".." in rel.parts or "\\" in info.filename:
-                    raise PackageError(f"{zip_path}: unsafe path in zip: {info.filename!r}")
-                total += info.file_size
-                if info.file_size > _MAX_ZIP_MEMBER or total > _MAX_ZIP_TOTAL:
-                    raise PackageError(f"{zip_path}: unpacks to more than the allowed size")
+                rel = PurePosixPath(info.filename[len(prefix) :])  # names are safe here
                 target = tmp.joinpath(*rel.parts)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out)
+                data = zf.read(info.filename)
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(data)
+                except OSError as exc:
+                    raise PackageError(
+                        f"{zip_path}: cannot unpack {info.filename!r}: {exc}"
+                    ) from None
             load_character(tmp)  # validate before it replaces anything
             replace_dir(tmp, dest)
     return dest

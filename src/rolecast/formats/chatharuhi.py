@@ -22,7 +22,6 @@ import sqlite3
 import struct
 import tempfile
 import unicodedata
-import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +30,8 @@ from typing import Any
 
 from ..character.dialogue import format_dialogue, parse_dialogue
 from ..character.model import DEFAULT_NARRATORS, Character, Line, Scene
-from ..character.package import ZIP_ERRORS, jsonl_rows, valid_id
+from ..character.package import jsonl_rows, valid_id
+from ..character.safezip import SafeZip
 from ..errors import ParseError
 
 _CJK = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
@@ -431,43 +431,31 @@ def _story_text(scene: Scene) -> str:
 # ---------------------------------------------------------------- role zip
 
 
-def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str | Path) -> bytes:
-    if info.file_size > MAX_FILE:
-        raise ParseError(f"{info.filename} is too large ({info.file_size} bytes)", where)
-    with zf.open(info) as f:
-        data = f.read(MAX_FILE + 1)  # a header that lies about the size is caught here
-    if len(data) > MAX_FILE:
-        raise ParseError(f"{info.filename} unpacks to more than {MAX_FILE} bytes", where)
-    return data
-
-
 def import_role_zip(
     data: bytes, cid: str | None = None, where: str | Path = "<zip>"
 ) -> ImportResult:
     """A ChatHaruhi 2.0 role zip: stories from Chroma's SQLite file, no chromadb needed."""
     if len(data) > MAX_FILE:
         raise ParseError(f"larger than {MAX_FILE} bytes", where)
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-        infos = zf.infolist()
-    except ZIP_ERRORS as exc:
-        raise ParseError(f"not a readable zip: {exc}", where) from None
-    with zf:
-        dbs = [i for i in infos if PurePosixPath(i.filename).name == "chroma.sqlite3"]
+    # one member (the SQLite file) may be as large as a role file; the rest is small
+    with SafeZip(
+        data,
+        lambda message: ParseError(message, where),
+        max_member=MAX_FILE,
+        max_total=2 * MAX_FILE,
+    ) as zf:
+        dbs = [n for n in zf.names if PurePosixPath(n).name == "chroma.sqlite3"]
         if len(dbs) != 1:
             raise ParseError(
                 f"a role zip holds one content/<role>/chroma.sqlite3; found {len(dbs)}", where
             )
-        parts = PurePosixPath(dbs[0].filename).parts
+        parts = PurePosixPath(dbs[0]).parts
         role = parts[-2] if len(parts) >= 2 else "role"
-        try:
-            db = _read_member(zf, dbs[0], where)
-            prompts = [i for i in infos if PurePosixPath(i.filename).name == "system_prompt.txt"]
-            persona = ""
-            if prompts:
-                persona = decode_text(_read_member(zf, prompts[0], where), where).strip()
-        except ZIP_ERRORS as exc:
-            raise ParseError(f"damaged zip member: {exc}", where) from None
+        db = zf.read(dbs[0])
+        prompts = [n for n in zf.names if PurePosixPath(n).name == "system_prompt.txt"]
+        persona = ""
+        if prompts:
+            persona = decode_text(zf.read(prompts[0]), where).strip()
     docs = read_chroma_documents(db, where)
     stories = [
         (f"story-{n:04d}", f"story-{n:04d}", d, f"{where} document {n}")
@@ -495,6 +483,9 @@ def read_chroma_documents(db: bytes, where: str | Path = "<chroma.sqlite3>") -> 
                 con.close()
         except sqlite3.Error as exc:
             raise ParseError(f"chroma.sqlite3 cannot be read: {exc}", where) from None
+        except UnicodeDecodeError as exc:  # SQLite's message quotes a damaged schema's bytes
+            detail = exc.object.decode("utf-8", "replace") if isinstance(exc.object, bytes) else exc
+            raise ParseError(f"chroma.sqlite3 cannot be read: {detail}", where) from None
     docs = [r[0] for r in rows if isinstance(r[0], str) and r[0].strip()]
     if not docs:
         raise ParseError("chroma.sqlite3 holds no documents", where)

@@ -1,0 +1,99 @@
+"""Card import: a card file's bytes (JSON, PNG or CHARX, told apart by content) to a
+:class:`Character` and the files for its ``images/`` folder; and the fuzz target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ...character.model import Character
+from ...character.safezip import SafeZip
+from ...errors import ParseError
+from . import limits
+from .charx import ZIP_MAGIC, charx_card, charx_images, open_charx
+from .fields import assets as card_assets
+from .fields import card_data, load_json, opt_dict
+from .from_card import from_card, image_name
+from .payload import restore
+from .png import PNG_SIGNATURE, card_from_png
+
+
+@dataclass
+class CardImport:
+    """An imported card: the character (not yet saved) and files for its ``images/`` folder."""
+
+    character: Character
+    images: dict[str, bytes] = field(default_factory=dict)
+
+
+def import_card(data: bytes, filename: str, cid: str | None = None) -> CardImport:
+    """A character from a card file's bytes: JSON, PNG or CHARX, told apart by content.
+
+    ``filename`` names the file in errors and in ``source``; ``cid`` is the package id
+    (default: the exported id, else one made from the card name).
+    """
+    data = bytes(data)
+    path = filename
+    if len(data) > limits.MAX_FILE:
+        raise ParseError(f"card file larger than the {limits.MAX_FILE} byte limit", path)
+    if data.startswith(PNG_SIGNATURE[:4]):
+        obj, png = card_from_png(data, path)
+        return _character(obj, filename, cid, png=png)
+    if data.startswith(ZIP_MAGIC) or data.startswith(b"PK\x05\x06"):
+        with open_charx(data, path) as zipped:
+            return _character(charx_card(zipped, path), filename, cid, zipped=zipped)
+    return _character(load_json(data, "card JSON", path), filename, cid)
+
+
+def _character(
+    obj: Any,
+    filename: str,
+    cid: str | None,
+    png: bytes | None = None,
+    zipped: SafeZip | None = None,
+) -> CardImport:
+    """The character and images of a card object read from ``filename``; ``png`` is the
+    picture of a PNG card (its card chunks removed), ``zipped`` the zip of a CHARX."""
+    path: str | Path = filename
+    spec, fields = card_data(obj, path)
+    where = "data." if spec else ""
+    assets = card_assets(fields, where, path)
+    payload = opt_dict(fields, "extensions", where, path).get("rolecast")
+
+    if payload is not None:
+        character = restore(payload, fields, cid, path)
+        portrait_name = PurePosixPath(character.portrait).name if character.portrait else ""
+    else:
+        portrait_name = ""
+    images: dict[str, bytes] = {}
+    taken: set[str] = {portrait_name.lower()} if portrait_name else set()
+    # ``ccdefault:`` means the PNG itself: imported from a PNG, meaningless anywhere else
+    imported = {i for i, a in enumerate(assets) if a.get("uri") == "ccdefault:"}
+    icon: bytes | None = None
+    icon_ext = "png"
+    if png is not None:
+        icon = png
+    elif zipped is not None:
+        icon, icon_ext = charx_images(zipped, assets, images, taken, imported)
+
+    if payload is None:
+        character = from_card(spec, fields, filename, cid, path, imported)
+        if icon is not None:
+            portrait_name = image_name(f"portrait.{icon_ext}", taken)
+            images[portrait_name] = icon
+            character.portrait = f"images/{portrait_name}"
+    elif icon is not None and portrait_name:
+        # a PNG carries only a PNG portrait; a CHARX icon is the portrait whatever its type
+        if png is None or portrait_name.lower().endswith(".png"):
+            images[portrait_name] = icon
+    return CardImport(character, images)
+
+
+def fuzz_one(data: bytes) -> None:
+    """Fuzz target: import ``data``; a ``ParseError`` is the one allowed failure."""
+    try:
+        import_card(data, "fuzz-input")
+    except ParseError:
+        pass
