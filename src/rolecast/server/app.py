@@ -209,6 +209,10 @@ def _prepare(state: ServerState, key_id: str, req: ChatRequest) -> Turnout:
     *earlier, (last_role, last_text, last_name) = [m for m in req.messages if m[0] != "system"]
     if last_role != "user":
         raise ApiError(400, "the last message must be the user's line", "invalid_request_error")
+    if not last_text.strip():
+        raise ApiError(
+            400, "empty message: the last user message has no text", "invalid_request_error"
+        )
     if req.session_id is not None:
         owner = state.store.session_character(key_id, req.session_id)
         if owner is not None and owner != character.id:
@@ -345,6 +349,8 @@ async def chat_completions(request: Request) -> Response:
         await run_in_threadpool(_save, state, key_id, req, t)
     except BackendError as exc:
         return ApiError(502, str(exc), "upstream_error").response(headers)
+    except RolecastError as exc:
+        return ApiError(500, str(exc), "server_error").response(headers)
     return JSONResponse(
         {
             "id": rid,

@@ -1,0 +1,354 @@
+"""The OpenAI-compatible server: in process for the rules, on 127.0.0.1 with the official SDK
+and a real model for the rest, and killed with SIGKILL mid-reply for crash safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from rolecast.backends.base import LockedLLM
+from rolecast.backends.scripted import ScriptedLLM
+from rolecast.character.package import save_character
+from rolecast.errors import InputError
+from rolecast.server.app import create_app
+from rolecast.server.keys import Keys, RateLimiter, check_bind
+from rolecast.server.run import build_state
+
+from conftest import make_character, make_english_character
+
+KEY_A, KEY_B = "key-aaaa-1111", "key-bbbb-2222"
+
+
+@pytest.fixture
+def chars(rolecast_home: Path) -> Path:
+    save_character(make_character(), rolecast_home / "characters" / "xm")
+    save_character(make_english_character(), rolecast_home / "characters" / "mia")
+    return rolecast_home
+
+
+def make_client(home: Path, keys=(), rate: int = 0, max_body: int = 1 << 20):  # type: ignore[no-untyped-def]
+    state = build_state(api_keys=keys, backend="scripted", rate=rate, max_body=max_body)
+    llm = ScriptedLLM()
+    state._llms[None] = LockedLLM(llm)
+    return TestClient(create_app(state)), llm, state
+
+
+def ask(client, text: str, key: str | None = None, **body):  # type: ignore[no-untyped-def]
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    payload = {"model": "xm", "messages": [{"role": "user", "content": text}], **body}
+    return client.post("/v1/chat/completions", json=payload, headers=headers)
+
+
+def test_models_list_the_characters(chars: Path) -> None:
+    client, _, _ = make_client(chars)
+    ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
+    assert {"xm", "mia", "xiaoman"} <= set(ids)
+
+
+def test_stateless_request_uses_the_client_history(chars: Path) -> None:
+    client, llm, _ = make_client(chars)
+    llm.enqueue("小满:「两文钱。」")
+    r = client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "xm",
+            "messages": [
+                {"role": "system", "content": "ignored: the character's persona is used"},
+                {"role": "user", "content": "伞破了"},
+                {"role": "assistant", "content": "拿来我补。"},
+                {"role": "user", "content": "多少钱？"},
+            ],
+        },
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "两文钱。"}
+    assert body["usage"]["prompt_tokens"] > 0 and body["usage"]["completion_tokens"] > 0
+    sent = llm.requests[0][0]
+    assert [m["content"] for m in sent[1:3]] == ["旅人:「伞破了」", "拿来我补。"]
+    assert "ignored" not in json.dumps(sent, ensure_ascii=False)
+    assert float(r.headers["X-Rolecast-Prepare-Ms"]) > 0
+
+
+def test_session_mode_keeps_the_history_on_the_server(chars: Path) -> None:
+    client, llm, state = make_client(chars)
+    llm.enqueue("坐。").enqueue("面来了。")
+    assert ask(client, "你好", user="s1").status_code == 200
+    r = client.post(
+        "/v1/chat/completions",
+        json={"model": "xm", "messages": [{"role": "user", "content": "面呢？"}]},
+        headers={"X-Session-Id": "s1"},
+    )
+    assert r.json()["choices"][0]["message"]["content"] == "面来了。"
+    assert [m["content"] for m in llm.requests[1][0][1:3]] == ["旅人:「你好」", "坐。"]
+    got = client.get("/v1/sessions/s1").json()
+    assert [m["content"] for m in got["messages"]] == ["你好", "坐。", "面呢？", "面来了。"]
+    r = ask(client, "x", user="s1", model="mia")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "session_character_mismatch"
+
+
+def test_streaming_sends_openai_chunks_and_usage(chars: Path) -> None:
+    client, llm, _ = make_client(chars)
+    llm.enqueue("汤刚滚，面刚醒，坐下先喝口热的吧。")
+    with client.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={
+            "model": "xm",
+            "messages": [{"role": "user", "content": "冷死了"}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    ) as r:
+        lines = [ln for ln in r.iter_lines() if ln]
+    assert lines[-1] == "data: [DONE]"
+    chunks = [json.loads(ln[6:]) for ln in lines[:-1]]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == "汤刚滚，面刚醒，坐下先喝口热的吧。"
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] > 0
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+
+
+def test_keys_isolate_sessions(chars: Path) -> None:
+    client, llm, _ = make_client(chars, keys=[KEY_A, KEY_B])
+    assert ask(client, "hi").status_code == 401
+    assert ask(client, "hi", key="wrong-key-123").json()["error"]["code"] == "invalid_api_key"
+    llm.enqueue("A的秘密。").enqueue("B的回答。")
+    assert ask(client, "我的暗号是青雾", key=KEY_A, user="s").status_code == 200
+    # B names A's session: it cannot read it ...
+    r = client.get("/v1/sessions/s", headers={"Authorization": f"Bearer {KEY_B}"})
+    assert r.status_code == 404
+    # ... nor continue it: B's "s" is B's own, empty session
+    assert ask(client, "我的暗号是什么？", key=KEY_B, user="s").status_code == 200
+    assert "青雾" not in json.dumps(llm.requests[1][0], ensure_ascii=False)
+    a = client.get("/v1/sessions/s", headers={"Authorization": f"Bearer {KEY_A}"}).json()
+    assert [m["content"] for m in a["messages"]] == ["我的暗号是青雾", "A的秘密。"]
+
+
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"[]", 400, "JSON object"),
+        (json.dumps({"model": "xm", "messages": []}).encode(), 400, "non-empty list"),
+        (
+            json.dumps(
+                {"model": "nobody", "messages": [{"role": "user", "content": "x"}]}
+            ).encode(),
+            404,
+            "does not exist",
+        ),
+        (
+            json.dumps({"model": "xm", "messages": [{"role": "robot", "content": "x"}]}).encode(),
+            400,
+            "role must be",
+        ),
+        (
+            json.dumps(
+                {
+                    "model": "xm",
+                    "messages": [{"role": "user", "content": "x"}],
+                    "max_tokens": "many",
+                }
+            ).encode(),
+            400,
+            "'max_tokens' must be a number",
+        ),
+        (
+            json.dumps({"model": "xm", "messages": [{"role": "user", "content": "  "}]}).encode(),
+            400,
+            "empty message",
+        ),
+    ],
+)
+def test_bad_requests_get_clear_errors(chars: Path, body: bytes, status: int, message: str) -> None:
+    client, _, _ = make_client(chars)
+    r = client.post(
+        "/v1/chat/completions", content=body, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == status and message in r.json()["error"]["message"], r.text
+
+
+def test_size_and_rate_limits(chars: Path) -> None:
+    client, llm, _ = make_client(chars, max_body=2000, rate=3)
+    r = ask(client, "长" * 3000)
+    assert r.status_code == 413 and "over 2000 bytes" in r.json()["error"]["message"]
+    for _ in range(2):
+        llm.enqueue("好。")
+        assert ask(client, "一").status_code == 200
+    r = ask(client, "再来")
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+
+
+def test_no_keys_means_loopback_only() -> None:
+    check_bind("127.0.0.1", Keys())
+    check_bind("::1", Keys())
+    check_bind("0.0.0.0", Keys([KEY_A]))
+    with pytest.raises(InputError, match="refusing to listen on 0.0.0.0 without API keys"):
+        check_bind("0.0.0.0", Keys())
+    with pytest.raises(InputError, match="at least 8"):
+        Keys(["short"])
+
+
+def test_rate_limiter_refills() -> None:
+    limiter = RateLimiter(rate=60)
+    assert all(limiter.check("k") == 0 for _ in range(60))
+    wait = limiter.check("k")
+    assert 0 < wait <= 1.0 and limiter.check("other") == 0
+
+
+# ---------------------------------------------------------------- on 127.0.0.1, real model
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(chars: Path):  # type: ignore[no-untyped-def]
+    import uvicorn
+
+    state = build_state(api_keys=[KEY_A], backend="local", model="smollm2-135m")
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(state), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/v1"
+    server.should_exit = True
+    thread.join(timeout=10)
+    state.store.close()
+
+
+def test_official_sdk_streaming_and_not_with_a_real_model(live_server: str) -> None:
+    from openai import AuthenticationError, NotFoundError, OpenAI
+
+    client = OpenAI(base_url=live_server, api_key=KEY_A, max_retries=0)
+    assert "mia" in [m.id for m in client.models.list()]
+    r = client.chat.completions.create(
+        model="mia",
+        messages=[{"role": "user", "content": "Where is the cat?"}],
+        max_tokens=24,
+        seed=1,
+        user="sdk-session",
+    )
+    assert r.choices[0].message.content.strip() and r.usage.completion_tokens > 0
+    pieces = []
+    stream = client.chat.completions.create(
+        model="mia@smollm2-135m",
+        messages=[{"role": "user", "content": "Tell me about the lamp."}],
+        max_tokens=32,
+        stream=True,
+        user="sdk-session",
+    )
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces.append(chunk.choices[0].delta.content)
+    assert len(pieces) > 1 and "".join(pieces).strip()
+    with pytest.raises(AuthenticationError):
+        OpenAI(base_url=live_server, api_key="bad-key-000", max_retries=0).models.list()
+    with pytest.raises(NotFoundError):
+        client.chat.completions.create(model="nobody", messages=[{"role": "user", "content": "x"}])
+
+
+# ---------------------------------------------------------------- crash safety
+
+KILLS = 20
+
+
+def test_kill_9_mid_reply_loses_no_completed_turn(chars: Path, tmp_path: Path) -> None:
+    import httpx
+
+    db = tmp_path / "sessions.sqlite3"
+    env = {**os.environ, "ROLECAST_HOME": str(chars), "ROLECAST_DATABASE_URL": f"sqlite:///{db}"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "rolecast.cli.main",
+        "serve",
+        "--backend",
+        "local",
+        "--model",
+        "smollm2-135m",
+        "--rate",
+        "0",
+    ]
+    completed = 0
+    for i in range(KILLS):
+        port = free_port()
+        proc = subprocess.Popen(
+            [*cmd, "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}/v1"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    httpx.get(f"{base}/models", timeout=1)
+                    break
+                except httpx.TransportError:
+                    assert proc.poll() is None and time.monotonic() < deadline, (
+                        "server did not start"
+                    )
+                    time.sleep(0.1)
+            # after every restart the turns completed so far are all there
+            got = httpx.get(f"{base}/sessions/crash", timeout=10)
+            kept = got.json()["messages"] if got.status_code == 200 else []
+            assert len(kept) == 2 * completed, (i, len(kept), completed)
+            body = {
+                "model": "mia",
+                "max_tokens": 8,
+                "user": "crash",
+                "seed": i,
+                "messages": [{"role": "user", "content": f"Turn {i}: the cat?"}],
+            }
+            r = httpx.post(f"{base}/chat/completions", json=body, timeout=60)
+            assert r.status_code == 200, r.text
+            completed += 1
+            # a second reply, killed once its first tokens have arrived
+            body = {
+                **body,
+                "max_tokens": 200,
+                "stream": True,
+                "messages": [{"role": "user", "content": "Tell me a long story."}],
+            }
+            with httpx.stream("POST", f"{base}/chat/completions", json=body, timeout=60) as s:
+                for line in s.iter_lines():
+                    if '"content": "' in line and '"content": ""' not in line:
+                        os.kill(proc.pid, signal.SIGKILL)
+                        break
+        finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    rows = con.execute(
+        "SELECT role, content FROM messages WHERE session_id = 'crash' ORDER BY seq"
+    ).fetchall()
+    con.close()
+    assert len(rows) == 2 * KILLS  # every completed turn, no half turn
+    assert [r[1] for r in rows[::2]] == [f"Turn {i}: the cat?" for i in range(KILLS)]
+    assert all(role == "assistant" for role, _ in rows[1::2])
