@@ -352,3 +352,25 @@ def test_kill_9_mid_reply_loses_no_completed_turn(chars: Path, tmp_path: Path) -
     assert len(rows) == 2 * KILLS  # every completed turn, no half turn
     assert [r[1] for r in rows[::2]] == [f"Turn {i}: the cat?" for i in range(KILLS)]
     assert all(role == "assistant" for role, _ in rows[1::2])
+
+
+def test_two_servers_share_sessions_through_postgres(chars: Path, postgres_url: str) -> None:
+    """Behind a load balancer: a session begun on one server goes on on another."""
+    clients, states = [], []
+    for _ in range(2):
+        state = build_state(api_keys=[KEY_A], backend="scripted", database_url=postgres_url)
+        llm = ScriptedLLM()
+        state._llms[None] = LockedLLM(llm)
+        clients.append((TestClient(create_app(state)), llm))
+        states.append(state)
+    (one, llm1), (two, llm2) = clients
+    sid = f"pg-{time.time_ns()}"
+    llm1.enqueue("坐。")
+    assert ask(one, "你好", key=KEY_A, user=sid).status_code == 200
+    llm2.enqueue("面来了。")
+    assert ask(two, "面呢？", key=KEY_A, user=sid).status_code == 200
+    assert [m["content"] for m in llm2.requests[0][0][1:3]] == ["旅人:「你好」", "坐。"]
+    got = one.get(f"/v1/sessions/{sid}", headers={"Authorization": f"Bearer {KEY_A}"}).json()
+    assert [m["content"] for m in got["messages"]] == ["你好", "坐。", "面呢？", "面来了。"]
+    for state in states:
+        state.store.close()

@@ -9,6 +9,7 @@ line. Errors have OpenAI's shape: ``{"error": {"message", "type", "code"}}``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -441,13 +442,19 @@ async def health(request: Request) -> Response:
 
 
 def create_app(state: ServerState) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        state.store.close()
+
     app = Starlette(
+        lifespan=lifespan,
         routes=[
             Route("/v1/models", models),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/sessions/{session_id}", session_messages),
             Route("/healthz", health),
-        ]
+        ],
     )
     app.state.rolecast = state
     return app
