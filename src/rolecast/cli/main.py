@@ -269,6 +269,13 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        from ..errors import MissingDependencyError
+
+        raise MissingDependencyError("rolecast serve", "starlette and uvicorn", "server") from None
     from ..server.keys import check_bind
     from ..server.run import build_state, serve
 
