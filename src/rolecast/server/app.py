@@ -17,8 +17,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
@@ -30,6 +32,7 @@ from ..character import store as characters
 from ..character.model import Character
 from ..errors import BackendError, InputError, RolecastError, UnknownNameError
 from ..prompt.assemble import Turn
+from ..prompt.tokens import encoding_for_model, quicktok_counter
 from ..retrieval.hybrid import CanonIndex
 from ..retrieval.index import load_index
 from ..session import Session
@@ -42,6 +45,40 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20  # bytes of a request body
 MAX_MESSAGES = 1000
 SESSION_HEADER = "x-session-id"
+WORKER_THREADS = 256  # concurrent requests in threads (a streaming reply holds one throughout)
+
+
+class TimedLLM(LLM):
+    """One request's view of the shared backend: counts the time spent waiting on it."""
+
+    def __init__(self, inner: LLM) -> None:
+        self.inner = inner
+        self.name = inner.name  # type: ignore[misc]
+        self.context_window = inner.context_window
+        self.model = inner.model
+        self.prompt_order = inner.prompt_order  # type: ignore[misc]
+        self.waited = 0.0
+        self.called_at: float | None = None
+        self.first_chunk_at: float | None = None
+
+    def stream(self, messages, params):  # type: ignore[no-untyped-def]
+        self.called_at = self.called_at or time.perf_counter()
+        chunks = self.inner.stream(messages, params)
+        while True:
+            start = time.perf_counter()
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                self.waited += time.perf_counter() - start
+                return
+            now = time.perf_counter()
+            self.waited += now - start
+            if self.first_chunk_at is None:
+                self.first_chunk_at = now
+            yield chunk
+
+    def token_counter(self):  # type: ignore[no-untyped-def]
+        return self.inner.token_counter()
 
 
 @dataclass
@@ -54,6 +91,7 @@ class ServerState:
     embedder: str = "use"
     max_body: int = MAX_BODY
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    timings: Path | None = None  # a JSON line per request: where rolecast's time went
     _indexes: dict[str, CanonIndex] = field(default_factory=dict)
     _llms: dict[str | None, LLM] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -73,6 +111,23 @@ class ServerState:
                 self._indexes[name] = load_index(c, self.embedder)
             index = self._indexes[name]
         return index.character, index
+
+    def warm_up(self) -> None:
+        """Load what the first requests would otherwise wait for: every character's index
+        (and the embedder), the default model and its token counter."""
+        started = time.perf_counter()
+        for cid in characters.package_dirs():
+            try:
+                self.character(cid)
+            except (ApiError, RolecastError) as exc:
+                log.warning("character %s not loaded: %s", cid, exc)
+        try:
+            llm = self.llm(None)
+            if llm.token_counter() is None:
+                quicktok_counter(encoding_for_model(llm.model))
+        except (ApiError, RolecastError) as exc:
+            log.warning("model not loaded: %s", exc)
+        log.info("warmed up in %.1f s", time.perf_counter() - started)
 
     def llm(self, model: str | None) -> LLM:
         model = model or self.model
@@ -200,12 +255,13 @@ class Turnout:
     as_role: str | None
     report: Any
     prepare_s: float
+    received: float = 0.0  # perf_counter when the request arrived
 
 
 def _prepare(state: ServerState, key_id: str, req: ChatRequest) -> Turnout:
     start = time.perf_counter()
     character, index = state.character(req.character)
-    llm = state.llm(req.backend_model)
+    llm = TimedLLM(state.llm(req.backend_model))
     session = Session(character, index, llm, params=req.params, order=llm.prompt_order)  # type: ignore[arg-type]
     *earlier, (last_role, last_text, last_name) = [m for m in req.messages if m[0] != "system"]
     if last_role != "user":
@@ -322,6 +378,7 @@ async def chat_completions(request: Request) -> Response:
         body = await _read_body(request, state.max_body)
         req = parse_request(body, request.headers.get(SESSION_HEADER))
         t = await run_in_threadpool(_prepare, state, key_id, req)
+        t.received = received
     except ApiError as exc:
         return exc.response()
     except InputError as exc:
@@ -348,6 +405,7 @@ async def chat_completions(request: Request) -> Response:
     try:
         reply = await run_in_threadpool(_reply, t)
         await run_in_threadpool(_save, state, key_id, req, t)
+        _log_timing(state, t, None)
     except BackendError as exc:
         return ApiError(502, str(exc), "upstream_error").response(headers)
     except RolecastError as exc:
@@ -378,6 +436,29 @@ def _reply(t: Turnout) -> str:
     return t.session.last.reply
 
 
+def _log_timing(state: ServerState, t: Turnout, first_sent: float | None) -> None:
+    """With ``timings`` set: what rolecast added, apart from waiting on the backend."""
+    if state.timings is None:
+        return
+    llm = t.session.llm
+    assert isinstance(llm, TimedLLM)
+    total = time.perf_counter() - t.received
+    row = {
+        "prepare_ms": t.prepare_s * 1000,
+        "backend_ms": llm.waited * 1000,
+        "total_ms": total * 1000,
+        "added_ms": (total - llm.waited) * 1000,
+    }
+    if llm.called_at is not None:  # before the first token: until the backend is called
+        row["to_backend_ms"] = (llm.called_at - t.received) * 1000
+    if first_sent is not None and llm.first_chunk_at is not None:
+        # the reply cleaner holds the first characters back until they cannot be a name
+        # prefix: time spent waiting for more of the backend's tokens, not rolecast's work
+        row["holdback_ms"] = (first_sent - llm.first_chunk_at) * 1000
+    with state._lock, open(state.timings, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
 def _chunk(rid: str, model: str, delta: dict[str, Any], finish: str | None = None) -> str:
     body = {
         "id": rid,
@@ -394,14 +475,17 @@ async def _sse(
 ) -> AsyncIterator[str]:
     yield _chunk(rid, model, {"role": "assistant", "content": ""})
     pieces: Iterator[str] = t.session.say(t.line, t.as_role, report=t.report)
+    first_sent: float | None = None
     try:
         async for piece in iterate_in_threadpool(pieces):
             yield _chunk(rid, model, {"content": piece})
+            first_sent = first_sent or time.perf_counter()
     except RolecastError as exc:  # after the first byte: an error event, as OpenAI sends one
         body = {"error": {"message": str(exc), "type": "upstream_error", "code": None}}
         yield f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
         return
     await run_in_threadpool(_save, state, key_id, req, t)  # only a complete turn is kept
+    _log_timing(state, t, first_sent)
     yield _chunk(rid, model, {}, "stop")
     if req.include_usage:
         usage = {
@@ -444,6 +528,9 @@ async def health(request: Request) -> Response:
 def create_app(state: ServerState) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # streaming replies each hold a worker thread while they wait on the backend
+        anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
+        await run_in_threadpool(state.warm_up)
         yield
         state.store.close()
 

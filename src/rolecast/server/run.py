@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from .. import config
@@ -39,6 +40,9 @@ def build_state(
         embedder=embedder,
         max_body=max_body,
         limiter=RateLimiter(rate),
+        timings=Path(env["ROLECAST_SERVER_TIMINGS"])
+        if env.get("ROLECAST_SERVER_TIMINGS")
+        else None,
     )
 
 
