@@ -255,6 +255,7 @@ class Turnout:
     as_role: str | None
     report: Any
     prepare_s: float
+    started: float = 0.0  # perf_counter when preparing began (in a worker thread)
     received: float = 0.0  # perf_counter when the request arrived
 
 
@@ -287,7 +288,7 @@ def _prepare(state: ServerState, key_id: str, req: ChatRequest) -> Turnout:
             session.history.append(Turn(speaker, text))
     as_role = last_name if last_name and last_name != character.user_role else None
     report = session.prepare(last_text, as_role)
-    return Turnout(session, last_text, as_role, report, time.perf_counter() - start)
+    return Turnout(session, last_text, as_role, report, time.perf_counter() - start, start)
 
 
 def _save(state: ServerState, key_id: str, req: ChatRequest, t: Turnout) -> None:
@@ -451,6 +452,8 @@ def _log_timing(state: ServerState, t: Turnout, first_sent: float | None) -> Non
     }
     if llm.called_at is not None:  # before the first token: until the backend is called
         row["to_backend_ms"] = (llm.called_at - t.received) * 1000
+        row["queued_ms"] = (t.started - t.received) * 1000  # waiting for a worker thread
+        row["to_stream_ms"] = (llm.called_at - t.started - t.prepare_s) * 1000
     if first_sent is not None and llm.first_chunk_at is not None:
         # the reply cleaner holds the first characters back until they cannot be a name
         # prefix: time spent waiting for more of the backend's tokens, not rolecast's work
