@@ -2,10 +2,10 @@
 
     ROLECAST_CORPUS=../shared/corpus/chatharuhi python benchmarks/tune_scene_images.py
 
-Positives: the full subtitle lines of ``text_image_dict.txt`` (the frames' file names are
-shortened or repunctuated versions of them) must call up their own frame. Negatives: every
-other line Haruhi speaks in the canon must call up no frame. Prints recall and false-positive
-rate per threshold and the threshold that keeps false positives under 1% with the best recall.
+Positives: each frame's file name, a shortened or repunctuated quote of the full subtitle line
+(from ``text_image_dict.txt``) that the frame's canon line holds, must call up its own frame.
+Negatives: every other line Haruhi speaks in the canon must call up no frame. Prints recall
+and false-positive rate per threshold and the lowest threshold with under 1% false positives.
 """
 
 from __future__ import annotations
@@ -31,18 +31,9 @@ def main() -> int:
     folder = Path(root) / "characters" / "haruhi"
     c = import_story_folder(folder).character
     images = SceneImages(load_index(c, "use"))
-    rows = (folder / "text_image_dict.txt").read_text("utf-8").splitlines()
-    pairs = [(rows[i].strip(), rows[i + 1].strip()) for i in range(0, len(rows) - 1, 2)]
-    stems = {Path(ln.image or "").stem.replace(" ", ""): ln.image for ln, _ in images.lines}
-
-    def norm(s: str) -> str:
-        return "".join(ch for ch in s if ch.isalnum())
-
-    positives = []  # (subtitle line, its frame)
-    for caption, _frame in pairs:
-        want = [img for stem, img in stems.items() if norm(stem) and norm(stem) in norm(caption)]
-        if want:
-            positives.append((caption, want[0]))
+    # each frame's line holds the full subtitle (text_image_dict.txt); the frame's file name
+    # is a shortened or repunctuated quote of it, as a reply that echoes the line would be
+    positives = [(Path(ln.image or "").stem.strip(), ln.image) for ln, _ in images.lines]
     negatives = sorted(
         {
             ln.text

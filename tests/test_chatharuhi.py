@@ -320,7 +320,7 @@ def test_corpus_haruhi_frames_become_images() -> None:
 def test_corpus_liyunlong_without_images_says_so() -> None:
     assert ROOT is not None
     r = import_story_folder(ROOT / "characters" / "liyunlong")
-    assert any("no images/ folder" in str(p) for p in r.problems)
+    assert any("no images/ folder" in n for n in r.notes) and not r.images
 
 
 def test_make_character_exports_as_jsonl() -> None:

@@ -49,19 +49,35 @@ def test_a_character_without_images(tmp_path: Path, embedder) -> None:
 
 
 @pytest.mark.skipif(corpus_root() is None, reason="ROLECAST_CORPUS is not set")
-def test_haruhi_subtitles_find_their_frames(tmp_path: Path, embedder) -> None:
+def test_haruhi_quotes_find_their_frames(tmp_path: Path, embedder) -> None:
     from rolecast.formats.chatharuhi import import_story_folder
 
     root = corpus_root()
     assert root is not None
     c = import_story_folder(root / "characters" / "haruhi").character
+    frames = {ln.image: ln.text for s in c.scenes for ln in s.lines if ln.image}
+    # the line of a frame holds the whole subtitle from text_image_dict.txt, not the file name
+    assert frames["images/没有的话，自己组建一个就好了.jpg"].startswith("我想到了！")
     images = SceneImages(load_index(c, embedder, tmp_path))
-    cases = {  # the full subtitle line (text_image_dict.txt) -> the frame named after it
-        "我来介绍  她叫朝比奈实玖瑠哦": "我来介绍，她叫朝比奈实玖瑠哦.jpg",
-        "又不是外星人  未来人或者超能力者": "又不是外星人未来人或者超能力者.jpg",
+    cases = {  # a shortened quote of the frame's subtitle line -> the frame
+        "没有的话，自己组建一个就好了": "没有的话，自己组建一个就好了.jpg",
+        "又不是外星人未来人或者超能力者": "又不是外星人未来人或者超能力者.jpg",
         "那就别跟我搭话 会浪费我的时间的": "那就别跟我搭话  会浪费我的时间的.jpg",
     }
     for subtitle, frame in cases.items():
         m = images.match(subtitle)
         assert m is not None and m.image == f"images/{frame}", subtitle
     assert images.match("喂，阿虚，明天早上九点车站前集合，迟到的人请客！") is None
+
+
+def test_clauses_of_a_subtitle_line() -> None:
+    from rolecast.retrieval.images import clauses
+
+    assert clauses("周一是黄色") == ["周一是黄色"]
+    units = clauses("我想到了！ 没有的话  自己组建一个就好了！")
+    assert "没有的话自己组建一个就好了！" in units and "我想到了！" in units
+    assert clauses("Coal! Drop that fish right now!") == [
+        "Coal! Drop that fish right now!",
+        "Coal!",
+        "Drop that fish right now!",
+    ]

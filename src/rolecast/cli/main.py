@@ -207,6 +207,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     result = import_source(path, fmt, args.name)
     _report_problems(result.problems, "skipped")
     _report_problems(result.repaired, "repaired")
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
     if args.strict and result.problems:
         raise result.problems[0]
     c = result.character

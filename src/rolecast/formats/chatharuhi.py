@@ -50,6 +50,7 @@ class ImportResult:
     problems: list[ParseError] = field(default_factory=list)  # lines left out
     repaired: list[ParseError] = field(default_factory=list)  # lines kept after a repair
     images: dict[str, bytes] = field(default_factory=dict)  # files for the package's images/
+    notes: list[str] = field(default_factory=list)  # about the whole import, not one line
 
 
 # ---------------------------------------------------------------- shared
@@ -163,20 +164,28 @@ def import_story_folder(path: str | Path, cid: str | None = None) -> ImportResul
     prompt = root / "system_prompt.txt"
     persona = decode_text(prompt.read_bytes(), prompt).strip() if prompt.is_file() else ""
     result = character_from_stories(stories, persona, cid or root.name, root.name, texts)
-    images = root / "images"
+    images, lookup = root / "images", root / "text_image_dict.txt"
+    subtitles = _subtitles(lookup) if lookup.is_file() else []
     if images.is_dir():
         pictures = {
             f.name: f.read_bytes()
             for f in sorted(images.iterdir())
             if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
         }
-        result.character.scenes = attach_images(result.character, pictures)
+        result.character.scenes = attach_images(result.character, pictures, subtitles)
         result.images.update(pictures)
-    elif (root / "text_image_dict.txt").is_file():
-        result.problems.append(
-            ParseError("text_image_dict.txt names frames but there is no images/ folder", root)
+    elif subtitles:
+        result.notes.append(
+            f"{lookup} names {len(subtitles)} frames but there is no images/ folder: "
+            "no scene images imported"
         )
     return result
+
+
+def _subtitles(path: Path) -> list[str]:
+    """The caption lines of a 1.0 ``text_image_dict.txt`` (caption, frame name, caption, ...)."""
+    rows = [r.strip() for r in decode_text(path.read_bytes(), path).splitlines() if r.strip()]
+    return rows[0::2]
 
 
 _NOISE = re.compile(r"[\W_]+", re.UNICODE)
@@ -186,13 +195,18 @@ def _norm(text: str) -> str:
     return _NOISE.sub("", unicodedata.normalize("NFKC", text)).lower()
 
 
-def attach_images(character: Character, pictures: Iterable[str]) -> list[Scene]:
+def attach_images(
+    character: Character, pictures: Iterable[str], subtitles: Sequence[str] = ()
+) -> list[Scene]:
     """Attach each picture (named after the line it shows, as in ChatHaruhi 1.0) to a canon line.
 
-    The line is the character's own line whose text matches the file name (equal after dropping
-    spaces and punctuation, else one holding the other at >= 60% of its length); a caption that
-    matches no line becomes a line of the character in a ``frames`` scene, so it is still shown.
+    A picture's caption is its file name, or the full subtitle line of ``text_image_dict.txt``
+    that holds it (file names are often shortened). The line is the character's own line whose
+    text matches the caption (equal after dropping spaces and punctuation, else one holding the
+    other at >= 60% of its length); a caption that matches no line becomes a line of the
+    character in a ``frames`` scene, so it is still shown.
     """
+    full = [(_norm(s), s) for s in subtitles]
     scenes = [list(s.lines) for s in character.scenes]
     own = [
         (si, li, _norm(ln.text))
@@ -202,9 +216,13 @@ def attach_images(character: Character, pictures: Iterable[str]) -> list[Scene]:
     ]
     orphans: list[Line] = []
     for name in pictures:
-        caption = _norm(PurePosixPath(name).stem)
+        stem = PurePosixPath(name).stem.strip()
+        caption = _norm(stem)
         if len(caption) < 2:
             continue
+        longer = [(n, s) for n, s in full if caption in n]
+        if longer:  # the whole subtitle line the file name was cut from
+            caption, stem = min(longer, key=lambda x: len(x[0]))
         exact = [(si, li) for si, li, t in own if t == caption]
         near = [  # one holds the other and they are close in length: a trimmed subtitle
             (si, li)
@@ -214,7 +232,7 @@ def attach_images(character: Character, pictures: Iterable[str]) -> list[Scene]:
         ]
         spot = (exact or near or [None])[0]
         if spot is None:
-            orphans.append(Line(character.name, PurePosixPath(name).stem.strip(), image=name))
+            orphans.append(Line(character.name, stem, image=name))
             continue
         si, li = spot
         if scenes[si][li].image is None:
