@@ -168,7 +168,42 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
             b[i] = rng.randrange(256)
     if data.startswith(b"PK") and rng.random() < 0.3:
         return _mutate_zip_member(data, rng)
+    if data.startswith(b"\x89PNG") and rng.random() < 0.5:
+        return _mutate_png_chunk(data, rng)
     return bytes(b)
+
+
+def _mutate_png_chunk(data: bytes, rng: random.Random) -> bytes:
+    """Mutate the body of one chunk (often the card's text chunk, base64 decoded and mutated)
+    and write a correct CRC, so the input gets past the checksum to the parsers behind it."""
+    import base64
+    import binascii
+    import struct
+    import zlib
+
+    chunks, pos = [], 8
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        chunks.append([data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]])
+        pos += 12 + length
+    texts = [c for c in chunks if c[0] == b"tEXt"]
+    target = rng.choice(texts if texts and rng.random() < 0.8 else chunks)
+    body = target[1]
+    if target[0] == b"tEXt" and b"\x00" in body:
+        key, _, value = body.partition(b"\x00")
+        try:
+            inner = base64.b64decode(value, validate=True)
+            value = base64.b64encode(mutate(inner, rng))
+        except (binascii.Error, ValueError):
+            value = mutate(value, rng)
+        target[1] = key + b"\x00" + value
+    else:
+        target[1] = mutate(body, rng)
+    out = bytearray(data[:8])
+    for ctype, body in chunks:
+        out += struct.pack(">I", len(body)) + ctype + body
+        out += struct.pack(">I", zlib.crc32(ctype + body) & 0xFFFFFFFF)
+    return bytes(out)
 
 
 def _mutate_zip_member(data: bytes, rng: random.Random) -> bytes:
