@@ -42,8 +42,9 @@ def _session(args: argparse.Namespace):
     return Session(character, index, llm, order=args.order or llm.prompt_order)
 
 
-def _progress(label: str):
-    """A progress printer for long first-time steps (stderr, one updating line)."""
+def _progress(label: str, unit: str = "MB"):
+    """A progress printer for long steps (stderr, one updating line); ``unit`` "MB" shows
+    bytes as megabytes, any other unit shows counts."""
     shown = {"pct": -1}
     step = 1 if sys.stderr.isatty() else 25  # a log gets a line every quarter, not every percent
 
@@ -52,8 +53,9 @@ def _progress(label: str):
         if pct != shown["pct"] and (pct % step == 0 or done >= total):
             shown["pct"] = pct
             end = "\n" if done >= total or step > 1 else ""
+            amount = f"{done >> 20}/{total >> 20} MB" if unit == "MB" else f"{done}/{total} {unit}"
             print(
-                f"\r{label}: {pct:3d}% ({done >> 20}/{total >> 20} MB)",
+                f"\r{label}: {pct:3d}% ({amount})",
                 end=end,
                 file=sys.stderr,
                 flush=True,
@@ -488,6 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-body", type=int, default=1 << 20, help="largest request body, bytes")
     backend_opts(sp, key_flag="--backend-api-key")
     sp.set_defaults(func=cmd_serve)
+    from .ingest import add_ingest
+
+    add_ingest(sub, backend_opts)
     sp = sub.add_parser("config", help="show or change settings (the config file)")
     sp.add_argument("action", choices=("list", "get", "set", "unset"))
     sp.add_argument("key", nargs="?", help=f"one of: {', '.join(config.SETTINGS)}")
