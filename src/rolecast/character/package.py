@@ -43,7 +43,7 @@ else:  # pragma: no cover
 
 TOML, PERSONA, CANON, IMAGES = "character.toml", "persona.md", "canon.jsonl", "images"
 LORE, CARD, VECTORS = "lore.jsonl", "card.json", "vectors.json"
-_KNOWN_KEYS = {
+TOML_KEYS = {
     "name",
     "aliases",
     "language",
@@ -55,6 +55,12 @@ _KNOWN_KEYS = {
     "portrait",
 }
 _ID_RE = re.compile(r"^[\w\-.]{1,64}$")
+
+
+def slug_id(name: str) -> str:
+    """A package id made from any name: odd characters become '-', at most 64 characters."""
+    cid = re.sub(r"[^\w\-.]+", "-", name).strip("-.")[:64].strip("-.")
+    return cid or "character"
 
 
 def valid_id(name: str) -> str:
@@ -210,7 +216,7 @@ def _character_from_files(cid: str, read: Callable[[str], str | None], root: Pat
         lore=parse_lore(lore_text, root / LORE) if lore_text is not None else [],
         card=_json_object(read(CARD), root / CARD),
         vectors=_vectors(read(VECTORS), root / VECTORS),
-        extra={k: v for k, v in meta.items() if k not in _KNOWN_KEYS},
+        extra={k: v for k, v in meta.items() if k not in TOML_KEYS},
     )
 
 

@@ -130,10 +130,10 @@ def cmd_package(args: argparse.Namespace) -> int:
             "api_key": args.api_key,
         }
         persona = draft_persona(get_llm(backend, **options))
-    cid = args.name
-    from ..ingest.workdir import _safe
+    from ..character.package import slug_id
 
-    dest = store.user_package_path(cid or _safe(args.speaker))
+    cid = args.name
+    dest = store.user_package_path(cid or slug_id(args.speaker))
     if dest.exists() and not args.force:
         raise RolecastError(f"a character {dest.name!r} already exists at {dest}; use --force")
     c = package(

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..character.dialogue import format_dialogue, parse_dialogue
 from ..character.model import DEFAULT_NARRATORS, Character, Line, Scene
-from ..character.package import jsonl_rows, valid_id
+from ..character.package import jsonl_rows, slug_id, valid_id
 from ..character.safezip import SafeZip
 from ..errors import ParseError
 
@@ -331,7 +331,7 @@ def import_role_jsonl(
         raise ParseError("no story rows (only a system prompt or config, or nothing)", where)
     name = cid or str(meta.get("id") or "") or Path(str(where)).stem
     result = character_from_stories(
-        stories, persona, _safe_id(name), Path(str(where)).name, where, meta
+        stories, persona, slug_id(name), Path(str(where)).name, where, meta
     )
     result.character.vectors = kept
     return result
@@ -390,11 +390,6 @@ def _config(body: str, where: str | Path, lineno: int) -> dict[str, Any]:
             raise ParseError(f"config row: {key!r} has the wrong type", where, lineno)
         out[key] = val
     return out
-
-
-def _safe_id(name: str) -> str:
-    cleaned = re.sub(r"[^\w\-.]+", "-", name).strip("-.")[:64]
-    return cleaned or "character"
 
 
 def export_role_jsonl(
@@ -479,7 +474,7 @@ def import_role_zip(
         (f"story-{n:04d}", f"story-{n:04d}", d, f"{where} document {n}")
         for n, d in enumerate(docs, start=1)
     ]
-    return character_from_stories(stories, persona, _safe_id(cid or role), role, where)
+    return character_from_stories(stories, persona, slug_id(cid or role), role, where)
 
 
 def read_chroma_documents(db: bytes, where: str | Path = "<chroma.sqlite3>") -> list[str]:
@@ -547,7 +542,7 @@ def import_hf(
     if download is None:
         download = _hf_download
     local = download(repo, filename)
-    result = import_chatharuhi(local, cid or _safe_id(PurePosixPath(filename).stem))
+    result = import_chatharuhi(local, cid or slug_id(PurePosixPath(filename).stem))
     result.character.source = spec
     return result
 

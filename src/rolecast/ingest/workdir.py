@@ -281,7 +281,7 @@ def package(
     """A character package for ``speaker``: the scenes where they speak, their frames, and a
     persona drafted by ``persona`` (a function of the character) and marked as a draft."""
     from ..character.model import Character
-    from ..character.package import save_character, valid_id
+    from ..character.package import save_character, slug_id, valid_id
     from .scenes import group_scenes, make_scenes
 
     who = speakers(work, include_maybe)
@@ -311,7 +311,7 @@ def package(
     others = [s for s in (who.get(ln.index) for g in groups for ln in g) if s and s != speaker]
     user_role = max(set(others), key=others.count) if others else "user"
     c = Character(
-        id=valid_id(cid or _safe(speaker)),
+        id=valid_id(cid or slug_id(speaker)),
         name=speaker,
         persona="",
         scenes=with_images,
@@ -324,12 +324,6 @@ def package(
     c.persona = f"{DRAFT_MARK}\n{draft.strip()}\n" if draft.strip() else f"{DRAFT_MARK}\n"
     save_character(c, dest, images=images)
     return c
-
-
-def _safe(name: str) -> str:
-    import re
-
-    return re.sub(r"[^\w\-.]+", "-", name).strip("-.")[:64] or "character"
 
 
 def _language(text: str) -> str:

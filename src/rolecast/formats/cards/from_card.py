@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ...character.model import DEFAULT_NARRATORS, Character, Line, Scene
-from ...character.package import safe_image_name, valid_id
+from ...character.package import safe_image_name, slug_id, valid_id
 from ...errors import PackageError, ParseError
 from .fields import assets as card_assets
 from .fields import book_entries, opt_dict, opt_str, opt_str_list
@@ -87,10 +87,7 @@ def short_notes(notes: str) -> str:
     return first if len(first) <= 300 else first[:299].rstrip() + "…"
 
 
-def derive_id(name: str) -> str:
-    """A package id from a card name: odd characters become '-', at most 64 characters."""
-    cid = re.sub(r"[^\w\-.]+", "-", name).strip("-.")[:64].strip("-.")
-    return cid or "character"
+derive_id = slug_id  # a package id from a card name
 
 
 def check_cid(cid: str, path: str | Path | None) -> str:

@@ -13,24 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from ...character.model import DEFAULT_NARRATORS, Character
-from ...character.package import parse_canon, parse_lore, safe_image_name
+from ...character.package import TOML_KEYS, parse_canon, parse_lore, safe_image_name
 from ...character.safezip import unsafe_name
 from ...errors import PackageError, ParseError
 from .fields import json_safe, opt_dict, opt_str, opt_str_list
 from .from_card import check_cid, derive_id
 
 PAYLOAD_VERSION = 1
-_TOML_KEYS = {  # character.toml keys a payload's ``extra`` must not shadow
-    "name",
-    "aliases",
-    "language",
-    "source",
-    "user_role",
-    "narrators",
-    "greetings",
-    "description",
-    "portrait",
-}
+_TOML_KEYS = TOML_KEYS  # character.toml keys a payload's ``extra`` must not shadow
 
 
 def build_payload(character: Character, extensions: dict[str, Any]) -> dict[str, Any]:
