@@ -493,6 +493,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .ingest import add_ingest
 
     add_ingest(sub, backend_opts)
+    from .eval import add_eval
+
+    add_eval(sub, backend_opts)
+    from .voice import add_voice
+
+    add_voice(sub, backend_opts)
     sp = sub.add_parser("config", help="show or change settings (the config file)")
     sp.add_argument("action", choices=("list", "get", "set", "unset"))
     sp.add_argument("key", nargs="?", help=f"one of: {', '.join(config.SETTINGS)}")
