@@ -3,8 +3,9 @@
 :func:`build_episode` writes into a folder:
 
 - ``episode.mkv``: a 640x360 video (a grey picture with a band across the top in the colour
-  of whoever is speaking, and their name drawn on it when a font is found) with the dialogue
-  as Opus audio, 48 kHz stereo;
+  of whoever is speaking, and their name drawn on it when a font is found; a white panel,
+  :data:`FACE_BOX`, in the last third of each line) with the dialogue as Opus audio, 48 kHz
+  stereo;
 - ``episode.wav``: the same dialogue as a 16 kHz mono 16-bit WAV;
 - subtitles for the same lines: ``episode.srt`` (UTF-8), ``episode.ass`` (UTF-8 with a BOM,
   with one Sign event that ingest must skip), ``episode.vtt`` and ``episode.utf16.srt``
@@ -44,6 +45,7 @@ WAV_RATE = 16000
 WIDTH, HEIGHT = 640, 360
 BAND = 90  # height of the speaker's colour band at the top of the picture
 BACKGROUND = (96, 96, 96)
+FACE_BOX = (260, 200, 120, 120)  # x, y, w, h of the white panel shown late in each line
 LEAD_IN, TAIL = 1.0, 1.0  # seconds of silence before the first and after the last line
 SECONDS_PER_LINE = 4.8  # with ``minutes`` and no ``lines``: a line every 4.8 s (300 in 24 min)
 FONTS = (
@@ -429,6 +431,13 @@ def video_filters(
                     f"drawtext=fontfile={_escape(font)}:text={_escape(sp.name)}:fontsize=48"
                     f":fontcolor=white:x=24:y=(({BAND}-th)/2):enable='{enable}'"
                 )
+    # the "face": a white panel in the lower half during the last third of every line, for
+    # the tests of the frame chooser (a stand-in for a detector's face; see FACE_BOX)
+    spans = [(ln.start + (ln.end - ln.start) * 2 / 3, ln.end) for ln in lines]
+    x, y, w, h = FACE_BOX
+    for k in range(0, len(spans), 40):
+        enable = "+".join(f"between(t,{a:.2f},{b:.2f})" for a, b in spans[k : k + 40])
+        parts.append(f"drawbox=x={x}:y={y}:w={w}:h={h}:color=white:t=fill:enable='{enable}'")
     return ",\n".join(parts) if parts else "null"
 
 

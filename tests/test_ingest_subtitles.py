@@ -16,7 +16,7 @@ from rolecast.character.model import Scene
 from rolecast.errors import InputError, ParseError
 from rolecast.ingest.kinds import style_name_kind
 from rolecast.ingest.languages import language_of
-from rolecast.ingest.scenes import UNKNOWN_SPEAKER, group_scenes, make_scenes
+from rolecast.ingest.scenes import UNKNOWN_SPEAKER, group_scenes, make_scenes, solo_spans
 from rolecast.ingest.speakers import split_prefix
 from rolecast.ingest.subtitles import MAX_BYTES, SubLine, Subtitles, read_subtitles
 
@@ -577,6 +577,25 @@ def test_scenes_split_at_silences_and_skip_signs() -> None:
     groups = group_scenes(lines)
     assert [[x.index for x in g] for g in groups] == [[1, 2, 3, 4], [6]]
     assert [[x.index for x in g] for g in group_scenes(lines, gap=4.9)] == [[1, 2, 3], [4], [6]]
+
+
+def test_solo_spans_keep_the_part_of_each_line_heard_alone() -> None:
+    lines = [
+        line(1, 0, 3),
+        line(2, 2.5, 5),  # cut by 1 and 3: alone 3-4 (1.0 s) and 4.3-5 (0.7 s)
+        line(3, 4, 4.3),  # inside 2: never alone
+        line(4, 10, 10.2),  # inside 5
+        line(5, 10, 11),
+        line(6, 12, 12.4, kind="sign"),  # not dialogue: neither cut nor kept
+        line(7, 12.2, 13),
+        line(8, 20, 30),  # a long line with a short one inside: the longer side wins
+        line(9, 21, 22),  # inside 8: never alone
+    ]
+    spans = solo_spans(lines)
+    assert spans == {1: (0, 2.5), 2: (3, 4), 5: (10.2, 11), 7: (12.2, 13), 8: (22, 30)}
+    # a line nothing overlaps is kept however short; an overlapped one needs min_solo alone
+    strict = solo_spans(lines, min_solo=1.5)
+    assert 7 in strict and 2 not in strict and 1 in strict
 
 
 def test_long_scene_is_split_at_its_longest_pause() -> None:

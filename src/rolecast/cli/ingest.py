@@ -39,12 +39,28 @@ def cmd_episode(args: argparse.Namespace) -> int:
         video,
         primary_language=args.language,
         frames=not args.no_frames,
+        faces=args.faces,
         progress=_steps(),
     )
+    faces = f" ({summary['faces']} chosen for a face)" if "faces" in summary else ""
     print(
         f"{summary['dialogue']} dialogue lines ({summary.get('format')}, "
         f"{summary.get('encoding')}); audio: {summary['audio']}; frames: {summary['frames']}"
+        + faces
     )
+    if summary.get("trimmed"):
+        print(
+            f"{len(summary['trimmed'])} lines overlap another: their clips keep the part heard "
+            "alone",
+            file=sys.stderr,
+        )
+    if summary.get("mixed"):
+        shown = ", ".join(map(str, summary["mixed"][:10]))
+        print(
+            f"{len(summary['mixed'])} lines are never heard alone (lines {shown}): their "
+            "speaker can only be a 'maybe'; label them by hand if they matter",
+            file=sys.stderr,
+        )
     for note in summary.get("dropped", [])[:10]:
         print(f"dropped: {note}", file=sys.stderr)
     if summary.get("clipped"):
@@ -53,15 +69,20 @@ def cmd_episode(args: argparse.Namespace) -> int:
 
 
 def cmd_label(args: argparse.Namespace) -> int:
-    from ..ingest.workdir import WorkDir
+    from ..ingest.workdir import WorkDir, read_labels
 
     work = WorkDir(args.workdir)
     if args.csv:
-        import shutil
-
-        shutil.copyfile(args.csv, work.path / "labels.csv.new")
-        (work.path / "labels.csv.new").replace(work.path / "labels.csv")
-        print(f"{len(work.labels())} labels from {args.csv}")
+        given = read_labels(Path(args.csv))
+        dialogue = {ln.index for ln in work.lines() if ln.kind == "dialogue"}
+        stray = sorted(set(given) - dialogue)
+        if stray:
+            raise InputError(
+                f"{args.csv} labels lines that are not dialogue lines of {work.path}: "
+                f"{', '.join(map(str, stray[:10]))}"
+            )
+        work.save_labels(given)
+        print(f"{len(given)} labels from {args.csv}")
         return 0
     labels = work.labels()
     lines = [ln for ln in work.lines() if ln.kind == "dialogue" and ln.index not in labels]
@@ -118,6 +139,12 @@ def cmd_package(args: argparse.Namespace) -> int:
     from ..ingest.workdir import WorkDir, draft_persona, package
 
     work = WorkDir(args.workdir)
+    from ..character.package import slug_id
+
+    cid = args.name
+    dest = store.user_package_path(cid or slug_id(args.speaker))
+    if dest.exists() and not args.force:  # before loading a model to draft the persona
+        raise RolecastError(f"a character {dest.name!r} already exists at {dest}; use --force")
     persona = None
     if not args.no_persona:
         from ..backends.base import get_llm
@@ -130,12 +157,6 @@ def cmd_package(args: argparse.Namespace) -> int:
             "api_key": args.api_key,
         }
         persona = draft_persona(get_llm(backend, **options))
-    from ..character.package import slug_id
-
-    cid = args.name
-    dest = store.user_package_path(cid or slug_id(args.speaker))
-    if dest.exists() and not args.force:
-        raise RolecastError(f"a character {dest.name!r} already exists at {dest}; use --force")
     c = package(
         work,
         args.speaker,
@@ -162,6 +183,11 @@ def add_ingest(sub: Any, backend_opts: Callable[[argparse.ArgumentParser], None]
     sp.add_argument("-o", "--output", required=True, metavar="WORKDIR")
     sp.add_argument("--language", default="auto", help="primary language of bilingual subtitles")
     sp.add_argument("--no-frames", action="store_true", help="do not take frames")
+    sp.add_argument(
+        "--faces",
+        action="store_true",
+        help="prefer frames where an anime face is seen (extra ingest-faces)",
+    )
     sp.set_defaults(func=cmd_episode)
     sp = steps.add_parser("label", help="label a few lines per speaker (or import a CSV)")
     sp.add_argument("workdir")

@@ -115,3 +115,40 @@ def make_scenes(
 
 def _speaker(name: str | None) -> str:
     return UNKNOWN_SPEAKER if name is None else name.strip()
+
+
+MIN_SOLO = 0.6  # seconds: the shortest stretch of a line heard alone that is worth a clip
+
+
+def solo_spans(
+    lines: Sequence[SubLine], min_solo: float = MIN_SOLO
+) -> dict[int, tuple[float, float]]:
+    """For each dialogue line, the longest stretch of its time that no other dialogue line
+    covers: the part of its audio that holds only its own speaker (line index -> start, end).
+
+    A line that overlaps no other keeps its own times. A line whose longest lone stretch is
+    shorter than ``min_solo`` seconds is left out: its audio is mixed with another voice.
+    """
+    talk = sorted((ln for ln in lines if ln.kind == DIALOGUE), key=lambda ln: (ln.start, ln.end))
+    out: dict[int, tuple[float, float]] = {}
+    for i, ln in enumerate(talk):
+        # the other lines that cut into this one, as intervals clipped to it
+        cuts = []
+        for j, other in enumerate(talk):
+            if other.start >= ln.end:
+                break
+            if j == i or other.end <= ln.start:
+                continue
+            cuts.append((max(other.start, ln.start), min(other.end, ln.end)))
+        best, at = (ln.start, ln.end), ln.start
+        if cuts:
+            best = (ln.start, ln.start)
+            for s, e in sorted(cuts):
+                if s - at > best[1] - best[0]:
+                    best = (at, s)
+                at = max(at, e)
+            if ln.end - at > best[1] - best[0]:
+                best = (at, ln.end)
+        if best[1] - best[0] >= min_solo or not cuts and best[1] > best[0]:
+            out[ln.index] = best
+    return out

@@ -20,18 +20,22 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError, RolecastError
+from .faces import Detector
+from .scenes import solo_spans
 from .subtitles import SubLine, read_subtitles
 
 SAMPLE_RATE = 16000
+CACHE_EVERY = 25  # voice embeddings between saves of vectors.npz
 Progress = Callable[[str, int, int], None]  # step, done, total
 
 
@@ -102,17 +106,7 @@ class WorkDir:
 
     def labels(self) -> dict[int, str]:
         path = self.path / "labels.csv"
-        if not path.is_file():
-            return {}
-        out: dict[int, str] = {}
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            for n, row in enumerate(csv.reader(f), start=1):
-                if not row or row[0].strip().lower() in ("line", "#") or row[0].startswith("#"):
-                    continue
-                if len(row) < 2 or not row[0].strip().isdigit() or not row[1].strip():
-                    raise InputError(f"{path}:{n}: expected 'line,speaker', got {row!r}")
-                out[int(row[0])] = row[1].strip()
-        return out
+        return read_labels(path) if path.is_file() else {}
 
     def save_labels(self, labels: dict[int, str]) -> Path:
         buf = io.StringIO()
@@ -125,6 +119,25 @@ class WorkDir:
         return path
 
 
+def read_labels(path: Path) -> dict[int, str]:
+    """``line,speaker`` rows (a header row and ``#`` comments allowed) as line -> speaker."""
+    out: dict[int, str] = {}
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text: save the labels as UTF-8 CSV") from None
+    except OSError as e:
+        raise InputError(f"cannot read labels from {path}: {e.strerror or e}") from None
+    for n, row in enumerate(rows, start=1):
+        if not row or row[0].strip().lower() in ("line", "#") or row[0].startswith("#"):
+            continue
+        if len(row) < 2 or not row[0].strip().isdigit() or not row[1].strip():
+            raise InputError(f"{path}:{n}: expected 'line,speaker', got {row!r}")
+        out[int(row[0])] = row[1].strip()
+    return out
+
+
 def episode(
     work: WorkDir,
     subs: Path,
@@ -132,11 +145,22 @@ def episode(
     *,
     primary_language: str = "auto",
     frames: bool = True,
+    faces: bool | Detector = False,
     progress: Progress = _noop,
 ) -> dict[str, Any]:
-    """Read the subtitles, cut each dialogue line's clip, take its frame. A summary back."""
-    from . import media
+    """Read the subtitles, cut each dialogue line's clip, take its frame. A summary back.
 
+    A line that overlaps another gets, as its clip, the longest part of it heard alone; one
+    never heard alone for long enough keeps its whole time and is listed as ``mixed`` (its
+    speaker is left "maybe" by :func:`attribute`). With ``faces`` (True for the animeface
+    detector, or a detector function) each frame is the one of three across the line where a
+    face shows best, else the midpoint."""
+    from . import media
+    from .faces import animeface_detector
+
+    detector: Detector | None = None
+    if frames and faces:
+        detector = animeface_detector() if faces is True else faces
     info = media.probe(video) if video is not None else None
     subs_key = hashlib.sha256(
         f"{file_hash(subs)}|{info.duration if info else None}|{primary_language}".encode()
@@ -166,32 +190,84 @@ def episode(
     if video is None or info is None:
         summary["audio"] = summary["frames"] = "no video: text-only ingest"
         return summary
-    video_key = hashlib.sha256(f"{file_hash(video)}|{subs_key}".encode()).hexdigest()
+    video_key = hashlib.sha256(f"{file_hash(video)}|{subs_key}|solo".encode()).hexdigest()
+    solo = solo_spans(lines)
     if not info.has_audio:
         summary["audio"] = "the video has no audio track: attribution by voice is not possible"
     elif not work.done("clips", video_key):
         audio = media.load_audio(video, SAMPLE_RATE)
         for i, ln in enumerate(lines):
-            clip = media.clip(audio, SAMPLE_RATE, ln.start, ln.end)
+            start, end = solo.get(ln.index, (ln.start, ln.end))
+            # no margin where the line was cut short: the margin would hold the other voice
+            pad = 0.05 if (start, end) == (ln.start, ln.end) else 0.0
+            clip = media.clip(audio, SAMPLE_RATE, start, end, pad=pad)
             media.write_wav(work.path / "clips" / f"{ln.index}.wav", clip, SAMPLE_RATE)
             progress("clips", i + 1, len(lines))
-        work.mark("clips", video_key, count=len(lines))
+        trimmed = [
+            ln.index
+            for ln in lines
+            if solo.get(ln.index, (ln.start, ln.end)) != (ln.start, ln.end) and ln.index in solo
+        ]
+        mixed = [ln.index for ln in lines if ln.index not in solo]
+        work.mark("clips", video_key, count=len(lines), trimmed=trimmed, mixed=mixed)
     if info.has_audio:
+        clips = work.info("clips")
         summary["audio"] = f"{len(lines)} clips"
-    if frames and info.has_video and not work.done("frames", video_key):
-        mids = [(ln.start + ln.end) / 2 for ln in lines]
-        out = work.path / "frames"
-        got = media.extract_frames(video, mids, out, progress=lambda d, t: progress("frames", d, t))
-        by_time = dict(zip(got.times, got, strict=True))
-        names = {}
-        for ln, mid in zip(lines, mids, strict=True):
-            if mid in by_time:
-                target = out / f"{ln.index}.jpg"
-                os.replace(by_time[mid], target)
-                names[ln.index] = target.name
-        work.mark("frames", video_key, count=len(names), skipped=len(got.skipped))
-    summary["frames"] = work.info("frames").get("count", 0) if info.has_video else "no video"
+        summary["trimmed"] = clips.get("trimmed", [])
+        summary["mixed"] = clips.get("mixed", [])
+    frames_key = hashlib.sha256(f"{video_key}|faces={bool(detector)}".encode()).hexdigest()
+    if frames and info.has_video and not work.done("frames", frames_key):
+        with_faces = _take_frames(work, video, lines, solo, detector, progress)
+        count = len(list((work.path / "frames").glob("*.jpg")))
+        work.mark("frames", frames_key, count=count, faces=with_faces)
+    if info.has_video and frames:
+        summary["frames"] = work.info("frames").get("count", 0)
+        if detector is not None:
+            summary["faces"] = work.info("frames").get("faces", 0)
+    elif not info.has_video:
+        summary["frames"] = "no video"
     return summary
+
+
+def _take_frames(
+    work: WorkDir,
+    video: Path,
+    lines: list[SubLine],
+    solo: dict[int, tuple[float, float]],
+    detector: Detector | None,
+    progress: Progress,
+) -> int:
+    """Each line's frame as frames/N.jpg; with a detector, the best of a few. Returns the
+    number of frames chosen for a face."""
+    from . import media
+    from .faces import candidate_times, choose
+
+    out = work.path / "frames"
+    wanted: list[list[float]] = []
+    for ln in lines:
+        start, end = solo.get(ln.index, (ln.start, ln.end))
+        mid = (ln.start + ln.end) / 2 if ln.index not in solo else (start + end) / 2
+        wanted.append(candidate_times(start, end) if detector else [mid])
+    every = [t for ts in wanted for t in ts]
+    scratch = out / ".candidates"
+    got = media.extract_frames(
+        video, every, scratch, progress=lambda d, t: progress("frames", d, t)
+    )
+    by_time = dict(zip(got.times, got, strict=True))
+    with_faces = 0
+    for ln, times in zip(lines, wanted, strict=True):
+        found = [t for t in times if t in by_time]
+        if not found:
+            continue
+        pick = found[len(found) // 2]
+        if detector is not None and len(found) > 1:
+            i, score = choose([by_time[t] for t in found], detector)
+            pick = found[i]
+            with_faces += score > 0
+        # copied, not moved: two lines may share a candidate time
+        _atomic_write(out / f"{ln.index}.jpg", by_time[pick].read_bytes())
+    shutil.rmtree(scratch, ignore_errors=True)
+    return with_faces
 
 
 def attribute(work: WorkDir, progress: Progress = _noop) -> Any:
@@ -216,6 +292,13 @@ def attribute(work: WorkDir, progress: Progress = _noop) -> Any:
             cache = {k: data[k] for k in data.files}
     embedder: VoiceEmbedder | None = None
     vectors: dict[int, np.ndarray | None] = {}
+    fresh = 0
+
+    def save_cache() -> None:  # kept as it grows: an interrupted run loses little
+        buf = io.BytesIO()
+        np.savez(buf, **cache)
+        _atomic_write(cache_path, buf.getvalue())
+
     for i, ln in enumerate(lines):
         wav = work.path / "clips" / f"{ln.index}.wav"
         if not wav.is_file():
@@ -228,13 +311,20 @@ def attribute(work: WorkDir, progress: Progress = _noop) -> Any:
             audio = read_wav(wav)
             vec = embedder.embed(audio, SAMPLE_RATE)
             cache[key] = vec if vec is not None else np.zeros(0, np.float32)
+            fresh += 1
+            if fresh % CACHE_EVERY == 0:
+                save_cache()
         vec = cache[key]
         vectors[ln.index] = vec if vec.size else None
         progress("voices", i + 1, len(lines))
-    buf = io.BytesIO()
-    np.savez(buf, **cache)
-    _atomic_write(cache_path, buf.getvalue())
+    if fresh:
+        save_cache()
     report = run(vectors, labels)
+    # a clip that holds two voices can only make its speaker a "maybe"
+    for line in work.info("clips").get("mixed", []):
+        a = report.attributions.get(line)
+        if a is not None and a.band == "assigned":
+            report.attributions[line] = replace(a, band="maybe")
     rows = "".join(
         json.dumps(asdict(a), ensure_ascii=False) + "\n" for a in report.attributions.values()
     )
