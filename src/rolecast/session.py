@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from .backends.base import LLM, GenerationParams
@@ -145,10 +145,17 @@ class Session:
             stops = (f"\n{user}:", f"\n{user}：", f"{user}:「", f"{user}：「")
             self.params = replace(self.params, stop=stops)
 
-    def prepare(self, text: str, as_role: str | None = None) -> TurnReport:
-        """Retrieve and assemble the prompt for a line, without calling the backend."""
+    def prepare(
+        self, text: str, as_role: str | None = None, exclude: Collection[str] = ()
+    ) -> TurnReport:
+        """Retrieve and assemble the prompt for a line, without calling the backend.
+        ``exclude`` holds scene ids kept out of retrieval (an evaluation's held-out scene)."""
         line = Turn(as_role or self.character.user_role, text)
-        hits = self.index.search(text, CANDIDATES, self.retrieval_mode) if self.index else []
+        hits = (
+            self.index.search(text, CANDIDATES, self.retrieval_mode, exclude=exclude)
+            if self.index
+            else []
+        )
         assert self.budget is not None and self.counter is not None
         recent = [text, *(t.text for t in self.history[-SCAN_TURNS:])]
         assembly = assemble(
@@ -163,15 +170,19 @@ class Session:
         return TurnReport(line, assembly, hits)
 
     def say(
-        self, text: str, as_role: str | None = None, report: TurnReport | None = None
+        self,
+        text: str,
+        as_role: str | None = None,
+        report: TurnReport | None = None,
+        exclude: Collection[str] = (),
     ) -> Iterator[str]:
         """Stream the character's reply. The turn is recorded only once the reply is
         complete: a failed or interrupted reply leaves the history as it was. ``report`` is
-        the result of ``prepare(text, as_role)`` when the caller already has it."""
+        the result of ``prepare(text, as_role, exclude)`` when the caller already has it."""
         if not text.strip():
             raise InputError("empty message: say something")
         if report is None:
-            report = self.prepare(text, as_role)
+            report = self.prepare(text, as_role, exclude)
         self.pending = report
         raw: list[str] = []
 
@@ -209,8 +220,8 @@ class Session:
         self.last = report
         self.pending = None
 
-    def reply(self, text: str, as_role: str | None = None) -> str:
-        for _ in self.say(text, as_role):
+    def reply(self, text: str, as_role: str | None = None, exclude: Collection[str] = ()) -> str:
+        for _ in self.say(text, as_role, exclude=exclude):
             pass
         assert self.last is not None
         return self.last.reply

@@ -1,0 +1,386 @@
+"""What every evaluation writes, and the cache that lets a rerun skip finished work.
+
+    OUT/                   (default: ./eval-<eval>-<character id>)
+      results.json         every figure, the setup and the per-item results
+      report.md            the same for people, with the plots
+      *.png                plots (matplotlib, drawn without pyplot: safe in threads)
+      cache/<ab>/<sha256>.json
+                           one finished item each (a generated reply, a paraphrase, ...)
+
+Every file is written to a temporary sibling and renamed into place, so an interrupted
+run never leaves a half-written report, and a cache entry is either whole or absent.
+A cache key is the sha256 of the eval's scope (eval name, character digest, backend and
+model, generation parameters, settings) and the item: change any of them and the item
+is done again; leave them and it is read back.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import __version__
+from ..errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+    from ..backends.base import LLM
+    from ..character.model import Character
+    from .metrics import Interval
+
+log = logging.getLogger(__name__)
+
+RESULTS, REPORT, CACHE = "results.json", "report.md", "cache"
+# Models this small answer in character poorly whatever the prompt: their figures say how the
+# pipeline behaves, not how well a capable model plays the character.
+SMALL_MODELS = ("smollm2", "135m", "0.5b", "qwen2.5-coder-0.5b")
+
+
+def default_out_dir(eval_name: str, character_id: str, cwd: Path | None = None) -> Path:
+    """``./eval-<eval>-<character id>`` (``viz`` gives ``./viz-<character id>``)."""
+    base = Path.cwd() if cwd is None else cwd
+    prefix = eval_name if eval_name == "viz" else f"eval-{eval_name}"
+    return base / f"{prefix}-{character_id}"
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses (``Interval`` included), tuples and numpy scalars made plain JSON."""
+    if hasattr(value, "to_dict"):
+        return to_jsonable(value.to_dict())
+    if is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(asdict(value))
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        return value.item()
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    return value
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(to_jsonable(value), ensure_ascii=False, indent=2) + "\n"
+
+
+_CJK_FONTS = (
+    "Noto Sans CJK SC",
+    "Noto Sans CJK JP",
+    "Noto Sans CJK TC",
+    "Source Han Sans SC",
+    "WenQuanYi Zen Hei",
+    "WenQuanYi Micro Hei",
+    "Droid Sans Fallback",
+)
+_families: list[str] | None = None
+
+
+def _font_families() -> list[str]:
+    """The default sans-serif, then the CJK fonts installed here, tried glyph by glyph."""
+    global _families
+    if _families is None:
+        from matplotlib import font_manager
+
+        installed = {f.name for f in font_manager.fontManager.ttflist}
+        _families = ["sans-serif", *(f for f in _CJK_FONTS if f in installed)]
+    return _families
+
+
+@contextmanager
+def plot_context() -> Iterator[None]:
+    """Draw (create and save) figures inside this: fonts that cover Chinese and Japanese
+    names where the machine has them. Text takes its font when it is created."""
+    try:
+        import matplotlib
+    except ImportError:
+        from ..errors import MissingDependencyError
+
+        raise MissingDependencyError("evaluation plots", "matplotlib", extra="eval") from None
+    with matplotlib.rc_context({"font.family": _font_families()}):
+        yield
+
+
+def save_figure(figure: Figure, path: Path) -> Path:
+    import io
+    import warnings
+
+    buf = io.BytesIO()
+    with plot_context(), warnings.catch_warnings():
+        # without a CJK font a name shows as boxes: say so once in the log, not per glyph
+        warnings.filterwarnings("ignore", "Glyph .* missing from font", UserWarning)
+        figure.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return write_bytes_atomic(path, buf.getvalue())
+
+
+def write_report(
+    out: Path,
+    results: Mapping[str, Any],
+    markdown: str,
+    figures: Mapping[str, Figure] | None = None,
+    extra: Mapping[str, str | bytes] | None = None,
+) -> dict[str, Path]:
+    """Write ``results.json``, ``report.md``, each figure as ``<name>.png`` and each extra
+    file (name -> text or bytes) into ``out``, atomically; returns the paths by name.
+    The figures are written first so the report never names a picture that is missing."""
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for name, figure in (figures or {}).items():
+        written[f"{name}.png"] = save_figure(figure, out / f"{name}.png")
+    for name, data in (extra or {}).items():
+        data_bytes = data.encode("utf-8") if isinstance(data, str) else data
+        written[name] = write_bytes_atomic(out / name, data_bytes)
+    written[RESULTS] = write_text_atomic(out / RESULTS, dumps(results))
+    written[REPORT] = write_text_atomic(out / REPORT, markdown.rstrip() + "\n")
+    return written
+
+
+def character_digest(character: Character) -> str:
+    """A hash of everything about a character that a reply depends on: its canon, persona,
+    names, lore. Cache keys include it, so editing the character invalidates the cache."""
+    h = hashlib.sha256(character.canon_hash().encode())
+    for part in (
+        character.name,
+        *character.aliases,
+        character.persona,
+        character.language,
+        character.user_role,
+        *character.narrators,
+        json.dumps([e.to_dict() for e in character.lore], ensure_ascii=False, sort_keys=True),
+    ):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def backend_info(llm: LLM | None) -> dict[str, Any]:
+    """What identifies the backend's replies: its name, model and endpoint."""
+    if llm is None:
+        return {"backend": None, "model": None}
+    inner = getattr(llm, "inner", llm)  # a LockedLLM speaks for the backend it wraps
+    info: dict[str, Any] = {"backend": inner.name, "model": inner.model}
+    base_url = getattr(inner, "base_url", None)
+    if base_url:
+        info["base_url"] = base_url
+    return info
+
+
+def is_small_model(model: str | None) -> bool:
+    m = (model or "").lower()
+    return any(tag in m for tag in SMALL_MODELS)
+
+
+def model_note(info: Mapping[str, Any]) -> str:
+    """The report's line about the backend, with the small-model caveat where it applies."""
+    backend, model = info.get("backend"), info.get("model")
+    if backend is None:
+        return "No language model was used."
+    line = f"Backend `{backend}`, model `{model}`"
+    if info.get("base_url"):
+        line += f" at `{info['base_url']}`"
+    line += "."
+    if backend in ("scripted", "echo"):
+        line += " **A test backend: these figures check the pipeline, they measure no model.**"
+    elif is_small_model(model):
+        line += (
+            " **These are small-model numbers**: a model of this size plays any character"
+            " poorly, so they show how the evaluation behaves, not how well a capable model"
+            " plays the character."
+        )
+    return line
+
+
+def header(eval_name: str, character: Character, info: Mapping[str, Any]) -> dict[str, Any]:
+    """The common head of every ``results.json``."""
+    return {
+        "eval": eval_name,
+        "character": {"id": character.id, "name": character.name, "language": character.language},
+        "character_digest": character_digest(character),
+        **dict(info),
+        "rolecast": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+class Cache:
+    """Finished items of one evaluation, one JSON file each, under ``folder``.
+
+    ``scope`` is everything the items' values depend on besides the item itself (see
+    ``Cache.scope``); ``item`` is any JSON-able value naming one unit of work. Values are
+    JSON-able and never ``None``. ``enabled=False`` reads nothing (a fresh run) but still
+    writes, so the next run can reuse the work. Safe to use from several threads.
+    """
+
+    def __init__(self, folder: Path, scope: Mapping[str, Any], enabled: bool = True) -> None:
+        self.folder = folder
+        self.scope = to_jsonable(dict(scope))
+        self.enabled = enabled
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def scope_for(
+        eval_name: str,
+        character: Character | None = None,
+        llm: LLM | None = None,
+        params: Any = None,
+        **settings: Any,
+    ) -> dict[str, Any]:
+        """The usual scope: eval name, character digest, backend and model, generation
+        parameters (a dataclass or mapping) and any further settings."""
+        scope: dict[str, Any] = {"eval": eval_name, **backend_info(llm)}
+        if character is not None:
+            scope["character"] = character_digest(character)
+        if params is not None:
+            scope["params"] = to_jsonable(params)
+        scope.update(settings)
+        return scope
+
+    def key(self, item: Any) -> str:
+        blob = json.dumps(
+            {"scope": self.scope, "item": to_jsonable(item)}, ensure_ascii=False, sort_keys=True
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def path(self, item: Any) -> Path:
+        key = self.key(item)
+        return self.folder / key[:2] / f"{key}.json"
+
+    def get(self, item: Any) -> Any | None:
+        if not self.enabled:
+            return None
+        path = self.path(item)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            value = data["value"]
+        except FileNotFoundError:
+            self.misses += 1
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("cache entry %s is unreadable (%s): doing the item again", path, exc)
+            self.misses += 1
+            return None
+        self.hits += 1
+        return value
+
+    def put(self, item: Any, value: Any) -> None:
+        if value is None:
+            raise ValueError("a cache value must not be None")
+        entry = {"scope": self.scope, "item": to_jsonable(item), "value": to_jsonable(value)}
+        write_text_atomic(self.path(item), json.dumps(entry, ensure_ascii=False))
+
+
+def open_cache(out: Path, scope: Mapping[str, Any], fresh: bool = False) -> Cache:
+    """The cache folder of an out dir (``OUT/cache``); ``fresh`` ignores what is there."""
+    return Cache(out / CACHE, scope, enabled=not fresh)
+
+
+# ---- Markdown and plots ------------------------------------------------------------------
+
+
+def md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ").strip()
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "n/a" if v != v else f"{v:.3f}"
+        return md_escape(str(v))
+
+    lines = [
+        "| " + " | ".join(md_escape(h) for h in headers) + " |",
+        "|" + "|".join("---" for _ in headers) + "|",
+    ]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def new_figure(width: float = 6.4, height: float = 4.0) -> Figure:
+    """A matplotlib figure without pyplot (no global state, no GUI backend); build it
+    inside ``plot_context()``."""
+    with plot_context():
+        from matplotlib.figure import Figure
+
+        return Figure(figsize=(width, height), layout="constrained")
+
+
+def interval_chart(
+    title: str,
+    groups: Sequence[str],
+    series: Mapping[str, Sequence[Interval]],
+    ylabel: str = "",
+    zero_line: bool = False,
+) -> Figure:
+    """Grouped bars: one group per entry of ``groups``, one bar per series (each a list of
+    intervals, one per group), error bars from the intervals' bounds."""
+    with plot_context():
+        return _interval_chart(title, groups, series, ylabel, zero_line)
+
+
+def _interval_chart(
+    title: str,
+    groups: Sequence[str],
+    series: Mapping[str, Sequence[Interval]],
+    ylabel: str,
+    zero_line: bool,
+) -> Figure:
+    fig = new_figure()
+    ax = fig.add_subplot()
+    n_series = max(len(series), 1)
+    width = 0.8 / n_series
+    for s, (name, intervals) in enumerate(series.items()):
+        if len(intervals) != len(groups):
+            raise ValueError(f"series {name!r} has {len(intervals)} values for {len(groups)}")
+        xs = [g + (s - (n_series - 1) / 2) * width for g in range(len(groups))]
+        means = [0.0 if iv.n == 0 else iv.mean for iv in intervals]
+        below = [0.0 if iv.n == 0 else iv.mean - iv.low for iv in intervals]
+        above = [0.0 if iv.n == 0 else iv.high - iv.mean for iv in intervals]
+        ax.bar(xs, means, width, yerr=[below, above], capsize=3, label=name)
+    ax.set_xticks(range(len(groups)), list(groups))
+    if zero_line:
+        ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_title(title)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if len(series) > 1:
+        ax.legend(fontsize="small")
+    return fig
+
+
+def check_out_dir(out: Path) -> Path:
+    """``out`` as a folder that can be written (created when missing)."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the output folder {out}: {exc.strerror}") from None
+    return out
