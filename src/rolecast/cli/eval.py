@@ -9,8 +9,10 @@ each the same options (``eval_opts``), backend (``eval_llm``), out dir and cache
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -122,10 +124,123 @@ def progress_printer(label: str):  # type: ignore[no-untyped-def]
     return _progress(label, unit="items")
 
 
-def finish(out: Path, written: dict[str, Path], cache=None) -> None:  # type: ignore[no-untyped-def]
-    if cache is not None and cache.hits:
-        print(f"{cache.hits} items read from the cache in {cache.folder}", file=sys.stderr)
+def finish(out: Path, written: dict[str, Path], *caches) -> None:  # type: ignore[no-untyped-def]
+    """Say what was written, and how many items came from the cache(s) (``None`` skipped)."""
+    used = [c for c in caches if c is not None]
+    hits = sum(c.hits for c in used)
+    if hits:
+        print(f"{hits} items read from the cache in {used[0].folder}", file=sys.stderr)
     print(f"wrote {out / 'report.md'} and {len(written) - 1} more files in {out}")
+
+
+# ---- what the personality and in-character evals share -------------------------------------
+
+JUDGE_OPTIONS = ("judge_backend", "judge_model", "judge_base_url", "judge_api_key")
+# the character's answers (kept as plain numbers: the CLI imports no backend code to start)
+REPLY_MAX_TOKENS, REPLY_TEMPERATURE = 160, 0.7
+
+
+def judge_opts(sp: argparse.ArgumentParser) -> None:
+    """``--judge-backend``, ``--judge-model``, ``--judge-base-url``, ``--judge-api-key``."""
+    sp.add_argument(
+        "--judge-backend",
+        help="backend of the judge (default: the same backend object as the character's; "
+        "any --judge-* option gives the judge a backend of its own, the rest of its "
+        "settings taken from --backend, --model, ...)",
+    )
+    sp.add_argument("--judge-model", help="model of the judge (default: --model)")
+    sp.add_argument("--judge-base-url", help="openai judge: endpoint (default: --base-url)")
+    sp.add_argument("--judge-api-key", help="openai judge: key (default: --api-key)")
+
+
+def reply_opts(sp: argparse.ArgumentParser) -> None:
+    """``--language``, ``--max-tokens`` and ``--temperature`` of the character's replies."""
+    sp.add_argument(
+        "--language",
+        choices=("zh", "en"),
+        help="language of the questions (default: the character's; zh for a Chinese "
+        "character, else en)",
+    )
+    sp.add_argument(
+        "--max-tokens",
+        type=int,
+        default=REPLY_MAX_TOKENS,
+        help=f"reply length limit (default {REPLY_MAX_TOKENS})",
+    )
+    sp.add_argument(
+        "--temperature",
+        type=float,
+        default=REPLY_TEMPERATURE,
+        help=f"sampling temperature (default {REPLY_TEMPERATURE})",
+    )
+
+
+def wants_own_judge(args: argparse.Namespace) -> bool:
+    return any(getattr(args, name, None) is not None for name in JUDGE_OPTIONS)
+
+
+def judge_for(args: argparse.Namespace, llm):  # type: ignore[no-untyped-def]
+    """The judge backend: one of its own when a ``--judge-*`` option is given, else ``llm``
+    itself (the same object: a model is never loaded twice)."""
+    return eval_llm(args, prefix="judge_") if wants_own_judge(args) else llm
+
+
+def reply_params(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from ..backends.base import GenerationParams
+
+    if args.max_tokens < 1:
+        raise InputError(f"--max-tokens must be at least 1, not {args.max_tokens}")
+    return GenerationParams(max_tokens=args.max_tokens, temperature=args.temperature)
+
+
+def item_seed(seed: int, name: str) -> int:
+    """The sampling seed of one item (a question, a probe): the same on every run."""
+    digest = hashlib.sha256(f"{seed}\0{name}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def chat_session(character, llm, index, params):  # type: ignore[no-untyped-def]
+    """The character's normal chat setup, retrieval on: the prototype of every item's
+    session (as the canon condition of `eval canon` builds it)."""
+    from ..eval.canon import condition_session
+
+    return condition_session("canon", character, llm, index, params)
+
+
+def fresh_asker(prototype, seed: int):  # type: ignore[no-untyped-def]
+    """An ``ask`` that puts the line to a new Session like ``prototype``, sampled with
+    ``seed``: nothing carries over from one item to the next."""
+    from ..eval.interview import session_asker
+    from ..session import Session
+
+    def make() -> Session:
+        session = Session(
+            prototype.character,
+            prototype.index,
+            prototype.llm,
+            budget=prototype.budget,
+            counter=prototype.counter,
+            order=prototype.order,
+            retrieval_mode=prototype.retrieval_mode,
+            params=replace(prototype.params, seed=seed),
+        )
+        session.cleaner = prototype.cleaner
+        return session
+
+    return session_asker(make)
+
+
+def close_all(*llms) -> None:  # type: ignore[no-untyped-def]
+    """Close each backend once (the judge may be the character's backend itself)."""
+    closed: list[object] = []
+    for llm in llms:
+        if llm is not None and not any(llm is c for c in closed):
+            closed.append(llm)
+            llm.close()
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
 
 
 # ---- rolecast eval canon ------------------------------------------------------------------
@@ -328,6 +443,367 @@ def add_retrieval(evsub: Any, backend_opts: BackendOpts) -> None:
     sp.set_defaults(func=cmd_eval_retrieval)
 
 
+# ---- rolecast eval personality ------------------------------------------------------------
+
+
+def personality_figure(result, labels=None):  # type: ignore[no-untyped-def]
+    """Bars of the five factor scores on the 1-5 scale, with the labels where given: a
+    marker at a numeric label, the word at a high/low one."""
+    from ..eval import interview as iv
+    from ..eval.report import new_figure, plot_context
+
+    labels = labels or {}
+    with plot_context():
+        fig = new_figure(6.4, 4.0)
+        ax = fig.add_subplot()
+        scores = [result.scores[f] for f in iv.FACTORS]
+        xs = list(range(len(scores)))
+        heights = [0.0 if s.score is None else s.score - iv.SCALE_MIN for s in scores]
+        ax.bar(xs, heights, 0.6, bottom=iv.SCALE_MIN, color="#4c72b0", label="score")
+        for x, s in zip(xs, scores, strict=True):
+            text = "n/a" if s.score is None else f"{s.score:.2f}"
+            y = iv.SCALE_MIN if s.score is None else s.score
+            ax.text(x, y + 0.05, text, ha="center", va="bottom", fontsize="small")
+        marked = [(x, labels[s.factor]) for x, s in enumerate(scores) if s.factor in labels]
+        numeric = [(x, v) for x, v in marked if not isinstance(v, str)]
+        if numeric:
+            ax.scatter(
+                [x for x, _ in numeric],
+                [v for _, v in numeric],
+                marker="D",
+                color="#dd8452",
+                zorder=3,
+                label="label",
+            )
+        for x, v in marked:
+            if isinstance(v, str):
+                ax.text(x, iv.SCALE_MAX + 0.15, f"label: {v}", ha="center", fontsize="small")
+        ax.axhline(iv.MIDPOINT, color="grey", linewidth=0.8, linestyle="--")
+        ax.set_xticks(xs, [f"{s.factor}\n{s.name}" for s in scores], fontsize="small")
+        ax.set_ylim(iv.SCALE_MIN, iv.SCALE_MAX + 0.5)
+        ax.set_ylabel("score (1-5)")
+        ax.set_title(f"Big Five interview: {result.character}")
+        if numeric:
+            ax.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+def cmd_eval_personality(args: argparse.Namespace) -> int:
+    from ..eval import interview as iv
+    from ..eval.report import Cache, backend_info, header, model_note, open_cache, write_report
+    from ..eval.runner import run_items, workers_for
+    from ..retrieval.index import load_index
+
+    character = eval_character(args)
+    if args.items is not None and args.items < 1:
+        raise InputError(f"--items must be at least 1, not {args.items}")
+    items = iv.items_for(per_factor=args.items)
+    labels = iv.read_labels(args.labels) if args.labels is not None else None
+    language = iv.question_language(args.language or character.language)
+    params = reply_params(args)  # bad input fails before a model loads
+    index = load_index(character, embedder_name(args))
+    llm = eval_llm(args)
+    judge = llm
+    try:
+        judge = judge_for(args, llm)
+        scope = Cache.scope_for(
+            "personality",
+            character,
+            llm,
+            params,
+            embedder=index.embedder.name,
+            mode="hybrid",
+            language=language,
+            seed=args.seed,
+        )
+        out, cache = open_out(args, "personality", character, scope)
+        # the judge's work depends on the answers and the judge, not on the character's backend
+        judge_scope = Cache.scope_for(
+            "personality-judge", character, judge, iv.JUDGE_PARAMS, language=language
+        )
+        judge_cache = open_cache(out, judge_scope, fresh=args.fresh)
+        prototype = chat_session(character, llm, index, params)
+
+        def answer(item: iv.Item) -> dict[str, object]:
+            ask = fresh_asker(prototype, item_seed(args.seed, f"bfi-{item.number}"))
+            return iv.ask_item(item, ask, language).to_dict()
+
+        answers = [
+            iv.Answer.from_dict(v)
+            for v in run_items(
+                items,
+                answer,
+                key=lambda item: {"phase": "answer", "item": item.number},
+                cache=cache,
+                workers=workers_for(llm, args.concurrency),
+                progress=progress_printer("answering"),
+            )
+        ]
+        judged = [
+            iv.Judged.from_dict(v)
+            for v in run_items(
+                answers,
+                lambda a: iv.judge_answer(character.name, a, judge).to_dict(),
+                # the answer is part of the key: a changed answer is judged again
+                key=lambda a: {
+                    "phase": "judge",
+                    "item": a.item.number,
+                    "question": a.question,
+                    "reply": a.reply,
+                },
+                cache=judge_cache,
+                workers=workers_for(judge, args.concurrency),
+                progress=progress_printer("judging"),
+            )
+        ]
+    finally:
+        close_all(llm, judge)
+    scores = iv.big_five(judged)
+    comparison = iv.compare(scores, labels) if labels is not None else None
+    settings = {
+        "items_per_factor": args.items,
+        "seed": args.seed,
+        "params": scope["params"],
+        "judge_params": judge_scope["params"],
+        "labels_file": None if args.labels is None else str(args.labels),
+    }
+    result = iv.InterviewResult(
+        character.name, language, judged, scores, comparison, judge.model, settings
+    )
+    info = {**backend_info(llm), "judge": backend_info(judge), "embedder": index.embedder.name}
+    head = header("personality", character, info)
+    body = {k: v for k, v in result.to_dict().items() if k not in head}
+    notes = [f"Answers: {model_note(info)}"]
+    if judge is llm:
+        notes.append("The same backend judged the answers.")
+    else:
+        notes.append(f"Judge: {model_note(backend_info(judge))}")
+    figures = {"big_five": personality_figure(result, labels)}
+    markdown = "\n".join(
+        [
+            f"# Personality interview: {character.name} ({character.id})",
+            "",
+            *(f"{n}\n" for n in notes),
+            f"{len(items)} BFI items ({args.items or 'all'} per factor), each asked in a fresh "
+            f"conversation with the character's canon retrieved (embedder "
+            f"`{index.embedder.name}`, seed {args.seed}), then rated 1-5 by the judge.",
+            "",
+            "![big_five](big_five.png)",
+            "",
+            iv.markdown(result),
+        ]
+    )
+    written = write_report(out, {**head, **body}, markdown, figures)
+    for f, s in scores.items():
+        score = "n/a " if s.score is None else f"{s.score:.2f}"
+        line = f"{f} {s.name:18s} {score}  ({s.items}/{s.asked} items)"
+        if comparison and f in comparison["factors"]:
+            label = comparison["factors"][f]["label"]
+            line += f"  label {label:g}" if isinstance(label, float) else f"  label {label}"
+        print(line)
+    if comparison:
+        mae, acc = comparison["mean_abs_error"], comparison["side_accuracy"]
+        print(
+            f"mean abs error {'n/a' if mae is None else f'{mae:.2f}'} "
+            f"({comparison['n_error']} factors), high/low side right {_rate(acc)} "
+            f"({comparison['n_side']} factors)"
+        )
+    finish(out, written, cache, judge_cache)
+    return 0
+
+
+def add_personality(evsub: Any, backend_opts: BackendOpts) -> None:
+    sp = evsub.add_parser(
+        "personality",
+        help="Big Five interview: the 44 BFI items as open questions, each answer rated "
+        "by a judge; factor scores, compared with labels when given",
+    )
+    eval_opts(sp, backend_opts, "personality")
+    sp.add_argument(
+        "--items",
+        type=int,
+        metavar="N",
+        help="items per factor, the first N of each (default: all 44, 8-10 per factor)",
+    )
+    sp.add_argument(
+        "--labels",
+        type=Path,
+        metavar="FILE",
+        help='known scores, JSON or TOML: {"E": 4.2, "A": "low", ...} (1-5, or high/low)',
+    )
+    reply_opts(sp)
+    judge_opts(sp)
+    sp.set_defaults(func=cmd_eval_personality)
+
+
+# ---- rolecast eval in-character -----------------------------------------------------------
+
+
+def in_character_figure(results):  # type: ignore[no-untyped-def]
+    """Bars of the stay-in-character rate per category, the overall rate as a line."""
+    from ..eval.report import new_figure, plot_context
+
+    rates = results.by_category
+    overall = results.overall
+    with plot_context():
+        fig = new_figure(6.4, 4.0)
+        ax = fig.add_subplot()
+        xs = list(range(len(rates)))
+        values = [0.0 if r.rate is None else r.rate for r in rates.values()]
+        ax.bar(xs, values, 0.6, color="#55a868")
+        for x, r in zip(xs, rates.values(), strict=True):
+            text = f"{_rate(r.rate)}\n{r.stays}/{r.decided}"
+            ax.text(x, (r.rate or 0.0) + 0.02, text, ha="center", va="bottom", fontsize="small")
+        if overall.rate is not None:
+            ax.axhline(
+                overall.rate,
+                color="grey",
+                linewidth=0.8,
+                linestyle="--",
+                label=f"overall {_rate(overall.rate)}",
+            )
+            ax.legend(fontsize="small", loc="lower right")
+        ax.set_xticks(xs, list(rates))
+        ax.set_ylim(0, 1.2)
+        ax.set_ylabel("stays in character (share of decided probes)")
+        ax.set_title(f"In character: {results.character}")
+    return fig
+
+
+def cmd_eval_in_character(args: argparse.Namespace) -> int:
+    from ..eval import probes as pr
+    from ..eval.interview import question_language
+    from ..eval.report import Cache, backend_info, header, model_note, write_report
+    from ..eval.runner import run_items, workers_for
+    from ..retrieval.index import load_index
+
+    character = eval_character(args)
+    if args.per_category is not None and args.per_category < 1:
+        raise InputError(f"--per-category must be at least 1, not {args.per_category}")
+    if args.no_judge and wants_own_judge(args):
+        raise InputError("--no-judge leaves the judge out: drop the --judge-* options")
+    language = question_language(args.language or character.language)
+    chosen = pr.select(language, args.categories, args.per_category)
+    params = reply_params(args)  # bad input fails before a model loads
+    index = load_index(character, embedder_name(args))
+    llm = eval_llm(args)
+    judge = None
+    try:
+        judge = None if args.no_judge else judge_for(args, llm)
+        scope = Cache.scope_for(
+            "in-character",
+            character,
+            llm,
+            params,
+            embedder=index.embedder.name,
+            mode="hybrid",
+            seed=args.seed,
+            judge=None if judge is None else backend_info(judge),
+            judge_params=None if judge is None else pr.JUDGE_PARAMS,
+        )
+        out, cache = open_out(args, "in-character", character, scope)
+        prototype = chat_session(character, llm, index, params)
+        workers = workers_for(llm, args.concurrency)
+        if judge is not None and judge is not llm:
+            workers = min(workers, workers_for(judge, args.concurrency))
+
+        def probe(p: pr.Probe) -> dict[str, object]:
+            ask = fresh_asker(prototype, item_seed(args.seed, f"probe-{p.id}"))
+            return pr.run_probe(character, p, ask, judge).to_dict()
+
+        values = run_items(
+            chosen,
+            probe,
+            key=lambda p: {"probe": p.id, "language": p.language, "text": p.text},
+            cache=cache,
+            workers=workers,
+            progress=progress_printer("probing"),
+        )
+    finally:
+        close_all(llm, judge)
+    settings = {
+        "categories": sorted({p.category for p in chosen}, key=pr.CATEGORIES.index),
+        "per_category": args.per_category,
+        "seed": args.seed,
+        "params": scope["params"],
+        "judge_params": scope["judge_params"],
+    }
+    results = pr.ProbeResults(
+        character.name,
+        language,
+        [pr.ProbeResult.from_dict(v) for v in values],
+        "" if judge is None else judge.model,
+        settings,
+    )
+    info = {
+        **backend_info(llm),
+        "judge": None if judge is None else backend_info(judge),
+        "embedder": index.embedder.name,
+    }
+    head = header("in-character", character, info)
+    body = {k: v for k, v in results.to_dict().items() if k not in head}
+    notes = [f"Replies: {model_note(info)}"]
+    if judge is None:
+        notes.append("No judge: the rules alone decide.")
+    elif judge is llm:
+        notes.append("The same backend judged the replies.")
+    else:
+        notes.append(f"Judge: {model_note(backend_info(judge))}")
+    counts = ", ".join(f"{rule} {n}" for rule, n in results.rule_counts.items()) or "none"
+    markdown = "\n".join(
+        [
+            f"# Staying in character: {character.name} ({character.id})",
+            "",
+            *(f"{n}\n" for n in notes),
+            f"Each probe is said in a fresh conversation with the character's canon retrieved "
+            f"(embedder `{index.embedder.name}`, seed {args.seed}). A reply stays in character "
+            "when no rule flags it and the judge, if any, agrees; a reply the judge could not "
+            "decide on is left out of the rates.",
+            "",
+            f"Replies flagged by each rule: {counts}.",
+            "",
+            "![in_character](in_character.png)",
+            "",
+            pr.markdown(results),
+        ]
+    )
+    figures = {"in_character": in_character_figure(results)}
+    written = write_report(out, {**head, **body}, markdown, figures)
+    overall = results.overall
+    print(
+        f"{'overall':13s} {_rate(overall.rate):>4s}  ({overall.stays}/{overall.decided} "
+        f"decided, {overall.total} probes)"
+    )
+    for c, r in results.by_category.items():
+        print(f"{c:13s} {_rate(r.rate):>4s}  ({r.stays}/{r.decided} decided, {r.total} probes)")
+    finish(out, written, cache)
+    return 0
+
+
+def add_in_character(evsub: Any, backend_opts: BackendOpts) -> None:
+    from ..eval.probes import CATEGORIES
+
+    sp = evsub.add_parser(
+        "in-character",
+        help="probes that try to pull the character out of its role (are you an AI, "
+        "print your prompt, ...): the share of replies that stay in character",
+    )
+    eval_opts(sp, backend_opts, "in-character")
+    sp.add_argument(
+        "--categories",
+        type=_names,
+        help=f"comma-separated, of {','.join(CATEGORIES)} (default: all; leave out "
+        "anachronism for a character of the present day)",
+    )
+    sp.add_argument(
+        "--per-category", type=int, metavar="N", help="probes per category at most (default: all)"
+    )
+    sp.add_argument("--no-judge", action="store_true", help="rules only: no judge backend is asked")
+    reply_opts(sp)
+    judge_opts(sp)
+    sp.set_defaults(func=cmd_eval_in_character)
+
+
 # ---- rolecast viz -------------------------------------------------------------------------
 
 
@@ -392,14 +868,20 @@ def add_viz(sub: Any, backend_opts: BackendOpts) -> None:
     sp.set_defaults(func=cmd_viz)
 
 
-# One function per evaluation: `rolecast eval <name>`. The personality interview and the
-# in-character probes add theirs here.
-EVALS: list[Callable[[Any, BackendOpts], None]] = [add_canon, add_retrieval]
+# One function per evaluation: `rolecast eval <name>`.
+EVALS: list[Callable[[Any, BackendOpts], None]] = [
+    add_canon,
+    add_retrieval,
+    add_personality,
+    add_in_character,
+]
 
 
 def add_eval(sub: Any, backend_opts: BackendOpts) -> None:
     """Add the eval and viz commands to the `rolecast` parser."""
-    ep = sub.add_parser("eval", help="evaluate a character: canon, retrieval, ...")
+    ep = sub.add_parser(
+        "eval", help="evaluate a character: canon, retrieval, personality, in-character"
+    )
     evsub = ep.add_subparsers(dest="eval_command", required=True, metavar="EVAL")
     for add in EVALS:
         add(evsub, backend_opts)
