@@ -18,14 +18,14 @@ from rolecast.errors import PackageError, ParseError, UnknownNameError
 
 
 def test_save_and_load_round_trip(tmp_path: Path, character) -> None:
-    character.extra["voice"] = {"tts": "kokoro"}
+    character.extra["mood"] = {"tts": "kokoro"}
     dest = save_character(character, tmp_path / "xm")
     loaded = load_character(dest)
     assert loaded.id == "xm"
     assert (loaded.name, loaded.aliases, loaded.user_role) == ("小满", ["满老板"], "旅人")
     assert loaded.scenes == character.scenes
     assert loaded.persona == character.persona
-    assert loaded.extra["voice"] == {"tts": "kokoro"}  # unknown keys are kept
+    assert loaded.extra["mood"] == {"tts": "kokoro"}  # unknown keys are kept
     assert (dest / "images").is_dir()
 
 

@@ -122,3 +122,40 @@ def test_two_tabs_are_two_sessions(app: WebApp) -> None:
     scripted(app).enqueue("给A的。")
     list(app.on_send("我是A", "旅人", False, a))
     assert app.tab(b).messages == [] and len(app.tab(a).messages) == 2
+
+
+def test_voice_toggle_speaks_each_reply(app: WebApp) -> None:
+    import shutil
+
+    if not shutil.which("espeak-ng"):
+        pytest.skip("needs espeak-ng")
+    from rolecast.voice.wav import read_wav
+
+    state = app.on_load(None)[0]
+    status = app.on_voice(True, state)
+    assert "espeak" in status and "cmn-latn-pinyin" in status
+    scripted(app).enqueue("小满:「（擦了擦手）煤球又来了？看我的。」")
+    views = list(app.on_send("那只黑猫又来偷鱼了！", "旅人", False, state))
+    chat = views[-1][1]
+    assert chat[-2] == {"role": "assistant", "content": "（擦了擦手）煤球又来了？看我的。"}
+    first = chat[-1]["content"]["path"]
+    audio = read_wav(first)
+    assert audio.sample_rate == 22050 and audio.duration > 1.0 and audio.rms() > 0.01
+    assert Path(first).parent == app.audio_dir
+
+    # a regenerated reply gets its own audio; swiping back shows the first one's
+    scripted(app).enqueue("嗯。")
+    chat = list(app.on_regenerate(state))[-1][1]
+    second = chat[-1]["content"]["path"]
+    assert second != first and read_wav(second).duration < audio.duration
+    assert app.on_swipe(-1, state)[0][-1]["content"]["path"] == first
+
+    # all narration: a notice instead of audio
+    scripted(app).enqueue("（笑而不语）")
+    chat = list(app.on_send("真的？", "旅人", False, state))[-1][1]
+    assert "not spoken: nothing speakable" in chat[-1]["content"]
+
+    assert app.on_voice(False, state) == "replies are not spoken"
+    scripted(app).enqueue("好。")
+    chat = list(app.on_send("再来一碗", "旅人", False, state))[-1][1]
+    assert chat[-1] == {"role": "assistant", "content": "好。"}

@@ -165,5 +165,17 @@ def test_pick_send_stream_and_see_the_scene_image(server: str) -> None:
         assert len(page.input_value("#rc-text textarea")) == 2500
         assert len(_bot_texts(page)) == 1
 
+        # the voice toggle: the next reply gets an audio player that plays a WAV
+        page.click("#rc-voice input")
+        page.wait_for_selector("#rc-voice-status >> text=replies are spoken", timeout=20_000)
+        page.fill("#rc-text textarea", "Good evening, Mia.")
+        page.press("#rc-text textarea", "Enter")
+        player = '#rc-chat [data-testid="waveform-Audio"]'
+        page.wait_for_selector(player, timeout=30_000)
+        link = page.get_attribute('#rc-chat a[data-testid="download-link"]', "href")
+        assert link and link.endswith(".wav"), link
+        got = page.request.get(link)
+        assert got.ok and got.body()[:4] == b"RIFF" and len(got.body()) > 10_000
+
         page.screenshot(path=str(ARTIFACTS / "web-chat.png"), full_page=True)
         browser.close()

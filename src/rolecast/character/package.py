@@ -1,7 +1,9 @@
 """A character package on disk: a folder a person can read and edit, or one zip file.
 
     <id>/
-      character.toml   name, aliases, language, source, user_role, narrators, greetings, description
+      character.toml   name, aliases, language, source, user_role, narrators, greetings,
+                       description, portrait, and an optional [voice] table (backend, voice,
+                       language, speed, model): how the character sounds
       persona.md       the system prompt
       canon.jsonl      one scene per line: {"id", "title", "lines": [{"speaker", "text",
                        "start"?, "end"?, "image"?}]}
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -33,7 +36,7 @@ from typing import Any
 import tomli_w
 
 from ..errors import PackageError, ParseError
-from .model import Character, Line, LoreEntry, Scene
+from .model import Character, Line, LoreEntry, Scene, Voice
 from .safezip import SafeZip
 
 if sys.version_info >= (3, 11):
@@ -53,7 +56,10 @@ TOML_KEYS = {
     "greetings",
     "description",
     "portrait",
+    "voice",
 }
+VOICE_KEYS = ("backend", "voice", "language", "speed", "model")
+log = logging.getLogger(__name__)
 _ID_RE = re.compile(r"^[\w\-.]{1,64}$")
 
 
@@ -184,6 +190,37 @@ def _vectors(text: str | None, path: Path) -> dict[str, dict[str, str]]:
     return obj
 
 
+def parse_voice(meta: dict[str, Any], path: Path) -> Voice | None:
+    """The ``[voice]`` table, checked: strings and a speed in range; unknown keys are kept."""
+    table = meta.get("voice")
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ParseError("'voice' must be a table: [voice] backend = ..., voice = ...", path)
+    unknown = sorted(set(table) - set(VOICE_KEYS))
+    if unknown:  # kept and written back, as unknown top-level keys are; a typo is shown
+        log.warning(
+            "%s: unknown key(s) %s in [voice], not used; known: %s",
+            path,
+            ", ".join(unknown),
+            ", ".join(VOICE_KEYS),
+        )
+    for key in ("backend", "voice", "language", "model"):
+        if key in table and not isinstance(table[key], str):
+            raise ParseError(f"[voice] {key!r} must be a string", path)
+    speed = table.get("speed", 1.0)
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0.25 <= speed <= 4:
+        raise ParseError(f"[voice] 'speed' must be a number from 0.25 to 4, got {speed!r}", path)
+    return Voice(
+        backend=table.get("backend", "").strip(),
+        voice=table.get("voice", "").strip(),
+        language=table.get("language", "").strip(),
+        speed=float(speed),
+        model=table.get("model", "").strip(),
+        extra={k: table[k] for k in unknown},
+    )
+
+
 def _character_from_files(cid: str, read: Callable[[str], str | None], root: Path) -> Character:
     toml_text, persona = read(TOML), read(PERSONA) or ""
     assert toml_text is not None
@@ -214,6 +251,7 @@ def _character_from_files(cid: str, read: Callable[[str], str | None], root: Pat
         description=meta.get("description", ""),
         portrait=meta.get("portrait", ""),
         lore=parse_lore(lore_text, root / LORE) if lore_text is not None else [],
+        voice=parse_voice(meta, toml_path),
         card=_json_object(read(CARD), root / CARD),
         vectors=_vectors(read(VECTORS), root / VECTORS),
         extra={k: v for k, v in meta.items() if k not in TOML_KEYS},
@@ -302,6 +340,8 @@ def _toml_text(character: Character) -> str:
     if character.portrait:
         meta["portrait"] = character.portrait
     meta.update({k: v for k, v in character.extra.items() if not k.startswith("_")})
+    if character.voice is not None:
+        meta["voice"] = character.voice.to_dict()
     return tomli_w.dumps(meta)
 
 

@@ -83,6 +83,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"aliases:   {', '.join(c.aliases) or '-'}\nlanguage:  {c.language}")
     print(f"source:    {c.source or '-'}\nuser role: {c.user_role}")
     print(f"narrators: {', '.join(c.narrators)}\nfolder:    {package_root(c)}")
+    from ..voice.speaker import voice_for
+
+    v = voice_for(c)
+    where = "[voice]" if c.voice is not None else f"default for {c.language}"
+    print(f"voice:     {v.backend} {v.voice or '(its default)'}, speed {v.speed:g} ({where})")
     lines = sum(len(s.lines) for s in c.scenes)
     print(f"canon:     {len(c.scenes)} scenes, {lines} lines")
     for g in c.greetings:
@@ -162,11 +167,35 @@ def _print_reply(session, text: str, as_role: str | None) -> None:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     session = _session(args)
+    voice = None
+    if args.speak:
+        from .voice import ChatVoice
+
+        voice = ChatVoice(args, session)
+    try:
+        return _chat(args, session, voice)
+    finally:
+        if voice is not None:
+            voice.close()
+
+
+def _chat(args: argparse.Namespace, session, voice) -> int:  # type: ignore[no-untyped-def]
     c = session.character
     role = args.as_role or c.user_role
+
+    def turn(text: str, strict: bool = False) -> None:
+        before = session.last
+        _print_reply(session, text, role)
+        if voice is not None and session.last is not before:  # a complete reply
+            voice.say(session.last.reply, strict=strict)
+
     if args.once is not None:
-        _print_reply(session, args.once, role)
+        turn(args.once, strict=True)
         return 0
+    if voice is not None:  # load the voice while the user types
+        import threading
+
+        threading.Thread(target=voice.warm_up, daemon=True).start()
     if c.greetings:
         print(f"{c.name}: {c.greetings[0]}")
     print(f"(you are {role}; /as NAME to speak as someone else, /quit to leave)")
@@ -183,7 +212,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             continue
         if not text.strip():
             continue
-        _print_reply(session, text, role)
+        turn(text)
 
 
 def _report_problems(problems, label: str, limit: int = 10) -> None:
@@ -432,6 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--once", metavar="TEXT", help="say one line, print the reply and exit")
     turn_opts(sp)
+    from .voice import add_chat_voice
+
+    add_chat_voice(sp)
     sp.set_defaults(func=cmd_chat)
     sp = sub.add_parser(
         "import",

@@ -1,4 +1,5 @@
-"""The ASGI app: ``GET /v1/models`` lists characters, ``POST /v1/chat/completions`` plays them.
+"""The ASGI app: ``GET /v1/models`` lists characters, ``POST /v1/chat/completions`` plays them,
+``POST /v1/audio/speech`` speaks (see ``speech.py``).
 
 ``model`` is a character (``"xiaoman"``) or a character and a backend model
 (``"xiaoman@qwen2.5-0.5b"``). Without a session id the request is stateless: the client's
@@ -94,6 +95,7 @@ class ServerState:
     timings: Path | None = None  # a JSON line per request: where rolecast's time went
     _indexes: dict[str, CanonIndex] = field(default_factory=dict)
     _llms: dict[str | None, LLM] = field(default_factory=dict)
+    _tts: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def character(self, name: str) -> tuple[Character, CanonIndex]:
@@ -142,6 +144,15 @@ class ServerState:
                         404, str(exc), "invalid_request_error", "model_not_found"
                     ) from None
             return self._llms[model]
+
+    def tts(self, name: str) -> Any:
+        """The TTS backend ``name`` (made once, shared by requests)."""
+        from ..voice.base import get_tts
+
+        with self._lock:
+            if name not in self._tts:
+                self._tts[name] = get_tts(name)
+            return self._tts[name]
 
 
 # ---------------------------------------------------------------- request parsing
@@ -524,6 +535,32 @@ async def _read_body(request: Request, limit: int) -> Any:
         ) from None
 
 
+async def speech(request: Request) -> Response:
+    """``POST /v1/audio/speech``: ``model`` names a TTS backend (kokoro, espeak) or a character
+    (its voice); ``voice``, ``speed`` and ``response_format`` (wav, pcm) as OpenAI's."""
+    from .speech import SpeechRequest, synthesize
+
+    state: ServerState = request.app.state.rolecast
+    try:
+        key_id = state.keys.authenticate(request.headers.get("authorization"))
+        wait = state.limiter.check(key_id)
+        if wait:
+            return ApiError(
+                429, f"rate limit: retry in {wait:.1f} s", "rate_limit_error", "rate_limited"
+            ).response({"Retry-After": str(max(1, round(wait)))})
+        req = SpeechRequest.parse(await _read_body(request, state.max_body))
+        data, media_type = await run_in_threadpool(synthesize, state, req)
+    except ApiError as exc:
+        return exc.response()
+    except InputError as exc:
+        return ApiError(400, str(exc), "invalid_request_error").response()
+    except UnknownNameError as exc:
+        return ApiError(400, str(exc), "invalid_request_error", "voice_not_found").response()
+    except RolecastError as exc:
+        return ApiError(500, str(exc), "server_error").response()
+    return Response(data, media_type=media_type)
+
+
 async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -542,6 +579,7 @@ def create_app(state: ServerState) -> Starlette:
         routes=[
             Route("/v1/models", models),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/audio/speech", speech, methods=["POST"]),
             Route("/v1/sessions/{session_id}", session_messages),
             Route("/healthz", health),
         ],

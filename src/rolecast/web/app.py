@@ -51,6 +51,9 @@ class WebApp:
         self._lock = threading.Lock()
         self._warming = False
         self.stream_interval = STREAM_INTERVAL
+        # speech: one speaker per character and chat model, shared by tabs (one at a time)
+        self._speakers: dict[tuple[str, str, str | None], tuple[Any, threading.Lock]] = {}
+        self._audio_dir: Path | None = None
 
     # ------------------------------------------------------------ shared resources
 
@@ -94,6 +97,32 @@ class WebApp:
         except RolecastError as exc:  # shown again, to the user, on the first message
             log.warning("could not load the model: %s", exc)
 
+    @property
+    def audio_dir(self) -> Path:
+        """Where spoken replies are written (the page serves files from here)."""
+        if self._audio_dir is None:
+            self._audio_dir = Path(tempfile.mkdtemp(prefix="rolecast-audio-"))
+        return self._audio_dir
+
+    def speaker(self, state: dict[str, Any], cid: str) -> tuple[Any, threading.Lock]:
+        """The character's voice, translating with the tab's chat model where needed."""
+        from ..voice.speaker import Speaker
+        from ..voice.translate import Translator
+
+        backend, model = state.get("backend") or self.backend, state.get("model")
+        key = (cid, backend, model if model is not None else self.model)
+        with self._lock:
+            found = self._speakers.get(key)
+        if found is None:
+            character = self.index(cid)[0].character
+            made = Speaker.for_character(
+                character,
+                translator=Translator(self._tab_llm(state)()),  # type: ignore[arg-type]
+            )
+            with self._lock:
+                found = self._speakers.setdefault(key, (made, threading.Lock()))
+        return found
+
     # ------------------------------------------------------------ per-tab state
 
     def tab(self, state: dict[str, Any], cid: str | None = None) -> ChatTab:
@@ -131,6 +160,8 @@ class WebApp:
             if notes:
                 content += "\n\n_(" + "; ".join(notes) + ")_"
             out.append({"role": "assistant", "content": content})
+            if m.audio_file:  # an audio player under the reply
+                out.append({"role": "assistant", "content": {"path": m.audio_file}})
         return out
 
     @staticmethod
@@ -192,6 +223,12 @@ class WebApp:
                 shown = now
                 yield ("", self.chat_view(tab), SKIP, SKIP, SKIP, SKIP)
         yield ("", *self.view(tab))
+        if state.get("voice") and state.get("current") == cid:
+            speaker, lock = self.speaker(state, cid)
+            with lock:
+                spoken = tab.speak_last(speaker, self.audio_dir)
+            if spoken is not None:
+                yield ("", self.chat_view(tab), SKIP, SKIP, SKIP, SKIP)
 
     def on_send(
         self, text: str, role: str, narrator: bool, state: dict[str, Any]
@@ -222,6 +259,21 @@ class WebApp:
         tab = self.tab(state)
         tab.new_chat()
         return self.view(tab)
+
+    def on_voice(self, enabled: bool, state: dict[str, Any]) -> str:
+        """The voice toggle: replies are spoken (an audio player under each) while it is on.
+        The voice is made when it is turned on, so a missing TTS fails here, clearly."""
+        state["voice"] = bool(enabled)
+        if not enabled:
+            return "replies are not spoken"
+        tab = self.tab(state)
+        try:
+            speaker, _ = self.speaker(state, tab.character.id)
+        except RolecastError:
+            state["voice"] = False
+            raise
+        lang = speaker.voice_language or "any language"
+        return f"replies are spoken: {speaker.tts.name} voice {speaker.voice} ({lang})"
 
     def on_export(self, kind: str, state: dict[str, Any]) -> str:
         tab = self.tab(state)

@@ -40,10 +40,16 @@ class ChatMessage:
     image_score: float | None = None
     stopped: bool = False  # the reply was stopped before it ended
     notice: str = ""  # something the page should say about this message (a missing image)
+    audio: dict[int, str] = field(default_factory=dict)  # alternative -> WAV file of it spoken
 
     @property
     def text(self) -> str:
         return self.alternatives[self.choice]
+
+    @property
+    def audio_file(self) -> str | None:
+        """The shown alternative spoken, when it has been."""
+        return self.audio.get(self.choice)
 
 
 class ChatTab:
@@ -63,6 +69,7 @@ class ChatTab:
         self.streaming = False
         self._stop = threading.Event()
         self.last_timing: dict[str, float] = {}
+        self._spoken = 0  # replies spoken, for their file names
 
     @property
     def session(self) -> Session:
@@ -175,6 +182,27 @@ class ChatTab:
                 self.messages += [line, reply]
                 self._restore_last_turn(line, reply)
             raise
+
+    def speak_last(self, speaker: Any, folder: Path) -> ChatMessage | None:
+        """Speak the last reply's shown alternative with ``speaker`` (a
+        :class:`~rolecast.voice.speaker.Speaker`) into a WAV in ``folder``; the reply back,
+        or None when there was nothing to do. A reply with no spoken words (all narration)
+        gets a notice instead of audio."""
+        from ..voice.wav import write_wav
+
+        reply = self.messages[-1] if self.messages else None
+        if reply is None or reply.role != "assistant" or not reply.text or reply.audio_file:
+            return None
+        try:
+            speech = speaker.speak(reply.text)
+        except InputError as exc:
+            reply.notice = f"not spoken: {exc}"
+            return reply
+        self._spoken += 1
+        name = f"{self.character.id}-{id(self):x}-{self._spoken}.wav"
+        reply.audio[reply.choice] = str(write_wav(Path(folder) / name, speech.audio))
+        self.last_timing["speech_s"] = speech.total_s
+        return reply
 
     def new_chat(self) -> None:
         if self.streaming:

@@ -86,6 +86,9 @@ def build_page(app: WebApp):  # type: ignore[no-untyped-def]
                     new = gr.Button("New chat", elem_id="rc-new")
                     export_json = gr.Button("Export JSON", elem_id="rc-export-json")
                     export_md = gr.Button("Export Markdown", elem_id="rc-export-md")
+                with gr.Row():
+                    voice = gr.Checkbox(label="speak replies", scale=1, elem_id="rc-voice")
+                    voice_status = gr.Markdown(elem_id="rc-voice-status")
                 exported = gr.File(label="exported chat", visible=True, elem_id="rc-file")
             with gr.Column(scale=2):
                 picker = gr.Dropdown(
@@ -130,6 +133,7 @@ def build_page(app: WebApp):  # type: ignore[no-untyped-def]
         prev.click(_shown(functools.partial(app.on_swipe, -1)), [state], view)
         nxt.click(_shown(functools.partial(app.on_swipe, 1)), [state], view)
         new.click(_shown(app.on_new), [state], view, queue=False)
+        voice.change(_shown(app.on_voice), [voice, state], voice_status)
         export_json.click(_shown(functools.partial(app.on_export, "json")), [state], exported)
         export_md.click(_shown(functools.partial(app.on_export, "md")), [state], exported)
         apply.click(
@@ -157,7 +161,7 @@ def launch(
         server_port=port,
         share=share,
         css=CSS,
-        allowed_paths=[str(p) for p in _image_roots()],
+        allowed_paths=[str(p) for p in _image_roots()] + [str(app.audio_dir)],
         **kwargs,
     )
 

@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from ...character.model import DEFAULT_NARRATORS, Character
-from ...character.package import TOML_KEYS, parse_canon, parse_lore, safe_image_name
+from ...character.package import (
+    TOML_KEYS,
+    parse_canon,
+    parse_lore,
+    parse_voice,
+    safe_image_name,
+)
 from ...character.safezip import unsafe_name
 from ...errors import PackageError, ParseError
 from .fields import json_safe, opt_dict, opt_str, opt_str_list
@@ -44,6 +50,7 @@ def build_payload(character: Character, extensions: dict[str, Any]) -> dict[str,
             "description": character.description,
             "portrait": character.portrait,
             "extra": extra,
+            **({"voice": character.voice.to_dict()} if character.voice is not None else {}),
         },
         "canon": [scene.to_dict() for scene in character.scenes],
         "lore": [entry.to_dict() for entry in character.lore],
@@ -113,6 +120,7 @@ def restore(
         the_id = derive_id(name)
     scenes = _payload_rows(payload, "canon", parse_canon, path)
     lore = _payload_rows(payload, "lore", parse_lore, path)
+    voice = parse_voice(ch, Path(f"{where}voice")) if ch.get("voice") is not None else None
     card = payload.get("card", {})
     if not isinstance(card, dict):
         raise ParseError(f"'{at}.card' must be an object", path)
@@ -136,6 +144,7 @@ def restore(
         description=text["description"],
         portrait=portrait,
         lore=lore,
+        voice=voice,
         card=card,
         extra=dict(extra),
     )
