@@ -19,9 +19,7 @@ import csv
 import hashlib
 import io
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, RolecastError
+from ..files import write_atomic
 from .faces import Detector
 from .scenes import solo_spans
 from .subtitles import SubLine, read_subtitles
@@ -49,18 +48,6 @@ def file_hash(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class WorkDir:
@@ -91,7 +78,7 @@ class WorkDir:
     def mark(self, step: str, key: str, **info: Any) -> None:
         data = self.manifest()
         data["steps"][step] = {"key": key, **info}
-        _atomic_write(self.manifest_path, json.dumps(data, ensure_ascii=False, indent=1).encode())
+        write_atomic(self.manifest_path, json.dumps(data, ensure_ascii=False, indent=1).encode())
 
     def info(self, step: str) -> dict[str, Any]:
         return dict(self.manifest()["steps"].get(step, {}))
@@ -115,7 +102,7 @@ class WorkDir:
         for line in sorted(labels):
             writer.writerow([line, labels[line]])
         path = self.path / "labels.csv"
-        _atomic_write(path, buf.getvalue().encode("utf-8"))
+        write_atomic(path, buf.getvalue().encode("utf-8"))
         return path
 
 
@@ -175,7 +162,7 @@ def episode(
             primary_language=primary_language,
         )
         rows = "".join(json.dumps(asdict(ln), ensure_ascii=False) + "\n" for ln in parsed.lines)
-        _atomic_write(work.path / "lines.jsonl", rows.encode("utf-8"))
+        write_atomic(work.path / "lines.jsonl", rows.encode("utf-8"))
         work.mark(
             "lines",
             subs_key,
@@ -265,7 +252,7 @@ def _take_frames(
             pick = found[i]
             with_faces += score > 0
         # copied, not moved: two lines may share a candidate time
-        _atomic_write(out / f"{ln.index}.jpg", by_time[pick].read_bytes())
+        write_atomic(out / f"{ln.index}.jpg", by_time[pick].read_bytes())
     shutil.rmtree(scratch, ignore_errors=True)
     return with_faces
 
@@ -297,7 +284,7 @@ def attribute(work: WorkDir, progress: Progress = _noop) -> Any:
     def save_cache() -> None:  # kept as it grows: an interrupted run loses little
         buf = io.BytesIO()
         np.savez(buf, **cache)
-        _atomic_write(cache_path, buf.getvalue())
+        write_atomic(cache_path, buf.getvalue())
 
     for i, ln in enumerate(lines):
         wav = work.path / "clips" / f"{ln.index}.wav"
@@ -328,7 +315,7 @@ def attribute(work: WorkDir, progress: Progress = _noop) -> Any:
     rows = "".join(
         json.dumps(asdict(a), ensure_ascii=False) + "\n" for a in report.attributions.values()
     )
-    _atomic_write(work.path / "attribution.jsonl", rows.encode("utf-8"))
+    write_atomic(work.path / "attribution.jsonl", rows.encode("utf-8"))
     return report
 
 

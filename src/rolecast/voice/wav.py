@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, VoiceError
+from ..files import write_atomic
 from .base import Audio
 
 PAUSE_S = 0.3  # silence between two sentences when they are joined
@@ -115,29 +116,7 @@ def write_wav(path: str | Path, audio: Audio) -> Path:
     path = Path(path)
     if path.is_dir():
         raise InputError(f"cannot write {path}: it is a folder; give a file name such as out.wav")
-    for folder in path.parents:  # the nearest part of the path that exists must be a folder
-        if folder.exists():
-            if not folder.is_dir():
-                raise InputError(f"cannot write {path}: {folder} is a file, not a folder")
-            break
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(wav_bytes(audio))
-            f.flush()
-            os.fsync(f.fileno())  # on disk before it takes the name
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; an audio file is not
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_atomic(path, wav_bytes(audio))
 
 
 def concatenate(pieces: Iterable[Audio], pause_s: float = PAUSE_S) -> Audio:
