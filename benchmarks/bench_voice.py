@@ -26,6 +26,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench_core import CpuWatch  # this folder is on sys.path when run as a script
+
 RTF_TEXTS = {
     "ja": [
         "こんにちは。",
@@ -53,33 +55,6 @@ REPLIES = [
 ]
 ZH_REPLY = "哟，旅人，雾这么大你还来了。坐，先来碗面吧。"
 OTHERS_WARN = 0.05
-
-
-class CpuWatch:
-    """Share of the machine used by other processes while we ran (Linux /proc/stat)."""
-
-    def __init__(self) -> None:
-        self.start = self._sample()
-
-    @staticmethod
-    def _sample() -> tuple[list[int], float] | None:
-        try:
-            with open("/proc/stat") as f:
-                fields = [int(x) for x in f.readline().split()[1:9]]
-        except (OSError, ValueError):
-            return None
-        t = os.times()
-        return fields, t.user + t.system + t.children_user + t.children_system
-
-    def others(self) -> float | None:
-        end = self._sample()
-        if self.start is None or end is None:
-            return None
-        (a, own_a), (b, own_b) = self.start, end
-        delta = [y - x for x, y in zip(a, b, strict=True)]
-        total = sum(delta) or 1
-        busy = total - delta[3] - delta[4] - delta[7]
-        return max(busy - (own_b - own_a) * os.sysconf("SC_CLK_TCK"), 0) / total
 
 
 def rtf(tts, voice: str | None, texts: list[str], repeat: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -238,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         llm.close()
 
-    others = watch.others()
+    others = watch.summary().get("others_cpu_share")
     if others is not None:
         figures["others_cpu_share"] = others
         print(f"\nCPU used by other processes during the run: {others:.0%} of the machine")

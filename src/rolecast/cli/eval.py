@@ -12,7 +12,6 @@ import argparse
 import hashlib
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -210,24 +209,10 @@ def chat_session(character, llm, index, params):  # type: ignore[no-untyped-def]
 def fresh_asker(prototype, seed: int):  # type: ignore[no-untyped-def]
     """An ``ask`` that puts the line to a new Session like ``prototype``, sampled with
     ``seed``: nothing carries over from one item to the next."""
+    from ..eval.canon import fresh_session
     from ..eval.interview import session_asker
-    from ..session import Session
 
-    def make() -> Session:
-        session = Session(
-            prototype.character,
-            prototype.index,
-            prototype.llm,
-            budget=prototype.budget,
-            counter=prototype.counter,
-            order=prototype.order,
-            retrieval_mode=prototype.retrieval_mode,
-            params=replace(prototype.params, seed=seed),
-        )
-        session.cleaner = prototype.cleaner
-        return session
-
-    return session_asker(make)
+    return session_asker(lambda: fresh_session(prototype, seed))
 
 
 def close_all(*llms) -> None:  # type: ignore[no-untyped-def]

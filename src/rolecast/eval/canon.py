@@ -198,8 +198,10 @@ def item_seed(seed: int, item: HeldOut) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
-def generate(prototype: Session, item: HeldOut, seed: int = 0) -> dict[str, Any]:
-    """The reply of the prototype's condition to one held-out turn, leak-checked first."""
+def fresh_session(prototype: Session, seed: int, history: Sequence[Turn] = ()) -> Session:
+    """A new Session set up like ``prototype`` (character, index, backend, budget, order,
+    mode, reply clean-up), sampled with ``seed``, starting from ``history``: nothing
+    carries over from one item to the next."""
     from ..session import Session
 
     session = Session(
@@ -210,10 +212,16 @@ def generate(prototype: Session, item: HeldOut, seed: int = 0) -> dict[str, Any]
         counter=prototype.counter,
         order=prototype.order,
         retrieval_mode=prototype.retrieval_mode,
-        params=replace(prototype.params, seed=item_seed(seed, item)),
-        history=item.history(),
+        params=replace(prototype.params, seed=seed),
+        history=list(history),
     )
     session.cleaner = prototype.cleaner
+    return session
+
+
+def generate(prototype: Session, item: HeldOut, seed: int = 0) -> dict[str, Any]:
+    """The reply of the prototype's condition to one held-out turn, leak-checked first."""
+    session = fresh_session(prototype, item_seed(seed, item), item.history())
     role = item.line.speaker or next(iter(session.character.narrators), "narrator")
     report = session.prepare(item.line.text, role, exclude={item.scene_id})
     check_leak(item, report)
