@@ -377,16 +377,26 @@ async def session_messages(request: Request) -> Response:
     )
 
 
+def _admit(state: ServerState, request: Request) -> str:
+    """The request's key id, once its key is known and within its rate (else ApiError)."""
+    key_id = state.keys.authenticate(request.headers.get("authorization"))
+    wait = state.limiter.check(key_id)
+    if wait:
+        raise ApiError(
+            429,
+            f"rate limit: retry in {wait:.1f} s",
+            "rate_limit_error",
+            "rate_limited",
+            headers={"Retry-After": str(max(1, round(wait)))},
+        )
+    return key_id
+
+
 async def chat_completions(request: Request) -> Response:
     state: ServerState = request.app.state.rolecast
     received = time.perf_counter()
     try:
-        key_id = state.keys.authenticate(request.headers.get("authorization"))
-        wait = state.limiter.check(key_id)
-        if wait:
-            return ApiError(
-                429, f"rate limit: retry in {wait:.1f} s", "rate_limit_error", "rate_limited"
-            ).response({"Retry-After": str(max(1, round(wait)))})
+        key_id = _admit(state, request)
         body = await _read_body(request, state.max_body)
         req = parse_request(body, request.headers.get(SESSION_HEADER))
         t = await run_in_threadpool(_prepare, state, key_id, req)
@@ -542,12 +552,7 @@ async def speech(request: Request) -> Response:
 
     state: ServerState = request.app.state.rolecast
     try:
-        key_id = state.keys.authenticate(request.headers.get("authorization"))
-        wait = state.limiter.check(key_id)
-        if wait:
-            return ApiError(
-                429, f"rate limit: retry in {wait:.1f} s", "rate_limit_error", "rate_limited"
-            ).response({"Retry-After": str(max(1, round(wait)))})
+        _admit(state, request)  # the key and its rate; the speech needs no session
         req = SpeechRequest.parse(await _read_body(request, state.max_body))
         data, media_type = await run_in_threadpool(synthesize, state, req)
     except ApiError as exc:
