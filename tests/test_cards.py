@@ -177,7 +177,8 @@ def test_v1_json_maps_fields() -> None:
         "Odo sells umbrellas at the ferry dock.\n\nPersonality: patient, dry humour"
     )
     assert c.greetings == ["Rain again, user. Need cover?"]
-    assert c.source == "character card: odo.json"
+    assert c.source == "the original work" and c.narrators == ["Narrator"]
+    assert c.description == "imported from the character card odo.json"
     assert [ln.speaker for ln in c.scenes[0].lines] == ["user", "Odo"]
     assert "spec" not in c.card and c.card["description"].startswith("{{char}}")
 
@@ -227,12 +228,53 @@ def test_v3_json_maps_fields() -> None:
     assert c.id == "xiaoyu" and c.name == "林小雨" and c.aliases == ["小雨"]
     assert c.language == "zh"
     assert c.persona == "林小雨是镇上的邮递员，每天骑着旧自行车送信。\n\nPersonality: 害羞，记性好"
-    assert c.greetings == ["你的信到了，user！"] and c.scenes == []
+    assert c.greetings == ["你的信到了，user！"] and c.narrators == ["旁白"] and c.source == "原作"
+    # no mes_example: the greeting is the canon
+    assert c.scenes == [Scene("greeting", "greeting", (Line("林小雨", "你的信到了，user！"),))]
     assert c.card["spec"] == "chara_card_v3"
     assert c.card["group_only_greetings"] == ["大家好"]
     assert c.card["creation_date"] == 1700000000
     assert c.card["assets"] == [v3_card()["data"]["assets"][1]]  # the remote one is kept
     assert c.lore[1].extra["use_regex"] is False
+
+
+def test_examples_only_in_the_description_still_give_the_greeting_as_canon() -> None:
+    card = {
+        "name": "Juniper",
+        "description": (
+            "{{char}} runs the night ferry.\nExample dialogue:\n{{user}}: Is it safe?\n"
+            "{{char}}: Safer than the bridge."
+        ),
+        "first_mes": "*Juniper taps the bell.* Last crossing, {{user}}. In or out?",
+        "mes_example": "",
+    }
+    c = import_card(dumps(card), "juniper.json").character
+    assert c.scenes == [
+        Scene("greeting", "greeting", (Line("Juniper", c.greetings[0]),)),
+    ]
+    assert c.greetings[0] == "*Juniper taps the bell.* Last crossing, user. In or out?"
+    assert c.language == "en" and c.narrators == ["Narrator"]
+    assert "旁白" not in c.narrators
+    # a card with example dialogue keeps its examples as the canon, not the greeting
+    assert [s.id for s in import_card(dumps(v1_card()), "odo.json").character.scenes] == [
+        "example-1"
+    ]
+
+
+def test_card_user_role_replaces_the_user_macro() -> None:
+    c = import_card(dumps(v1_card()), "odo.json", user_role="Traveller").character
+    assert c.user_role == "Traveller"
+    assert c.greetings == ["Rain again, Traveller. Need cover?"]
+    assert [ln.speaker for ln in c.scenes[0].lines] == ["Traveller", "Odo"]
+    with pytest.raises(InputError, match="must not be empty"):
+        import_card(dumps(v1_card()), "odo.json", user_role=" ")
+
+
+def test_card_speaker_must_be_the_card_character() -> None:
+    assert import_card(dumps(v1_card()), "odo.json", speaker=" odo ").character.name == "Odo"
+    assert import_card(dumps(v3_card()), "r.json", speaker="小雨").character.name == "林小雨"
+    with pytest.raises(InputError, match="holds one character, Odo; 'Moss' is not it"):
+        import_card(dumps(v1_card()), "odo.json", speaker="Moss")
 
 
 def test_derived_ids_are_valid() -> None:

@@ -16,9 +16,11 @@ from hypothesis import strategies as st
 
 from rolecast.character.dialogue import format_dialogue
 from rolecast.character.model import Character, Line, Scene
-from rolecast.errors import ParseError
+from rolecast.errors import InputError, ParseError
 from rolecast.formats.chatharuhi import (
     FRAMES_SCENE,
+    SpeakerHints,
+    choose_speaker,
     decode_vector,
     export_role_jsonl,
     import_chatharuhi,
@@ -33,6 +35,7 @@ from conftest import corpus_root, make_character
 STORY_A = (
     "旁白:雾里有灯\n阿青:「你又来了？」\n小满:「来碗面，八文。」\n阿青:「好。」\n小满:「坐稳了。」"
 )
+PERSONA = "你是小满，桥头面摊的老板，说话爽快。"
 STORY_B = "阿青:「猫呢？」\n小满:「在偷鱼咯。」\n小满:「煤球，放下！」"
 
 
@@ -46,7 +49,7 @@ def jsonl(*rows: dict) -> bytes:
 
 def role_rows(dim: int = 4) -> list[dict]:
     return [
-        {"text": "你是小满。", "luotuo_openai": "system_prompt", "bge_zh_s15": "system_prompt"},
+        {"text": PERSONA, "luotuo_openai": "system_prompt", "bge_zh_s15": "system_prompt"},
         {"text": STORY_A, "luotuo_openai": vec([0.5] * dim), "bge_zh_s15": vec([1.0, 2.0])},
         {
             "enc_text": base64.b64encode(STORY_B.encode()).decode(),
@@ -63,7 +66,7 @@ def test_role_jsonl_reads_text_enc_text_prompt_and_keeps_vectors() -> None:
         "xiaoman",
         "小满",
         "阿青",
-        "你是小满。",
+        PERSONA,
         "zh",
     )
     assert [[ln.text for ln in s.lines] for s in c.scenes][1] == [
@@ -147,11 +150,11 @@ def test_role_zip_reads_chroma_sqlite_without_chromadb() -> None:
     data = role_zip(
         {
             "content/xiaoman/chroma.sqlite3": chroma_db([STORY_A, STORY_B]),
-            "content/system_prompt.txt": "你是小满。".encode(),
+            "content/system_prompt.txt": PERSONA.encode(),
         }
     )
     c = import_role_zip(data).character
-    assert (c.id, c.name, c.persona, len(c.scenes)) == ("xiaoman", "小满", "你是小满。", 2)
+    assert (c.id, c.name, c.persona, len(c.scenes)) == ("xiaoman", "小满", PERSONA, 2)
     assert c.scenes[0].lines[2] == Line("小满", "来碗面，八文。")
 
 
@@ -217,7 +220,12 @@ def test_hf_import_goes_through_the_downloader(tmp_path: Path) -> None:
 
     r = import_hf("hf://silk-road/ChatHaruhi-RolePlaying/xiaoman", download=download)
     assert asked == [("silk-road/ChatHaruhi-RolePlaying", "xiaoman.jsonl")]
-    assert r.character.id == "xiaoman" and r.character.source.startswith("hf://")
+    c = r.character
+    assert c.id == "xiaoman" and c.name == "小满" and c.source == "原作"
+    assert (
+        c.description
+        == "imported from the ChatHaruhi role hf://silk-road/ChatHaruhi-RolePlaying/xiaoman"
+    )
     for bad in ("hf://only/two", "hf://a/b/../c", "http://x/y/z"):
         with pytest.raises(ParseError, match="hf://OWNER"):
             import_hf(bad, download=download)
@@ -349,3 +357,234 @@ def test_corpus_characters_survive_a_jsonl_round_trip(folder: str) -> None:
     differ = [s.id for s, b in zip(c.scenes, back.scenes, strict=True) if plain(s) != b]
     # one known loss: a bracketed line of narration with no speaker (zhongli) loses its brackets
     assert len(differ) <= 1, differ
+
+
+# ---------------------------------------------------------------- which speaker is the character
+
+# Theo, the partner, speaks more than Mia in every fixture below: line counts alone pick him.
+STORY_EN = (
+    "Theo: Are you open yet?\nMia: Nearly. Sit down and wait a minute.\n"
+    "Theo: It smells like ginger.\nTheo: Is that the new broth?\n"
+    "Mia: Two bowls of it, and you pay for both this time.\n"
+)
+STORY_EN_2 = "Theo: The cat is back.\nTheo: It has a fish.\nMia: Coal! Drop that fish!\n"
+
+
+def en_folder(root: Path, persona: str | None = None, header: str | None = None) -> Path:
+    """A story folder where Theo has 5 lines and Mia 3 (texts written here, not the corpus)."""
+    (root / "texts").mkdir(parents=True)
+    (root / "texts" / "1.txt").write_text(STORY_EN, encoding="utf-8")
+    (root / "texts" / "2.txt").write_text(STORY_EN_2, encoding="utf-8")
+    if persona is not None:
+        (root / "system_prompt.txt").write_text(persona, encoding="utf-8")
+    if header is not None:
+        (root / "gradio_header.md").write_text(header, encoding="utf-8")
+    return root
+
+
+def test_the_folder_name_picks_the_character_over_line_counts(tmp_path: Path) -> None:
+    r = import_story_folder(en_folder(tmp_path / "mia"))
+    c = r.character
+    assert (c.name, c.user_role) == ("Mia", "Theo")
+    assert any("named by the folder name" in n and "Theo" in n for n in r.notes)
+
+
+def test_without_a_hint_the_most_lines_win_with_a_close_call_note(tmp_path: Path) -> None:
+    # 4 lines against 5 is close: say both counts and how to choose
+    (tmp_path / "close" / "texts").mkdir(parents=True)
+    (tmp_path / "close" / "texts" / "1.txt").write_text(
+        STORY_EN + "Mia: Fine, one bowl free.\n", encoding="utf-8"
+    )
+    (tmp_path / "close" / "texts" / "2.txt").write_text(STORY_EN_2, encoding="utf-8")
+    r = import_story_folder(tmp_path / "close")
+    close = [n for n in r.notes if "use --speaker NAME to choose" in n]
+    assert r.character.name == "Theo" and len(close) == 1
+    assert "Theo (5 lines)" in close[0] and "Mia (4 lines)" in close[0]
+
+
+def test_a_clear_majority_gets_no_close_call_note(tmp_path: Path) -> None:
+    r = import_story_folder(en_folder(tmp_path / "role", persona="x" * 40))
+    assert r.character.name == "Theo"
+    assert not [n for n in r.notes if "--speaker" in n]  # 3 of 5 is not close
+
+
+def test_the_persona_names_the_character(tmp_path: Path) -> None:
+    persona = "You are Mia, who runs the noodle stall by the bridge. Theo is your regular."
+    r = import_story_folder(en_folder(tmp_path / "role", persona=persona))
+    assert r.character.name == "Mia" and r.character.persona == persona
+    assert any("named by the persona" in n for n in r.notes)
+
+
+def test_a_possessive_is_not_who_the_persona_makes_you(tmp_path: Path) -> None:
+    persona = "You are Mia's oldest customer, Theo; you tease Mia about the price of broth."
+    r = import_story_folder(en_folder(tmp_path / "role", persona=persona))
+    assert r.character.name == "Theo"
+
+
+def test_gradio_header_names_the_character(tmp_path: Path) -> None:
+    r = import_story_folder(en_folder(tmp_path / "role", header="## Chat with Mia\nA demo"))
+    assert r.character.name == "Mia"
+
+
+def test_speaker_argument_overrides_every_hint(tmp_path: Path) -> None:
+    folder = en_folder(tmp_path / "mia", persona="You are Mia, the noodle stall keeper, always.")
+    r = import_story_folder(folder, speaker="theo")  # case does not matter
+    c = r.character
+    assert (c.name, c.user_role) == ("Theo", "Mia") and c.is_self("Theo")
+    assert not [n for n in r.notes if "--speaker" in n]
+
+
+def test_unknown_speaker_is_an_error_listing_the_speakers(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as err:
+        import_story_folder(en_folder(tmp_path / "mia"), speaker="Megumi")
+    assert "'Megumi'" in str(err.value) and "Theo (5), Mia (3)" in str(err.value)
+
+
+def test_user_role_argument(tmp_path: Path) -> None:
+    folder = en_folder(tmp_path / "mia")
+    assert import_story_folder(folder, user_role="theo").character.user_role == "Theo"
+    r = import_story_folder(folder, user_role="A stranger")
+    assert r.character.user_role == "A stranger"
+    assert any("A stranger speaks no line" in n for n in r.notes)
+    with pytest.raises(InputError, match="must not be empty"):
+        import_story_folder(folder, user_role="  ")
+    with pytest.raises(InputError, match="is the character itself"):
+        import_story_folder(folder, speaker="Mia", user_role="mia")
+
+
+def test_user_role_is_not_taken_as_the_character(tmp_path: Path) -> None:
+    # no hint names anyone: with Theo as the user, the character is the other speaker
+    r = import_story_folder(en_folder(tmp_path / "role"), user_role="Theo")
+    assert (r.character.name, r.character.user_role) == ("Mia", "Theo")
+
+
+def test_a_tiny_persona_is_replaced_by_a_marked_draft(tmp_path: Path) -> None:
+    from rolecast.ingest.workdir import DRAFT_MARK
+
+    r = import_story_folder(en_folder(tmp_path / "mia", persona="N\n"))
+    c = r.character
+    first, *rest = c.persona.splitlines()
+    assert first == DRAFT_MARK
+    body = "\n".join(rest)
+    assert body.startswith("You are Mia.") and "You often talk with Theo." in body
+    assert '- "Coal! Drop that fish!"' in body and "Are you open yet" not in body  # hers only
+    assert any("'N' is too short" in n and "draft" in n for n in r.notes)
+
+
+def test_a_missing_chinese_persona_gets_a_chinese_draft(tmp_path: Path) -> None:
+    (tmp_path / "xm" / "texts").mkdir(parents=True)
+    (tmp_path / "xm" / "texts" / "1.txt").write_text(STORY_A + "\n" + STORY_B, encoding="utf-8")
+    r = import_story_folder(tmp_path / "xm")
+    persona = r.character.persona
+    assert "你是小满。你常和阿青说话。" in persona and "- 「煤球，放下！」" in persona
+    assert r.character.source == "原作" and r.character.narrators == ["旁白"]
+    assert any("no persona" in n for n in r.notes)
+
+
+def test_a_short_but_real_chinese_persona_is_kept(tmp_path: Path) -> None:
+    (tmp_path / "xm" / "texts").mkdir(parents=True)
+    (tmp_path / "xm" / "texts" / "1.txt").write_text(STORY_A, encoding="utf-8")
+    (tmp_path / "xm" / "system_prompt.txt").write_text("你是小满，桥头面摊的老板。", "utf-8")
+    assert import_story_folder(tmp_path / "xm").character.persona == "你是小满，桥头面摊的老板。"
+
+
+def test_english_role_reads_as_english(tmp_path: Path) -> None:
+    persona = "I want you to act like Mia from The Bridge Stories.\nAnswer like Mia would."
+    c = import_story_folder(en_folder(tmp_path / "mia", persona=persona)).character
+    assert c.language == "en" and c.narrators == ["Narrator"]
+    assert c.source == "The Bridge Stories"
+    c = import_story_folder(en_folder(tmp_path / "other" / "mia")).character
+    assert c.source == "the original work" and c.source != "mia"
+
+
+def test_jsonl_and_zip_names_pick_the_character_and_take_the_arguments() -> None:
+    rows = [
+        {"text": STORY_EN, "v": vec([0.5, 0.5])},
+        {"text": STORY_EN_2, "v": vec([0.5, 0.5])},
+    ]
+    assert import_role_jsonl(jsonl(*rows), where="Mia.jsonl").character.name == "Mia"
+    r = import_role_jsonl(jsonl(*rows), where="Mia.jsonl", speaker="Theo", user_role="Mia")
+    assert (r.character.name, r.character.user_role) == ("Theo", "Mia")
+    data = role_zip({"content/mia/chroma.sqlite3": chroma_db([STORY_EN, STORY_EN_2])})
+    assert import_role_zip(data).character.name == "Mia"
+    assert import_role_zip(data, speaker="THEO").character.name == "Theo"
+    with pytest.raises(InputError, match="speakers found: Theo"):
+        import_role_zip(data, speaker="Nobody")
+
+
+def test_a_foreign_config_name_counts_only_when_it_is_a_speaker() -> None:
+    rows = [
+        {"text": json.dumps({"role_name": "Mia"}), "v": "config"},
+        {"text": STORY_EN, "v": vec([0.5])},
+    ]
+    assert import_role_jsonl(jsonl(*rows), where="r.jsonl").character.name == "Mia"
+    rows[0]["text"] = json.dumps({"role_name": "Haruko"})  # no such speaker: ignored
+    assert import_role_jsonl(jsonl(*rows), where="r.jsonl").character.name == "Theo"
+
+
+@pytest.mark.parametrize(
+    "counts, hints, want",
+    [
+        # folder names: the same name but for case and spaces, or a whole-word part of it
+        ({"Theo": 9, "Megumi": 7}, SpeakerHints(names=("megumi",)), "Megumi"),
+        ({"Theo": 9, "Megumi Kato": 7}, SpeakerHints(names=("Megumi",)), "Megumi Kato"),
+        ({"Theo": 9, "Sheldon": 7}, SpeakerHints(names=("Sheldon_Cooper",)), "Sheldon"),
+        ({"Theo": 9, "Sheldon": 7}, SpeakerHints(names=("Don",)), "Theo"),  # not a word of it
+        ({"阿青": 9, "小满": 7}, SpeakerHints(names=("林小满",)), "小满"),
+        ({"阿青": 9, "满": 7}, SpeakerHints(names=("小满",)), "阿青"),  # one character: no
+        # a header or persona: who it makes you, else who it names most
+        ({"阿青": 9, "春香": 7}, SpeakerHints(header="## Chat 陈春香\n项目"), "春香"),
+        ({"阿青": 9, "春香": 7}, SpeakerHints(persona="你正在扮演陈春香，阿青是你的邻居"), "春香"),
+        ({"阿青": 9, "春香": 7}, SpeakerHints(persona="你是春香的朋友阿青。"), "阿青"),
+        ({"Theo": 9, "Mia": 7}, SpeakerHints(persona="Mia runs a stall. Mia is loud."), "Mia"),
+        ({"Theo": 9, "Mia": 7}, SpeakerHints(persona="Mia and Theo run a stall."), "Theo"),
+        # the order: folder name before header before persona
+        ({"A1": 9, "Bo": 8, "Cy": 7}, SpeakerHints(names=("Cy",), header="Bo"), "Cy"),
+        ({"A1": 9, "Bo": 8, "Cy": 7}, SpeakerHints(header="Bo", persona="You are Cy."), "Bo"),
+    ],
+)
+def test_choose_speaker(counts: dict[str, int], hints: SpeakerHints, want: str) -> None:
+    from collections import Counter
+
+    assert choose_speaker(Counter(counts), hints)[0] == want
+
+
+def test_own_config_keeps_name_and_persona_exactly() -> None:
+    c = make_character(3)
+    c.persona = "短"
+    back = import_role_jsonl(export_role_jsonl(c), where="other.jsonl").character
+    assert (back.name, back.persona, back.user_role) == (c.name, "短", c.user_role)
+
+
+@pytest.mark.corpus
+@needs_corpus
+@pytest.mark.parametrize(
+    "folder, name, source, narrator",
+    [
+        ("haruhi", "春日", "原作", "旁白"),
+        ("Harry", "Harry", "Harry Potter", "Narrator"),
+        ("Sheldon", "Sheldon", "Big Bang Theory", "Narrator"),
+        ("weixiaobao", "韦小宝", "《鹿鼎记》", "旁白"),
+        ("liyunlong", "李云龙", "原作", "旁白"),
+    ],
+)
+def test_corpus_roles_pick_their_character_and_read_their_source(
+    folder: str, name: str, source: str, narrator: str
+) -> None:
+    assert ROOT is not None
+    r = import_story_folder(ROOT / "characters" / folder)
+    c = r.character
+    assert (c.name, c.source) == (name, source)
+    if narrator == "Narrator":  # an English role: its narrator is never 旁白
+        assert "旁白" not in c.narrators and c.narrators
+    assert not [n for n in r.notes if "--speaker" in n]  # a clear choice: nothing to warn
+    runner_up = import_story_folder(ROOT / "characters" / folder, speaker=c.user_role)
+    assert runner_up.character.name == c.user_role
+
+
+@pytest.mark.corpus
+@needs_corpus
+def test_corpus_role_zip_without_header_reads_the_persona() -> None:
+    assert ROOT is not None
+    base = ROOT / "ChatHaruhi2.0" / "data" / "characters" / "haruhi"
+    assert import_chatharuhi(base / "haruhi.zip").character.name == "春日"

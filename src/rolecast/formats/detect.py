@@ -59,15 +59,27 @@ def detect(source: str) -> str:
     )
 
 
-def import_source(source: str, fmt: str | None = None, cid: str | None = None) -> ImportResult:
-    """Read a character from ``source`` in ``fmt`` (detected when None)."""
+def import_source(
+    source: str,
+    fmt: str | None = None,
+    cid: str | None = None,
+    *,
+    speaker: str | None = None,
+    user_role: str | None = None,
+) -> ImportResult:
+    """Read a character from ``source`` in ``fmt`` (detected when None).
+
+    ``speaker`` picks the character among a ChatHaruhi role's speakers (a card holds one
+    character: naming another is an error); ``user_role`` is the role the user speaks as.
+    """
     fmt = fmt or detect(source)
+    choice = {"speaker": speaker, "user_role": user_role}
     if fmt == "chatharuhi":
         from . import chatharuhi
 
         if source.startswith(HF_PREFIX):
-            return chatharuhi.import_hf(source, cid)
-        return chatharuhi.import_chatharuhi(source, cid)
+            return chatharuhi.import_hf(source, cid, **choice)
+        return chatharuhi.import_chatharuhi(source, cid, **choice)
     if fmt == "card":
         from . import cards
 
@@ -76,7 +88,7 @@ def import_source(source: str, fmt: str | None = None, cid: str | None = None) -
             raise ParseError("no such file", p)
         if p.stat().st_size > MAX_FILE:
             raise ParseError(f"larger than {MAX_FILE} bytes", p)
-        card = cards.import_card(p.read_bytes(), p.name, cid)
+        card = cards.import_card(p.read_bytes(), p.name, cid, **choice)
         return ImportResult(card.character, images=card.images)
     raise ParseError(f"unknown format {fmt!r}; known: {', '.join(IMPORT_FORMATS)}", source)
 

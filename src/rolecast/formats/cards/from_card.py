@@ -2,10 +2,11 @@
 
 The persona is composed from the system prompt, description, personality and scenario;
 ``first_mes`` and ``alternate_greetings`` become greetings; each ``<START>`` block of
-``mes_example`` becomes a canon scene; the lorebook becomes lore; ``{{char}}`` and
-``{{user}}`` are replaced. Card fields rolecast does not map are kept in ``Character.card``
-so an export writes them back. Also here: package ids and ``images/`` file names made from
-card names and asset paths.
+``mes_example`` becomes a canon scene (a card with none, whose examples often sit in the
+description, gets its first greeting as its one canon scene); the lorebook becomes lore;
+``{{char}}`` and ``{{user}}`` are replaced. Card fields rolecast does not map are kept in
+``Character.card`` so an export writes them back. Also here: package ids and ``images/``
+file names made from card names and asset paths.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ...character.model import DEFAULT_NARRATORS, Character, Line, Scene
+from ...character.model import Character, Line, Scene
 from ...character.package import safe_image_name, slug_id, valid_id
 from ...errors import PackageError, ParseError
+from ..chatharuhi import default_narrator, default_source
 from .fields import assets as card_assets
 from .fields import book_entries, opt_dict, opt_str, opt_str_list
 
 IMAGE_EXTS = ("png", "jpg", "jpeg", "webp", "gif")
+GREETING_SCENE = "greeting"  # the canon scene of a card with no example dialogue
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _CHAR_MACRO = re.compile(r"\{\{\s*char\s*\}\}|<bot>", re.IGNORECASE)
 _USER_MACRO = re.compile(r"\{\{\s*user\s*\}\}|<user>", re.IGNORECASE)
@@ -149,31 +152,36 @@ def from_card(
     cid: str | None,
     path: str | Path | None,
     imported_assets: set[int],
+    user: str = "user",
 ) -> Character:
-    """A character from a foreign card (one without a rolecast payload)."""
+    """A character from a foreign card (one without a rolecast payload); ``user`` is the
+    user role, which ``{{user}}`` becomes."""
     where = "data." if spec else ""
     name = data["name"].strip()
-    user = "user"
     persona = compose_persona(data, name, user)
     first = opt_str(data, "first_mes", where, path)
     alternates = opt_str_list(data, "alternate_greetings", where, path)
     greetings = [_macros(g.strip(), name, user) for g in [first, *alternates] if g.strip()]
     scenes = parse_mes_example(opt_str(data, "mes_example", where, path), name, user)
+    if not scenes and greetings:  # examples only in the description: the greeting is canon
+        scenes = [Scene(GREETING_SCENE, "greeting", (Line(name, greetings[0]),))]
     book, lore = book_entries(data, where, path)
     assets = [a for i, a in enumerate(card_assets(data, where, path)) if i not in imported_assets]
     nickname = opt_str(data, "nickname", where, path).strip()
+    language = _language(persona + "".join(greetings))
+    notes = short_notes(opt_str(data, "creator_notes", where, path))
     character = Character(
         id=check_cid(cid, path) if cid else derive_id(name),
         name=name,
         persona=persona,
         scenes=scenes,
         aliases=[nickname] if nickname and nickname != name else [],
-        language=_language(persona + "".join(greetings)),
-        source=f"character card: {filename}",
+        language=language,
+        source=default_source(language),
         user_role=user,
-        narrators=list(DEFAULT_NARRATORS[:1]),
+        narrators=[default_narrator(language)],
         greetings=greetings,
-        description=short_notes(opt_str(data, "creator_notes", where, path)),
+        description=notes or f"imported from the character card {filename}",
         lore=lore,
     )
     card = _kept_card(spec, data, book, assets)

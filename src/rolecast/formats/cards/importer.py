@@ -10,7 +10,7 @@ from typing import Any
 
 from ...character.model import Character
 from ...character.safezip import SafeZip
-from ...errors import ParseError
+from ...errors import InputError, ParseError
 from . import limits
 from .charx import ZIP_MAGIC, charx_card, charx_images, open_charx
 from .fields import assets as card_assets
@@ -28,34 +28,63 @@ class CardImport:
     images: dict[str, bytes] = field(default_factory=dict)
 
 
-def import_card(data: bytes, filename: str, cid: str | None = None) -> CardImport:
+def import_card(
+    data: bytes,
+    filename: str,
+    cid: str | None = None,
+    *,
+    speaker: str | None = None,
+    user_role: str | None = None,
+) -> CardImport:
     """A character from a card file's bytes: JSON, PNG or CHARX, told apart by content.
 
-    ``filename`` names the file in errors and in ``source``; ``cid`` is the package id
-    (default: the exported id, else one made from the card name).
+    ``filename`` names the file in errors and in the description; ``cid`` is the package id
+    (default: the exported id, else one made from the card name). ``user_role`` is the role
+    the user speaks as (``{{user}}`` becomes it; default ``user``); a card holds one
+    character, so a ``speaker`` that does not name it is an :class:`InputError`.
     """
-    data = bytes(data)
+    if user_role is not None and not user_role.strip():
+        raise InputError("the user role must not be empty")
+    imported = _read(bytes(data), filename, cid, user_role.strip() if user_role else None)
+    c = imported.character
+    if speaker is not None and not _names(speaker, c.name, *c.aliases):
+        raise InputError(
+            f"a character card holds one character, {c.name}; {speaker!r} is not it "
+            "(leave the speaker out for a card)"
+        )
+    return imported
+
+
+def _names(asked: str, *names: str) -> bool:
+    """``asked`` is one of ``names`` but for case and spaces."""
+    want = "".join(asked.split()).casefold()
+    return any("".join(n.split()).casefold() == want for n in names)
+
+
+def _read(data: bytes, filename: str, cid: str | None, user: str | None) -> CardImport:
     path = filename
     if len(data) > limits.MAX_FILE:
         raise ParseError(f"card file larger than the {limits.MAX_FILE} byte limit", path)
     if data.startswith(PNG_SIGNATURE[:4]):
         obj, png = card_from_png(data, path)
-        return _character(obj, filename, cid, png=png)
+        return _character(obj, filename, cid, user, png=png)
     if data.startswith(ZIP_MAGIC) or data.startswith(b"PK\x05\x06"):
         with open_charx(data, path) as zipped:
-            return _character(charx_card(zipped, path), filename, cid, zipped=zipped)
-    return _character(load_json(data, "card JSON", path), filename, cid)
+            return _character(charx_card(zipped, path), filename, cid, user, zipped=zipped)
+    return _character(load_json(data, "card JSON", path), filename, cid, user)
 
 
 def _character(
     obj: Any,
     filename: str,
     cid: str | None,
+    user: str | None,
     png: bytes | None = None,
     zipped: SafeZip | None = None,
 ) -> CardImport:
-    """The character and images of a card object read from ``filename``; ``png`` is the
-    picture of a PNG card (its card chunks removed), ``zipped`` the zip of a CHARX."""
+    """The character and images of a card object read from ``filename``; ``user`` the user
+    role asked for; ``png`` is the picture of a PNG card (its card chunks removed),
+    ``zipped`` the zip of a CHARX."""
     path: str | Path = filename
     spec, fields = card_data(obj, path)
     where = "data." if spec else ""
@@ -64,6 +93,8 @@ def _character(
 
     if payload is not None:
         character = restore(payload, fields, cid, path)
+        if user is not None:
+            character.user_role = user
         portrait_name = PurePosixPath(character.portrait).name if character.portrait else ""
     else:
         portrait_name = ""
@@ -79,7 +110,7 @@ def _character(
         icon, icon_ext = charx_images(zipped, assets, images, taken, imported)
 
     if payload is None:
-        character = from_card(spec, fields, filename, cid, path, imported)
+        character = from_card(spec, fields, filename, cid, path, imported, user or "user")
         if icon is not None:
             portrait_name = image_name(f"portrait.{icon_ext}", taken)
             images[portrait_name] = icon

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ...character.model import DEFAULT_NARRATORS, Character
+from ...character.model import Character
 from ...character.package import (
     TOML_KEYS,
     parse_canon,
@@ -22,6 +22,7 @@ from ...character.package import (
 )
 from ...character.safezip import unsafe_name
 from ...errors import PackageError, ParseError
+from ..chatharuhi import default_narrator
 from .fields import json_safe, opt_dict, opt_str, opt_str_list
 from .from_card import check_cid, derive_id
 
@@ -96,7 +97,7 @@ def restore(
         if ch.get(key) is None:
             text[key] = default
     if ch.get("narrators") is None:
-        lists["narrators"] = list(DEFAULT_NARRATORS[:1])
+        lists["narrators"] = [default_narrator(text["language"])]
     extra = opt_dict(ch, "extra", where, path)
     for key, val in extra.items():
         if key.startswith("_") or key in _TOML_KEYS:
