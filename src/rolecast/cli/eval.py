@@ -252,8 +252,15 @@ def cmd_eval_canon(args: argparse.Namespace) -> int:
     llm = eval_llm(args)
     try:
         params = GenerationParams(max_tokens=args.max_tokens, temperature=args.temperature)
+        order = args.order or llm.prompt_order
         scope = Cache.scope_for(
-            "canon", character, llm, params, embedder=index.embedder.name, mode=args.mode
+            "canon",
+            character,
+            llm,
+            params,
+            embedder=index.embedder.name,
+            mode=args.mode,
+            order=order,
         )
         out, cache = open_out(args, "canon", character, scope)
         result = canon.run_canon_eval(
@@ -266,6 +273,7 @@ def cmd_eval_canon(args: argparse.Namespace) -> int:
             conditions=conditions,
             params=params,
             mode=args.mode,
+            order=order,
             cache=cache,
             workers=workers_for(llm, args.concurrency),
             progress=progress_printer("generating"),
@@ -291,6 +299,7 @@ def cmd_eval_canon(args: argparse.Namespace) -> int:
 
 def add_canon(evsub: Any, backend_opts: BackendOpts) -> None:
     from ..eval.canon import CONDITIONS, DEFAULT_PARAMS
+    from ..prompt.assemble import ORDERS
 
     sp = evsub.add_parser(
         "canon",
@@ -311,6 +320,11 @@ def add_canon(evsub: Any, backend_opts: BackendOpts) -> None:
         help="retrieval mode of the canon condition (default hybrid)",
     )
     sp.add_argument(
+        "--order",
+        choices=ORDERS,
+        help="prompt order (default: the backend's, as `rolecast chat` uses it)",
+    )
+    sp.add_argument(
         "--max-tokens",
         type=int,
         default=DEFAULT_PARAMS.max_tokens,
@@ -323,6 +337,88 @@ def add_canon(evsub: Any, backend_opts: BackendOpts) -> None:
         help=f"sampling temperature (default {DEFAULT_PARAMS.temperature})",
     )
     sp.set_defaults(func=cmd_eval_canon)
+
+
+# ---- rolecast eval smoke ------------------------------------------------------------------
+
+
+def cmd_eval_smoke(args: argparse.Namespace) -> int:
+    from ..eval import smoke
+    from ..eval.report import Cache, header, model_note, write_report
+    from ..retrieval.index import load_index
+    from ..session import Session
+
+    character = eval_character(args)
+    chats = smoke.read_battery(args.lines) if args.lines else None  # bad input: before the model
+    index = load_index(character, embedder_name(args))
+    llm = eval_llm(args)
+    try:
+        prototype = Session(character, index, llm, order=args.order or llm.prompt_order)
+        scope = Cache.scope_for(
+            "smoke",
+            character,
+            llm,
+            prototype.params,
+            embedder=index.embedder.name,
+            order=prototype.order,
+            budget=[prototype.budget.canon, prototype.budget.history, prototype.budget.total]
+            if prototype.budget
+            else None,
+        )
+        out, cache = open_out(args, "smoke", character, scope)
+        result = smoke.run_smoke_eval(
+            prototype, chats, seed=args.seed, cache=cache, progress=progress_printer("chatting")
+        )
+        info = {k: v for k, v in scope.items() if k not in ("eval", "character", "params")}
+        head = {**header("smoke", character, info), "seed": args.seed, "params": scope["params"]}
+        results = {**head, **result.to_dict()}
+        written = write_report(out, results, smoke.smoke_markdown(result, head, model_note(info)))
+    finally:
+        llm.close()
+    rates = result.rates
+    print(
+        f"{result.total} replies, {result.clean} clean; "
+        + "  ".join(f"{k} {result.counts[k]} ({rates[k]:.0%})" for k in smoke.FAILURES)
+    )
+    timing = result.timing()
+    print(
+        f"median turn {timing['median_turn_s']} s; gate "
+        + (
+            "passed"
+            if result.passed()
+            else "failed: " + ", ".join(k for k, ok in result.verdicts().items() if not ok)
+        )
+    )
+    finish(out, written, cache)
+    return 1 if args.check and not result.passed() else 0
+
+
+def add_smoke(evsub: Any, backend_opts: BackendOpts) -> None:
+    from ..prompt.assemble import ORDERS
+
+    sp = evsub.add_parser(
+        "smoke",
+        help="the conversation gate: ordinary multi-turn chats, each reply checked for "
+        "empty replies, prompt leaks, repeats, refusals, canon copies, speaking for others, "
+        "wrong language and over-long replies",
+    )
+    eval_opts(sp, backend_opts, "smoke")
+    sp.add_argument(
+        "--lines",
+        type=Path,
+        metavar="FILE",
+        help="user lines to say: one a turn ('category<TAB>line' or the line), a blank line "
+        "between chats (default: the built-in battery of the character's language)",
+    )
+    sp.add_argument(
+        "--order",
+        choices=ORDERS,
+        help="prompt order (default: the backend's, as `rolecast chat` uses it)",
+    )
+    sp.add_argument(
+        "--check", action="store_true", help="exit with status 1 when a target is missed"
+    )
+    sp.set_defaults(func=cmd_eval_smoke)
 
 
 # ---- rolecast eval retrieval --------------------------------------------------------------
@@ -856,6 +952,7 @@ def add_viz(sub: Any, backend_opts: BackendOpts) -> None:
 # One function per evaluation: `rolecast eval <name>`.
 EVALS: list[Callable[[Any, BackendOpts], None]] = [
     add_canon,
+    add_smoke,
     add_retrieval,
     add_personality,
     add_in_character,
@@ -865,7 +962,7 @@ EVALS: list[Callable[[Any, BackendOpts], None]] = [
 def add_eval(sub: Any, backend_opts: BackendOpts) -> None:
     """Add the eval and viz commands to the `rolecast` parser."""
     ep = sub.add_parser(
-        "eval", help="evaluate a character: canon, retrieval, personality, in-character"
+        "eval", help="evaluate a character: smoke, canon, retrieval, personality, in-character"
     )
     evsub = ep.add_subparsers(dest="eval_command", required=True, metavar="EVAL")
     for add in EVALS:

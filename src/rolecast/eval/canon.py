@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ..backends.base import LLM, GenerationParams
 from ..character.model import Character, Line
 from ..errors import InputError, RolecastError
-from ..prompt.assemble import Turn, canon_block, reply_rules
+from ..prompt.assemble import Order, Turn, canon_block, reply_rules
 from . import metrics
 from .metrics import normalise
 from .report import Cache, to_jsonable
@@ -171,8 +171,10 @@ def condition_session(
     index: CanonIndex | None = None,
     params: GenerationParams = DEFAULT_PARAMS,
     mode: Mode = "hybrid",
+    order: Order | None = None,
 ) -> Session:
-    """A session for one condition, before any turn: the prototype of every item's."""
+    """A session for one condition, before any turn: the prototype of every item's. The
+    prompt order is the backend's, as in `rolecast chat` (``order`` overrides it)."""
     from ..session import ReplyCleaner, Session
 
     if condition not in CONDITIONS:
@@ -186,7 +188,7 @@ def condition_session(
         llm,
         params=params,
         retrieval_mode=mode,
-        order="classic",  # a fresh conversation each turn: nothing to reuse from a KV cache
+        order=order or llm.prompt_order,  # type: ignore[arg-type]
     )
     session.cleaner = ReplyCleaner.for_character(character)  # same clean-up in every condition
     return session
@@ -310,6 +312,7 @@ def run_canon_eval(
     conditions: Sequence[str] = CONDITIONS,
     params: GenerationParams = DEFAULT_PARAMS,
     mode: Mode = "hybrid",
+    order: Order | None = None,
     cache: Cache | None = None,
     workers: int = 1,
     progress: Progress | None = None,
@@ -328,7 +331,9 @@ def run_canon_eval(
         )
     conditions = [c for c in CONDITIONS if c in conditions]  # fixed order: canon first
     items = sample_turns(character, n, seed)
-    prototypes = {c: condition_session(c, character, llm, index, params, mode) for c in conditions}
+    prototypes = {
+        c: condition_session(c, character, llm, index, params, mode, order) for c in conditions
+    }
     jobs = [(c, i) for c in conditions for i in range(len(items))]
     values = run_items(
         jobs,

@@ -269,6 +269,13 @@ _BOILERPLATE = [
     re.compile(r"(?:我的训练数据|训练数据截至|知识截止|截至我的|我的知识库)"),
 ]
 
+
+def boilerplate_matches(text: str) -> list[str]:
+    """The assistant boilerplate in ``text`` (refusals, "I don't have feelings", training
+    data): what each matching pattern found."""
+    return [m[0] for p in _BOILERPLATE if (m := p.search(text))]
+
+
 # Words that give the game away when the reply brings them up itself (if the probe used
 # one, the reply may repeat it: "ChatGPT? Is that a kind of tea?" is in character).
 _TELLTALE = [
