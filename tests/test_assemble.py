@@ -175,3 +175,29 @@ def test_cache_order_history_moves_in_steps(character, counter) -> None:
         kept.append(n - a.history_turns)  # index of the first kept message
         assert a.parts["history"] <= 400 + Budget().canon
     assert all(k % 4 == 0 for k in kept)  # the start moves only in steps
+
+
+def test_split_order_puts_the_canon_in_a_system_message_before_the_line(counter) -> None:
+    from dataclasses import replace
+
+    c = replace(make_character(), persona="<!-- DRAFT: edit me -->\n你是小满。")
+    history = [Turn("旅人", "你好"), Turn("小满", "来碗面？")]
+    a = assemble(c, c.scenes[:2], history, Turn("旅人", "多少钱？"), Budget(), counter, "split")
+    roles = [m["role"] for m in a.messages]
+    assert roles == ["system", "user", "assistant", "system", "user"]
+    assert a.messages[0]["content"].startswith("你是小满。")  # the draft marker is not sent
+    assert "DRAFT" not in "".join(m["content"] for m in a.messages)
+    assert "经典片段" in a.messages[3]["content"] and "经典片段" not in a.messages[0]["content"]
+    assert a.messages[-1]["content"] == "旅人:「多少钱？」"
+    assert a.scene_ids == [c.scenes[0].id, c.scenes[1].id]
+    # the next turn keeps the same prefix (persona + history) for the KV cache
+    b = assemble(
+        c,
+        c.scenes[2:3],
+        [*history, Turn("旅人", "多少钱？"), Turn("小满", "八文。")],
+        Turn("旅人", "好"),
+        Budget(),
+        counter,
+        "split",
+    )
+    assert b.messages[:3] == a.messages[:3]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -7,10 +9,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rolecast.backends.scripted import ScriptedLLM
-from rolecast.errors import BackendError
+from rolecast.character.model import Line, Scene
+from rolecast.errors import BackendError, NoReplyError
 from rolecast.prompt.assemble import Turn
 from rolecast.retrieval.index import load_index
-from rolecast.session import ReplyCleaner, Session
+from rolecast.session import ReplyCleaner, Session, speaker_stops
 
 from conftest import make_character
 
@@ -127,18 +130,80 @@ def test_empty_canon_chats_on_persona(tmp_path: Path, embedder) -> None:
     assert system.startswith(c.persona) and "只说小满自己的话" in system and "原作" not in system
 
 
-def test_an_empty_reply_is_sampled_again(session: Session) -> None:
+def test_an_empty_reply_is_sampled_again_with_another_seed_and_temperature(
+    session: Session,
+) -> None:
+    session.params = replace(session.params, seed=5)
     session.llm.enqueue("旅人:「我替他说了」").enqueue("").enqueue("小满:「这回是我。」")
     assert session.reply("你好") == "这回是我。"
-    assert len(session.llm.requests) == 3
+    params = [p for _, p in session.llm.requests]
+    assert len(params) == 3
+    assert len({p.seed for p in params}) == 3  # the same seed would write the same text
+    assert params[0].temperature < params[1].temperature < params[2].temperature
     assert session.history[-1] == Turn("小满", "这回是我。")
+    assert session.last is not None and session.last.tries == 3
 
 
-def test_gives_up_after_empty_retries(session: Session) -> None:
-    for _ in range(3):
+def test_gives_up_after_two_retries_and_says_so(session: Session) -> None:
+    for _ in range(4):
         session.llm.enqueue("旅人:「又是我」")
-    assert session.reply("你好") == ""
-    assert len(session.llm.requests) == 3
+    with pytest.raises(NoReplyError, match="no answer as 小满 after 3 tries.*旅人"):
+        session.reply("你好")
+    assert len(session.llm.requests) == 3  # at most twice more
+    assert session.history == [] and session.pending is None
+
+
+class _SlowLLM(ScriptedLLM):
+    """Each reply takes ``delay`` seconds per chunk: a model that speaks only for others."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def stream(self, messages, params):  # type: ignore[no-untyped-def]
+        self.requests.append(([dict(m) for m in messages], params))
+        for chunk in ["旅人", ":「", "我", "来", "说", "」"]:
+            time.sleep(self.delay)
+            yield chunk
+
+
+def test_retries_take_at_most_one_more_reply_of_time(tmp_path: Path, embedder) -> None:
+    import rolecast.session as session_module
+
+    c = make_character()
+    s = Session(c, load_index(c, embedder, tmp_path), _SlowLLM(0.1))
+    first = 6 * 0.1
+    old = session_module.RETRY_FLOOR_S
+    session_module.RETRY_FLOOR_S = 0.0
+    try:
+        started = time.monotonic()
+        with pytest.raises(NoReplyError):
+            s.reply("你好")
+        took = time.monotonic() - started
+    finally:
+        session_module.RETRY_FLOOR_S = old
+    # the first try, then retries cut off once another try's worth of time is spent
+    assert took < 2 * first + 0.35, took
+    assert len(s.llm.requests) <= 3
+
+
+def test_every_known_speaker_stops_generation(session: Session) -> None:
+    stops = session.params.stop
+    for name in ("旅人", "旁白"):
+        assert f"\n{name}:" in stops and f"{name}：「" in stops
+    assert not any(s.endswith(("小满:", "小满：")) or "满老板" in s for s in stops)
+    rich = replace(
+        make_character(),
+        scenes=[
+            Scene(
+                "x",
+                "",
+                (Line("周伯", "来碗面。"), Line("豆子", "我也要！"), Line("小满", "好咧。")),
+            )
+        ],
+    )
+    stops = speaker_stops(rich)
+    assert "\n周伯：" in stops and "豆子:「" in stops and "\n旅人:" in stops
 
 
 def test_lore_entries_join_the_canon_when_their_keys_come_up(session: Session) -> None:

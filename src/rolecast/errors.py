@@ -55,6 +55,10 @@ class BackendError(RolecastError):
     """An LLM backend failed in a way the user should see."""
 
 
+class NoReplyError(BackendError):
+    """The model gave no answer that could be shown, after the retries a reply may have."""
+
+
 class InputError(RolecastError, ValueError):
     """Something the user typed or passed that cannot be used as it is."""
 

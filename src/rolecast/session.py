@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import random
 import re
+import time
+from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from .backends.base import LLM, GenerationParams
 from .character.model import Character
-from .errors import InputError
+from .errors import InputError, NoReplyError
 from .prompt.assemble import Assembly, Budget, Order, Turn, assemble
 from .prompt.lore import SCAN_TURNS, lore_scenes
 from .prompt.tokens import TokenCounter, encoding_for_model, quicktok_counter
@@ -19,6 +22,10 @@ log = logging.getLogger(__name__)
 
 CANDIDATES = 12  # scenes retrieved per turn; the canon budget decides how many are used
 EMPTY_RETRIES = 2  # new samples when a reply is empty after clean-up
+RETRY_HEAT = 0.25  # each retry samples this much hotter (a new seed alone often repeats itself)
+MAX_RETRY_TEMPERATURE = 1.3
+RETRY_FLOOR_S = 2.0  # retries may always take this long, however quick the first try was
+STOP_SPEAKERS = 40  # other speakers whose "Name:" stops generation (the most frequent first)
 _PREFIX = re.compile(r"^\s*(?P<name>[^:：「」\n]{1,24}?)\s*[:：]\s*")
 _INLINE = re.compile(r"[」\s](?P<name>[^:：「」\s]{1,24}?)\s*[:：]\s*「")
 _STAGE_TAIL = re.compile(r"」\s*(?:[（(][^」]*[)）]\s*)?$")
@@ -108,12 +115,42 @@ class ReplyCleaner:
             yield final[len(sent) :]
 
 
+class _OutOfTime(Exception):
+    """A retry ran past the time a reply may take."""
+
+
 @dataclass
 class TurnReport:
     line: Turn
     assembly: Assembly
     hits: list[Hit]
     reply: str = ""
+    raw: str = ""  # what the model wrote, before clean-up (the last try's)
+    tries: int = 0
+
+
+def speaker_stops(character: Character, limit: int = STOP_SPEAKERS) -> tuple[str, ...]:
+    """Stop strings for everyone but the character: the user role, the narrators and the
+    canon's other speakers (the most frequent ``limit``), each as a new line's ``Name:`` and
+    as ``Name:「`` in both colon widths, so the model stops where it would speak for them."""
+    selves = {character.name, *character.aliases}
+    counts = Counter(
+        ln.speaker.strip() for s in character.scenes for ln in s.lines if ln.speaker.strip()
+    )
+    names = [character.user_role, *character.narrators]
+    names += [n for n, _ in counts.most_common() if n not in selves][:limit]
+    stops: list[str] = []
+    for name in dict.fromkeys(n for n in names if n and n not in selves):
+        stops += [f"\n{name}:", f"\n{name}：", f"{name}:「", f"{name}：「"]
+    return tuple(stops)
+
+
+def retry_params(params: GenerationParams, attempt: int) -> GenerationParams:
+    """Sampling for retry ``attempt`` (1, 2, ...): another seed and a higher temperature,
+    so the retry does not write the same text again."""
+    seed = random.randrange(1 << 31) if params.seed is None else params.seed + 7919 * attempt
+    heat = min(params.temperature + RETRY_HEAT * attempt, MAX_RETRY_TEMPERATURE)
+    return replace(params, seed=seed, temperature=max(heat, params.temperature))
 
 
 @dataclass
@@ -140,10 +177,9 @@ class Session:
                 encoding_for_model(self.llm.model)
             )
         self.cleaner = ReplyCleaner.for_character(self.character)
-        if not self.params.stop:
-            user = self.character.user_role
-            stops = (f"\n{user}:", f"\n{user}：", f"{user}:「", f"{user}：「")
-            self.params = replace(self.params, stop=stops)
+        # the caller's stops first (an endpoint may take only a few), then every other speaker
+        stops = dict.fromkeys([*self.params.stop, *speaker_stops(self.character)])
+        self.params = replace(self.params, stop=tuple(stops))
 
     def prepare(
         self, text: str, as_role: str | None = None, exclude: Collection[str] = ()
@@ -186,26 +222,46 @@ class Session:
         self.pending = report
         raw: list[str] = []
 
-        def tee(params: GenerationParams) -> Iterator[str]:
+        def tee(params: GenerationParams, deadline: float | None) -> Iterator[str]:
             for chunk in self.llm.stream(report.assembly.messages, params):
                 raw.append(chunk)
                 yield chunk
+                if deadline is not None and time.monotonic() > deadline:
+                    raise _OutOfTime  # a retry past its time: no half-held text is shown
 
+        started = time.monotonic()
+        deadline: float | None = None
         params = self.params
+        pieces: list[str] = []
+        cut = False
         for attempt in range(EMPTY_RETRIES + 1):
             raw.clear()
-            shown = False
-            for piece in self.cleaner.stream(tee(params)):
-                shown = True
-                yield piece
-            if shown:
+            report.tries = attempt + 1
+            try:
+                for piece in self.cleaner.stream(tee(params, deadline)):
+                    pieces.append(piece)
+                    yield piece
+            except _OutOfTime:
+                cut = True
+            report.raw = "".join(raw)
+            if pieces or cut:
                 break
-            # Nothing survived clean-up (small models sometimes open with the user's name):
-            # sample again rather than record an empty reply.
-            log.info("empty reply after clean-up (try %d): %r", attempt + 1, "".join(raw)[:80])
-            seed = None if params.seed is None else params.seed + 1
-            params = replace(params, seed=seed)
-        self.record(report, self.cleaner.clean("".join(raw)))
+            # Nothing survived clean-up (the model spoke only for others, or wrote nothing):
+            # sample again, differently, but spend at most one more reply's worth of time.
+            log.info("empty reply after clean-up (try %d): %r", attempt + 1, report.raw[:80])
+            if deadline is None:
+                deadline = time.monotonic() + max(time.monotonic() - started, RETRY_FLOOR_S)
+            if time.monotonic() >= deadline:
+                break
+            params = retry_params(self.params, attempt + 1)
+        if not pieces:
+            self.pending = None
+            seen = f": it wrote {report.raw.strip()[:60]!r}" if report.raw.strip() else ""
+            raise NoReplyError(
+                f"the model gave no answer as {self.character.name} after {report.tries} "
+                f"tries{seen}. Say it another way, or try again"
+            )
+        self.record(report, "".join(pieces) if cut else self.cleaner.clean(report.raw))
 
     def record(self, report: TurnReport, reply: str) -> None:
         """Add a turn and its reply to the history (say() does; a UI does for a stopped reply)."""

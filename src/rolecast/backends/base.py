@@ -21,6 +21,9 @@ class GenerationParams:
     temperature: float = 0.8
     top_p: float = 0.9
     repeat_penalty: float = 1.1  # small models loop without one
+    # OpenAI's penalties on tokens already in the context (llama.cpp has them too): 0 is off
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
 

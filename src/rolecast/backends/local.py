@@ -87,6 +87,8 @@ class LocalLLM(LLM):
             temperature=params.temperature,
             top_p=params.top_p,
             repeat_penalty=params.repeat_penalty,
+            presence_penalty=params.presence_penalty,
+            frequency_penalty=params.frequency_penalty,
             stop=list(params.stop) or None,
             seed=params.seed,
         )

@@ -46,6 +46,15 @@ def retry_after(headers: Mapping[str, str] | None) -> float | None:
             return None
 
 
+def _penalties(params: GenerationParams) -> dict[str, float]:
+    """The penalties that are set (some endpoints refuse fields they do not know)."""
+    pairs = (
+        ("presence_penalty", params.presence_penalty),
+        ("frequency_penalty", params.frequency_penalty),
+    )
+    return {k: v for k, v in pairs if v}
+
+
 class OpenAILLM(LLM):
     thread_safe = True  # one HTTP client, one request per stream
     name = "openai"
@@ -115,6 +124,7 @@ class OpenAILLM(LLM):
                     max_tokens=params.max_tokens,
                     temperature=params.temperature,
                     top_p=params.top_p,
+                    **_penalties(params),
                     stop=list(params.stop[:MAX_STOPS]) or None,
                     seed=params.seed,
                 )
@@ -150,8 +160,14 @@ class OpenAILLM(LLM):
                         "say it again to retry"
                     ) from exc
                 if attempt >= self.retries:
+                    hint = ""
+                    if isinstance(exc, oa.APIConnectionError):  # refused, unreachable, timed out
+                        hint = (
+                            f"; check that the server at {self.base_url} is running and "
+                            "reachable (--base-url, ROLECAST_BASE_URL)"
+                        )
                     raise BackendError(
-                        f"{self.base_url} failed {attempt + 1} times, last: {what}"
+                        f"{self.base_url} failed {attempt + 1} times, last: {what}{hint}"
                     ) from exc
                 response = getattr(exc, "response", None)
                 wait = retry_after(response.headers if response is not None else None)

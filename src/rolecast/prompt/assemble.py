@@ -1,10 +1,15 @@
 """Assemble the chat messages of one turn under token budgets.
 
     classic order: system = persona + canon;  history ...;  user = the new line
+    split order:   system = persona + pinned canon;  history ...;
+                   system = retrieved canon;  user = the new line
     cache order:   system = persona + pinned canon;  history ...;
                    user = retrieved canon + the new line
-The cache order keeps what is stable first and what changes each turn last, so a
-local backend can reuse its KV cache across turns.
+The split and cache orders keep what is stable first and what changes each turn last, so
+a local backend can reuse its KV cache across turns (the kept history moves in steps).
+The split order keeps the canon and its instructions out of the user's turn: a small
+model answers whatever the user turn holds, and in the cache order it answered the
+instructions.
 
 Budget rules: a scene that does not fit is skipped and filling goes on with the
 next; history is taken newest first, the newest turn is shortened rather than
@@ -15,6 +20,7 @@ counted as the sum of message contents plus a per-message overhead, never exceed
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -26,14 +32,17 @@ from ..character.dialogue import format_line
 from ..character.model import Character, Line, Scene
 from .tokens import TokenCounter, truncate
 
-Order = Literal["classic", "cache"]
-ORDERS: tuple[Order, ...] = ("classic", "cache")
+Order = Literal["classic", "split", "cache"]
+ORDERS: tuple[Order, ...] = ("classic", "split", "cache")
 MESSAGE_OVERHEAD = 4  # tokens a chat template adds around each message (role markers, separators)
 CANON_SHARE, HISTORY_SHARE = 0.42, 0.33  # of the prompt budget, when the context window is known
 SCENE_SEP = "\n\n"
 FOLLOWUP_CANON = 3  # cache order: after the first turn, new canon gets a third of its budget
 HISTORY_STEP = 4  # cache order: the kept history starts at a multiple of this many messages
 MIN_TOTAL = 2 * MESSAGE_OVERHEAD + 8  # a system and a user message with a few tokens of line
+
+
+_COMMENT = re.compile(r"<!--.*?-->\s*", re.S)
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,12 @@ def reply_rules(character: Character) -> str:
         .substitute(name=character.name, user=character.user_role)
         .strip()
     )
+
+
+def persona_text(character: Character) -> str:
+    """The persona as the model sees it: without HTML comments (a draft's marker is for
+    the person who edits the file, not for the model)."""
+    return _COMMENT.sub("", character.persona).strip()
 
 
 def render_scene(scene: Scene, character: Character) -> str:
@@ -212,7 +227,7 @@ def assemble(
         raise ValueError(
             f"a total budget of {budget.total} tokens is below the minimum {MIN_TOTAL}"
         )
-    persona = "\n\n".join(p for p in (character.persona.strip(), reply_rules(character)) if p)
+    persona = "\n\n".join(p for p in (persona_text(character), reply_rules(character)) if p)
     line_msg = render_turn(line, character)
     line_msg["role"] = "user"
     room = None if budget.total is None else budget.total - 2 * MESSAGE_OVERHEAD
@@ -241,6 +256,8 @@ def assemble(
     if order == "cache":  # history carries the canon sent with each line: give it the rest
         hist_cap = budget.history + budget.canon - canon_used
         step = HISTORY_STEP
+    elif order == "split":
+        hist_cap, step = budget.history, HISTORY_STEP
     else:
         hist_cap, step = budget.history, 1
     if room is not None:
@@ -252,6 +269,17 @@ def assemble(
         if order == "classic":
             system = "\n\n".join(p for p in (persona, canon_block(character, blocks)) if p)
             last = line_msg["content"]
+        elif order == "split":
+            system = "\n\n".join(
+                p for p in (persona, canon_block(character, blocks[:n_pinned])) if p
+            )
+            late = canon_block(character, blocks[n_pinned:])
+            return [
+                {"role": "system", "content": system},
+                *hist_msgs,
+                *([{"role": "system", "content": late}] if late else []),
+                {"role": "user", "content": line_msg["content"]},
+            ]
         else:
             system = "\n\n".join(
                 p for p in (persona, canon_block(character, blocks[:n_pinned])) if p

@@ -220,6 +220,8 @@ def parse_request(body: Any, session_header: str | None) -> ChatRequest:
         ("max_completion_tokens", "max_tokens", int),
         ("temperature", "temperature", float),
         ("top_p", "top_p", float),
+        ("presence_penalty", "presence_penalty", float),
+        ("frequency_penalty", "frequency_penalty", float),
         ("seed", "seed", int),
     ):
         val = body.get(key)
