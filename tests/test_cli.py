@@ -215,3 +215,165 @@ def test_export_a_card_and_import_it_back(tmp_path: Path, capsys, fmt: str, suff
     assert (b.name, b.persona, b.greetings, b.scenes) == (a.name, a.persona, a.greetings, a.scenes)
     assert main(["import", "card", str(out), "--name", "xm-copy"]) == 1  # exists: refused
     assert "already exists" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- import: which character
+
+
+def write_partner_folder(root: Path, extra: str = "") -> Path:
+    """Theo (the partner) has more lines than Mia; only the folder name says who is who."""
+    (root / "texts").mkdir(parents=True)
+    (root / "system_prompt.txt").write_text(
+        "A noodle stall by the bridge, open late; regulars come in from the rain.", "utf-8"
+    )
+    (root / "texts" / "1.txt").write_text(
+        "Theo: Are you open yet?\nMia: Nearly. Sit down.\nTheo: It smells like ginger.\n"
+        "Theo: Is that the new broth?\nMia: Two bowls, and you pay for both.\n" + extra,
+        encoding="utf-8",
+    )
+    (root / "texts" / "2.txt").write_text(
+        "Theo: The cat is back.\nTheo: It has a fish.\nMia: Coal! Drop that fish!\n", "utf-8"
+    )
+    return root
+
+
+def test_import_picks_the_character_the_folder_names(tmp_path: Path, capsys) -> None:
+    folder = write_partner_folder(tmp_path / "Mia")
+    assert main(["import", str(folder)]) == 0
+    captured = capsys.readouterr()
+    assert "imported Mia as Mia: 2 scenes, user role Theo" in captured.out
+    assert "note: the character is Mia (3 lines), named by the folder name" in captured.err
+    argv = ["import", str(folder), "--name", "theo", "--speaker", "theo", "--user-role", "Mia"]
+    assert main(argv) == 0
+    assert "imported Theo as theo: 2 scenes, user role Mia" in capsys.readouterr().out
+
+
+def test_import_close_call_says_how_to_choose(tmp_path: Path, capsys) -> None:
+    folder = write_partner_folder(tmp_path / "stall", extra="Mia: Fine, one bowl free.\n")
+    assert main(["import", str(folder)]) == 0
+    captured = capsys.readouterr()
+    assert "imported Theo as stall" in captured.out
+    notes = [ln for ln in captured.err.splitlines() if "use --speaker NAME to choose" in ln]
+    assert len(notes) == 1 and "Theo (5 lines)" in notes[0] and "Mia (4 lines)" in notes[0]
+
+
+def test_import_unknown_speaker_lists_the_speakers(tmp_path: Path, capsys) -> None:
+    folder = write_partner_folder(tmp_path / "Mia")
+    assert main(["import", str(folder), "--speaker", "Megumi"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "rolecast: error: no line is spoken by 'Megumi'; speakers found: Theo (5), Mia (3)"
+    )
+    assert "Traceback" not in err
+    assert main(["import", str(folder), "--user-role", " "]) == 1
+    assert "the user role must not be empty" in capsys.readouterr().err
+
+
+def test_import_card_speaker_and_user_role(tmp_path: Path, capsys) -> None:
+    card = tmp_path / "odo.json"
+    card.write_text(
+        json.dumps({"name": "Odo", "description": "Sells umbrellas.", "first_mes": "Hi {{user}}"}),
+        encoding="utf-8",
+    )
+    assert main(["import", str(card), "--speaker", "Moss"]) == 1
+    assert "holds one character, Odo" in capsys.readouterr().err
+    assert main(["import", str(card), "--user-role", "Traveller"]) == 0
+    assert "imported Odo as Odo: 1 scenes, user role Traveller" in capsys.readouterr().out
+
+
+def test_import_help_documents_speaker_and_user_role(capsys) -> None:
+    with contextlib.suppress(SystemExit):
+        main(["import", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--speaker NAME" in out and "--user-role NAME" in out
+    assert "A card holds one character" in out
+
+
+# ---------------------------------------------------------------- the chat command
+
+
+def scripted(monkeypatch, *replies):  # type: ignore[no-untyped-def]
+    from rolecast.backends.scripted import ScriptedLLM
+
+    llm = ScriptedLLM(replies)
+    monkeypatch.setattr("rolecast.backends.base.get_llm", lambda *_a, **_k: llm)
+    return llm
+
+
+def typed(monkeypatch, *lines: str) -> None:
+    feed = iter(lines)
+    monkeypatch.setattr("builtins.input", lambda _prompt: next(feed))
+
+
+def test_chat_help_lists_the_commands(monkeypatch, capsys) -> None:
+    llm = scripted(monkeypatch)
+    typed(monkeypatch, "/help", "/quit")
+    assert main(["chat", "xiaoman"]) == 0
+    out = capsys.readouterr().out
+    assert "/help lists the commands" in out  # said when the chat starts
+    for command in ("/as NAME", "/help", "/quit, /exit", "//TEXT"):
+        assert command in out.split("commands:", 1)[1]
+    assert llm.requests == []
+
+
+def test_chat_unknown_command_is_not_sent(monkeypatch, capsys) -> None:
+    llm = scripted(monkeypatch, "嗯。", "好。")
+    typed(monkeypatch, "/frobnicate now", "你好", "//斜杠开头的话", "/exit")
+    assert main(["chat", "xiaoman"]) == 0
+    out = capsys.readouterr().out
+    assert "unknown command /frobnicate; /help lists them" in out
+    sent = [r[0][-1]["content"] for r in llm.requests]
+    assert len(sent) == 2 and "你好" in sent[0] and "/斜杠开头的话" in sent[1]
+    assert not any("frobnicate" in m["content"] for r in llm.requests for m in r[0])
+
+
+def test_chat_prints_the_name_only_with_the_reply(monkeypatch, capsys) -> None:
+    from rolecast.errors import BackendError
+
+    scripted(monkeypatch, [BackendError("the server went away")])
+    assert main(["chat", "xiaoman", "--once", "你好"]) == 1
+    captured = capsys.readouterr()
+    assert "林小满" not in captured.out and captured.out.strip() == ""
+    assert "rolecast: error: the server went away" in captured.err
+    scripted(monkeypatch, ["头一句说完了。\n", BackendError("broke off")])  # a started reply
+    assert main(["chat", "xiaoman", "--once", "你好"]) == 1
+    assert capsys.readouterr().out == "林小满: 头一句说完了。\n"  # its line is ended
+
+
+def test_chat_connection_failure_says_to_check_the_server(monkeypatch, capsys) -> None:
+    pytest.importorskip("openai")
+    import socket
+
+    from rolecast.backends.openai_compat import OpenAILLM
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    llm = OpenAILLM(model="m", base_url=url, api_key="k", retries=0, timeout=5)
+    monkeypatch.setattr("rolecast.backends.base.get_llm", lambda *_a, **_k: llm)
+    assert main(["chat", "xiaoman", "--once", "你好"]) == 1
+    captured = capsys.readouterr()
+    assert "林小满" not in captured.out
+    assert f"check that the server at {url} is running" in captured.err
+
+
+def test_show_into_a_closed_pipe_exits_quietly() -> None:
+    # the reader is gone before rolecast writes, as when `head` has had its line
+    with subprocess.Popen(
+        [sys.executable, "-m", "rolecast.cli.main", "show", "xiaoman"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 141
+    assert err == ""
+    piped = subprocess.run(
+        f"{sys.executable} -m rolecast.cli.main show xiaoman | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert piped.stdout == "id:        xiaoman\n" and piped.stderr == ""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -150,18 +152,30 @@ def cmd_prompt(args: argparse.Namespace) -> int:
 
 
 def _print_reply(session, text: str, as_role: str | None) -> None:
-    print(f"{session.character.name}: ", end="", flush=True)
+    """Stream a reply as "NAME: ..."; the name is printed with the first piece, so a reply
+    that fails before it leaves no dangling "NAME: " line."""
     stream = session.say(text, as_role)
+    started = False
+
+    def start() -> None:
+        nonlocal started
+        if not started:
+            print(f"{session.character.name}: ", end="", flush=True)
+            started = True
+
     try:
         for piece in stream:
+            start()
             print(piece, end="", flush=True)
     except KeyboardInterrupt:  # Ctrl-C stops the reply; the turn is not recorded
         stream.close()
-        print("\n[stopped]", flush=True)
+        print("\n[stopped]" if started else "[stopped]", flush=True)
         return
     except RolecastError:
-        print(flush=True)  # end the half-printed line before the error message
+        if started:
+            print(flush=True)  # end the half-printed line before the error message
         raise
+    start()  # an empty reply is still a reply
     print(flush=True)
 
 
@@ -177,6 +191,15 @@ def cmd_chat(args: argparse.Namespace) -> int:
     finally:
         if voice is not None:
             voice.close()
+
+
+CHAT_COMMAND = re.compile(r"\s*(?P<word>/[^\s/]\S*)(?P<rest>.*)$", re.DOTALL)
+CHAT_HELP = """commands:
+  /as NAME      speak as NAME (a narrator such as {narrator} narrates); /as alone: back to {user}
+  /help         this list
+  /quit, /exit  leave (Ctrl-D too)
+  //TEXT        say TEXT that begins with a slash
+Ctrl-C while a reply streams stops it."""
 
 
 def _chat(args: argparse.Namespace, session, voice) -> int:  # type: ignore[no-untyped-def]
@@ -198,21 +221,28 @@ def _chat(args: argparse.Namespace, session, voice) -> int:  # type: ignore[no-u
         threading.Thread(target=voice.warm_up, daemon=True).start()
     if c.greetings:
         print(f"{c.name}: {c.greetings[0]}")
-    print(f"(you are {role}; /as NAME to speak as someone else, /quit to leave)")
+    print(f"(you are {role}; /help lists the commands, /quit leaves)")
     while True:
         try:
             text = input(f"{role}> ")
         except (EOFError, KeyboardInterrupt):
             print()
             return 0
-        if text.strip() in ("/quit", "/exit"):
+        command = CHAT_COMMAND.match(text)
+        if command is None:
+            if text.strip():
+                turn(text.strip()[1:] if text.strip().startswith("//") else text)
+            continue
+        word, rest = command["word"].lower(), command["rest"].strip()
+        if word in ("/quit", "/exit"):
             return 0
-        if text.startswith("/as "):
-            role = text[4:].strip() or c.user_role
-            continue
-        if not text.strip():
-            continue
-        turn(text)
+        if word == "/as":
+            role = rest or c.user_role
+        elif word == "/help":
+            narrator = c.narrators[0] if c.narrators else "旁白"
+            print(CHAT_HELP.format(user=c.user_role, narrator=narrator))
+        else:  # not sent to the model: a typo of a command is not a line of dialogue
+            print(f"unknown command {word}; /help lists them")
 
 
 def _report_problems(problems, label: str, limit: int = 10) -> None:
@@ -235,7 +265,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise RolecastError(
             f"usage: rolecast import [{'|'.join(IMPORT_FORMATS)}] PATH (got {args.source})"
         )
-    result = import_source(path, fmt, args.name)
+    result = import_source(path, fmt, args.name, speaker=args.speaker, user_role=args.user_role)
     _report_problems(result.problems, "skipped")
     _report_problems(result.repaired, "repaired")
     for note in result.notes:
@@ -433,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sp.add_argument(
             "--order",
-            choices=("classic", "cache"),
+            choices=("classic", "split", "cache"),
             help="prompt order: classic, or cache-friendly (stable parts first); default: "
             "cache for the local backend (it reuses the KV cache), classic otherwise",
         )
@@ -479,6 +509,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--name", help="id for the imported character (default: from the source)")
     sp.add_argument("--force", action="store_true", help="replace an existing character")
     sp.add_argument("--strict", action="store_true", help="fail on any unreadable line")
+    sp.add_argument(
+        "--speaker",
+        metavar="NAME",
+        help="ChatHaruhi: the speaker who is the character (default: the one the folder name, "
+        "gradio_header.md, the role's config or its persona names, else the one with the most "
+        "lines). A card holds one character: a NAME other than its name is an error",
+    )
+    sp.add_argument(
+        "--user-role",
+        metavar="NAME",
+        help="the role you speak as (default: for ChatHaruhi whoever talks to the character "
+        "most, for a card 'user', which {{user}} becomes)",
+    )
     sp.set_defaults(func=cmd_import)
     sp = sub.add_parser("export", help="export a character as a card or a ChatHaruhi role")
     sp.add_argument("name")
@@ -555,12 +598,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
+        return code
     except RolecastError as exc:
         print(f"rolecast: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (rolecast show x | head): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # what is still buffered goes nowhere at exit
+        os.close(devnull)
+        return 141  # 128 + SIGPIPE, as the shell reports a command a pipe stopped
 
 
 if __name__ == "__main__":
