@@ -1,6 +1,6 @@
 """Ingest speed: a synthetic episode from files to package, against its running time.
 
-    python benchmarks/bench_ingest.py [--minutes 24]
+    python benchmarks/bench_ingest.py [--minutes 24] [--speakers 3]
 
 Builds a synthetic episode (tests/synthetic_episode.py: espeak-ng voices, an ffmpeg video, SRT
 subtitles; the build is not timed), labels three lines per speaker from the known truth, then
@@ -21,6 +21,7 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=24)
+    ap.add_argument("--speakers", type=int, default=3, help="voices in the episode (2-4)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from synthetic_episode import build_episode
@@ -30,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(tempfile.mkdtemp(prefix="rolecast-bench-ingest-"))
     os.environ.setdefault("ROLECAST_HOME", str(base / "home"))
     t = time.perf_counter()
-    ep = build_episode(base / "ep", lines=None, minutes=args.minutes, speakers=3, seed=1)
+    ep = build_episode(
+        base / "ep", lines=None, minutes=args.minutes, speakers=args.speakers, seed=1
+    )
     built = time.perf_counter() - t
     work = workdir.WorkDir(base / "work")
     times: dict[str, float] = {}
@@ -55,11 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     workdir.package(work, speaker, base / "home" / "characters" / "bench", cid="bench")
     times["package"] = time.perf_counter() - t
     rest = [a for a in report.attributions.values() if a.band != "label"]
-    right = sum(1 for a in rest if a.band == "assigned" and a.speaker == truth[a.line])
+    assigned = [a for a in rest if a.band == "assigned"]
+    right = sum(1 for a in assigned if a.speaker == truth[a.line])
+    bands = {b: sum(1 for a in rest if a.band == b) for b in ("maybe", "unknown")}
     total = sum(times.values())
     print(f"# ingest benchmark ({time.strftime('%Y-%m-%d %H:%M')}, nproc {os.cpu_count()})\n")
     print(
-        f"episode: {ep.duration / 60:.1f} min, {len(lines)} lines, 3 voices "
+        f"episode: {ep.duration / 60:.1f} min, {len(lines)} lines, {args.speakers} voices "
         f"(built in {built:.0f} s, not counted)\n"
     )
     print("| step | seconds |\n|---|---|")
@@ -68,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"| total | {total:.1f} ({total / ep.duration:.3f} x real time; target <= 2) |\n\n"
         f"attribution with 3 labels per speaker: {right}/{len(rest)} right "
-        f"({right / max(len(rest), 1):.1%})"
+        f"({right / max(len(rest), 1):.1%}); {len(assigned)} assigned, "
+        f"{len(assigned) - right} of them wrong; {bands['maybe']} maybe, "
+        f"{bands['unknown']} unknown"
     )
     return 0
 
