@@ -7,11 +7,13 @@ Each (setting, character) runs `rolecast eval smoke` in process: the built-in ba
 character's language (2 chats of 8 lines), the chat's own defaults otherwise. A setting is
 a prompt order, optionally with ``:canon=N`` / ``:history=N`` (budgets, tokens) and
 ``:presence=F`` / ``:frequency=F`` / ``:repeat=F`` / ``:temperature=F`` (sampling), e.g.
-``split:canon=800:frequency=0.3``. Corpus characters are imported from their ChatHaruhi story
-folders into a temporary ROLECAST_HOME. Results and caches go to ``--out`` (default
-``./bench-smoke``), so an interrupted run resumes; the table is printed as Markdown:
-failures per setting and character, the pooled shares against the gate's targets, and the
-median seconds per turn.
+``split:canon=800:frequency=0.3``; a final ``:dressed`` sends the user's lines in the
+canon's ``Name:「line」`` form, as before the bare form was chosen; ``:closing`` ends the
+split order's canon message with the turn reminder (``prompt/templates/turn_*.txt``).
+Corpus characters are imported from their ChatHaruhi story folders into a temporary
+ROLECAST_HOME. Results and caches go to ``--out`` (default ``./bench-smoke``), so an
+interrupted run resumes; the table is printed as Markdown: failures per setting and
+character, the pooled shares against the gate's targets, and the median seconds per turn.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ PENALTIES = {
 
 
 def parse_setting(text: str) -> tuple[str, dict[str, int], dict[str, float]]:
-    order, *opts = text.split(":")
+    order, *opts = [o for o in text.split(":") if o not in ("dressed", "closing")]
     budget: dict[str, int] = {}
     params: dict[str, float] = {}
     for opt in opts:
@@ -110,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         llm = get_llm("local", model=args.model)
         for setting in args.settings.split(","):
             order, budget, params = parse_setting(setting)
+            import rolecast.prompt.assemble as assemble_module
+
+            assemble_module.BARE_USER_LINES = not setting.endswith(":dressed")
+            assemble_module.CANON_CLOSING = ":closing" in setting
             pooled = dict.fromkeys(smoke.FAILURES, 0)
             total = 0
             secs: list[float] = []

@@ -24,9 +24,9 @@ def test_classic_order_layout(character, counter) -> None:
     assert roles == ["system", "user", "assistant", "user"]
     assert a.messages[0]["content"].startswith(character.persona)
     assert "旅人:「下雨了，伞又破了一个洞。」" in a.messages[0]["content"]
-    assert a.messages[1]["content"] == "旅人:「晚上好」"
+    assert a.messages[1]["content"] == "晚上好"  # the user's lines go as said
     assert a.messages[2]["content"] == "来啦，坐。"
-    assert a.messages[3]["content"] == "旅人:「今天吃什么？」"
+    assert a.messages[3]["content"] == "今天吃什么？"
     assert a.scene_ids == ["s000", "s001"]
     assert a.parts["total"] == _total(a.messages, counter)
 
@@ -46,7 +46,7 @@ def test_cache_order_puts_what_changes_last(character, counter) -> None:
     system, last = a.messages[0]["content"], a.messages[-1]["content"]
     assert "你想不想离开这个小镇" in system  # pinned canon is in the stable part
     assert "伞又破了" not in system and "伞又破了" in last
-    assert last.endswith("旅人:「你好」")
+    assert last.endswith("\n\n你好")
     assert a.scene_ids == ["s005", "s000", "s001"]
 
 
@@ -76,7 +76,7 @@ def test_newest_turn_is_shortened_not_dropped(character, counter) -> None:
 def test_history_stops_at_first_older_turn_that_does_not_fit(character, counter) -> None:
     history = [Turn("旅人", "老的短句"), Turn("小满", "中间很长的话。" * 50), Turn("旅人", "新的")]
     a = assemble(character, [], history, Turn("旅人", "嗯"), Budget(history=40), counter)
-    assert [m["content"] for m in a.messages[1:-1]] == ["旅人:「新的」"]
+    assert [m["content"] for m in a.messages[1:-1]] == ["新的"]
 
 
 def test_budget_from_context_window() -> None:
@@ -110,7 +110,7 @@ _words = st.text(alphabet="面汤雨伞猫灯河桥钟abc xyz，。！?", min_si
     canon=st.integers(0, 400),
     hist=st.integers(0, 400),
     total=st.one_of(st.none(), st.integers(24, 600)),
-    order=st.sampled_from(["classic", "cache"]),
+    order=st.sampled_from(["classic", "split", "cache"]),
 )
 def test_budget_is_never_exceeded(
     counter, scenes, history, line, persona, canon, hist, total, order
@@ -188,7 +188,7 @@ def test_split_order_puts_the_canon_in_a_system_message_before_the_line(counter)
     assert a.messages[0]["content"].startswith("你是小满。")  # the draft marker is not sent
     assert "DRAFT" not in "".join(m["content"] for m in a.messages)
     assert "经典片段" in a.messages[3]["content"] and "经典片段" not in a.messages[0]["content"]
-    assert a.messages[-1]["content"] == "旅人:「多少钱？」"
+    assert a.messages[-1]["content"] == "多少钱？"
     assert a.scene_ids == [c.scenes[0].id, c.scenes[1].id]
     # the next turn keeps the same prefix (persona + history) for the KV cache
     b = assemble(
@@ -201,3 +201,15 @@ def test_split_order_puts_the_canon_in_a_system_message_before_the_line(counter)
         "split",
     )
     assert b.messages[:3] == a.messages[:3]
+
+
+def test_the_users_lines_go_as_said_and_other_roles_keep_their_names(counter) -> None:
+    c = make_character()
+    history = [Turn("旅人", "你好"), Turn("小满", "坐。"), Turn("周伯", "来碗面。")]
+    a = assemble(c, [], history, Turn("旁白", "雾更浓了。"), Budget(), counter)
+    assert [m["content"] for m in a.messages[1:]] == [
+        "你好",
+        "坐。",
+        "周伯:「来碗面。」",
+        "旁白:雾更浓了。",
+    ]

@@ -124,7 +124,7 @@ def test_default_model_answers_a_chinese_question_in_character(tmp_path: Path, e
     assert s.last is not None and "s001" in s.last.assembly.scene_ids  # "你是谁" scene retrieved
 
 
-def test_local_backend_defaults_to_the_cache_friendly_order(monkeypatch) -> None:
+def test_local_backend_defaults_to_the_split_order(monkeypatch) -> None:
     from rolecast.cli import main as cli
 
     built = []
@@ -133,7 +133,7 @@ def test_local_backend_defaults_to_the_cache_friendly_order(monkeypatch) -> None
         "rolecast.session.Session.__init__", lambda self, *a, **kw: built.append(kw)
     )
     for argv, order in (
-        (["prompt", "mia", "hi", "--backend", "local", "--model", "smollm2"], "cache"),
+        (["prompt", "mia", "hi", "--backend", "local", "--model", "smollm2"], "split"),
         (
             [
                 "prompt",

@@ -76,7 +76,7 @@ def test_stateless_request_uses_the_client_history(chars: Path) -> None:
     assert body["choices"][0]["message"] == {"role": "assistant", "content": "两文钱。"}
     assert body["usage"]["prompt_tokens"] > 0 and body["usage"]["completion_tokens"] > 0
     sent = llm.requests[0][0]
-    assert [m["content"] for m in sent[1:3]] == ["旅人:「伞破了」", "拿来我补。"]
+    assert [m["content"] for m in sent[1:3]] == ["伞破了", "拿来我补。"]
     assert "ignored" not in json.dumps(sent, ensure_ascii=False)
     assert float(r.headers["X-Rolecast-Prepare-Ms"]) > 0
 
@@ -91,7 +91,7 @@ def test_session_mode_keeps_the_history_on_the_server(chars: Path) -> None:
         headers={"X-Session-Id": "s1"},
     )
     assert r.json()["choices"][0]["message"]["content"] == "面来了。"
-    assert [m["content"] for m in llm.requests[1][0][1:3]] == ["旅人:「你好」", "坐。"]
+    assert [m["content"] for m in llm.requests[1][0][1:3]] == ["你好", "坐。"]
     got = client.get("/v1/sessions/s1").json()
     assert [m["content"] for m in got["messages"]] == ["你好", "坐。", "面呢？", "面来了。"]
     r = ask(client, "x", user="s1", model="mia")
@@ -369,7 +369,7 @@ def test_two_servers_share_sessions_through_postgres(chars: Path, postgres_url: 
     assert ask(one, "你好", key=KEY_A, user=sid).status_code == 200
     llm2.enqueue("面来了。")
     assert ask(two, "面呢？", key=KEY_A, user=sid).status_code == 200
-    assert [m["content"] for m in llm2.requests[0][0][1:3]] == ["旅人:「你好」", "坐。"]
+    assert [m["content"] for m in llm2.requests[0][0][1:3]] == ["你好", "坐。"]
     got = one.get(f"/v1/sessions/{sid}", headers={"Authorization": f"Bearer {KEY_A}"}).json()
     assert [m["content"] for m in got["messages"]] == ["你好", "坐。", "面呢？", "面来了。"]
     for state in states:

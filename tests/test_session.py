@@ -74,7 +74,7 @@ def test_a_turn_goes_through_retrieval_prompt_backend_and_history(session: Sessi
     assert len(pieces) > 1  # streamed
     messages, params = session.llm.requests[0]
     assert "煤球！给我把鱼放下" in messages[0]["content"]  # the canon scene was retrieved
-    assert messages[-1]["content"] == "旅人:「那只黑猫又来偷鱼了！」"
+    assert messages[-1]["content"] == "那只黑猫又来偷鱼了！"
     assert "\n旅人:" in params.stop
     assert session.history == [
         Turn("旅人", "那只黑猫又来偷鱼了！"),
@@ -88,7 +88,7 @@ def test_history_is_sent_on_the_next_turn(session: Session) -> None:
     session.reply("第一问")
     session.reply("第二问", as_role="旁白")
     messages = session.llm.requests[1][0]
-    assert [m["content"] for m in messages[1:]] == ["旅人:「第一问」", "第一答", "旁白:第二问"]
+    assert [m["content"] for m in messages[1:]] == ["第一问", "第一答", "旁白:第二问"]
 
 
 def test_failed_turn_leaves_history_as_it_was(session: Session) -> None:
@@ -222,3 +222,63 @@ def test_lore_entries_join_the_canon_when_their_keys_come_up(session: Session) -
     assert "一条河边的小镇" in system  # constant
     assert report.assembly.scene_ids[:3] == ["lore:渡口", "lore:灯", "lore:世界"]
     assert "一天" not in session.prepare("今天吃什么？").assembly.messages[0]["content"]
+
+
+def test_a_backend_caps_the_canon_budget(tmp_path: Path, embedder) -> None:
+    class Small(ScriptedLLM):
+        canon_budget = 100
+
+    c = make_character()
+    index = load_index(c, embedder, tmp_path)
+    capped = Session(c, index, Small(context_window=4096))
+    assert capped.budget is not None and capped.budget.canon == 100
+    assert (
+        capped.budget.history == Session(c, index, ScriptedLLM(context_window=4096)).budget.history
+    )
+    assert Session(c, index, Small()).budget.canon == 100  # no window known: capped too
+    assert Session(c, index, ScriptedLLM(context_window=4096)).budget.canon > 1000
+    from rolecast.backends.local import LocalLLM
+
+    assert LocalLLM.prompt_order == "split" and LocalLLM.canon_budget is not None
+
+
+def test_a_reply_that_says_the_users_line_back_is_held_and_sampled_again(
+    session: Session,
+) -> None:
+    session.llm.enqueue("晚上好，今天过得怎么样？").enqueue("小满:「哟，来得正好，汤刚滚。」")
+    pieces = list(session.say("晚上好呀，今天过得怎么样？"))
+    assert "".join(pieces) == "哟，来得正好，汤刚滚。"  # the echo was never shown
+    first, second = (p for _, p in session.llm.requests)
+    assert second.presence_penalty > first.presence_penalty and second.seed != first.seed
+    assert session.history[-1] == Turn("小满", "哟，来得正好，汤刚滚。")
+
+
+def test_an_earlier_reply_said_again_is_sampled_again(session: Session) -> None:
+    session.llm.enqueue("中西").enqueue("中西").enqueue("雾散了再说。")
+    assert session.reply("你好") == "中西"
+    assert session.reply("你是谁？") == "雾散了再说。"
+    assert len(session.llm.requests) == 3
+
+
+def test_an_echo_every_time_is_said_rather_than_nothing(session: Session) -> None:
+    for _ in range(3):
+        session.llm.enqueue("我明天就要走了。")
+    assert session.reply("我明天就要走了") == "我明天就要走了。"
+    assert len(session.llm.requests) == 3
+
+
+def test_a_reply_of_its_own_streams_at_once() -> None:
+    from rolecast.session import _Echo, unechoed
+
+    out = unechoed(iter(["哟，", "来了", "。"]), "你好呀，今天怎么样")
+    assert next(out) == "哟，"  # released with the first piece: it reads nothing like the line
+    # held while it reads like the line, released whole once it goes its own way
+    assert list(unechoed(iter(["你最喜欢", "吃什么？我最", "喜欢面。"]), "你最喜欢吃什么？")) == [
+        "你最喜欢吃什么？我最喜欢面。"
+    ]
+    assert list(unechoed(iter(["你好呀"]), "你好")) == ["你好呀"]  # too short to guard
+    with pytest.raises(_Echo):  # an earlier reply of two characters is guarded
+        list(unechoed(iter(["中西"]), "你是谁？", ["中西"]))
+    with pytest.raises(_Echo):
+        list(unechoed(iter(["晚上好，", "今天过得怎么样？"]), "晚上好呀，今天过得怎么样？"))
+    assert list(unechoed(iter(["Hi"]), "")) == ["Hi"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import random
 import re
 import time
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from .backends.base import LLM, GenerationParams
@@ -25,6 +26,11 @@ EMPTY_RETRIES = 2  # new samples when a reply is empty after clean-up
 RETRY_HEAT = 0.25  # each retry samples this much hotter (a new seed alone often repeats itself)
 MAX_RETRY_TEMPERATURE = 1.3
 RETRY_FLOOR_S = 2.0  # retries may always take this long, however quick the first try was
+RETRY_PRESENCE = 0.5  # presence penalty added per retry: away from the tokens just read
+ECHO_SIMILAR = 0.8  # a reply this alike (difflib ratio) to the user's line or a reply is an echo
+ECHO_REPLIES = 4  # the character's latest replies a new one must not say again
+ECHO_MIN_CHARS = 6  # shorter lines are not guarded: "你好" may well be answered "你好呀"
+_NOT_WORD = re.compile(r"[\W_]+")
 STOP_SPEAKERS = 40  # other speakers whose "Name:" stops generation (the most frequent first)
 _PREFIX = re.compile(r"^\s*(?P<name>[^:：「」\n]{1,24}?)\s*[:：]\s*")
 _INLINE = re.compile(r"[」\s](?P<name>[^:：「」\s]{1,24}?)\s*[:：]\s*「")
@@ -146,11 +152,57 @@ def speaker_stops(character: Character, limit: int = STOP_SPEAKERS) -> tuple[str
 
 
 def retry_params(params: GenerationParams, attempt: int) -> GenerationParams:
-    """Sampling for retry ``attempt`` (1, 2, ...): another seed and a higher temperature,
-    so the retry does not write the same text again."""
+    """Sampling for retry ``attempt`` (1, 2, ...): another seed, a higher temperature and a
+    presence penalty, so the retry neither writes the same text again nor says back what
+    it has just read."""
     seed = random.randrange(1 << 31) if params.seed is None else params.seed + 7919 * attempt
     heat = min(params.temperature + RETRY_HEAT * attempt, MAX_RETRY_TEMPERATURE)
-    return replace(params, seed=seed, temperature=max(heat, params.temperature))
+    presence = params.presence_penalty + RETRY_PRESENCE * attempt
+    return replace(
+        params, seed=seed, temperature=max(heat, params.temperature), presence_penalty=presence
+    )
+
+
+def _plain(text: str) -> str:
+    return _NOT_WORD.sub("", text.casefold())
+
+
+class _Echo(Exception):
+    """The reply was the user's line, or an earlier reply, said again."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+def unechoed(pieces: Iterable[str], line: str, replies: Sequence[str] = ()) -> Iterator[str]:
+    """``pieces`` as they come, except a reply that says the user's ``line`` or one of the
+    earlier ``replies`` again: while the reply so far reads like the start of one it is held
+    back, and if it ends as one (``ECHO_SIMILAR`` alike) ``_Echo`` is raised with nothing
+    shown. A reply that goes its own way is released at once. A short line is not guarded
+    ("你好" may well be answered "你好呀"); an earlier reply of two characters is."""
+    plain = [p for p in [_plain(line)] if len(p) >= ECHO_MIN_CHARS]
+    plain += [p for p in (_plain(r) for r in replies) if len(p) >= 2]
+    held = ""
+    for piece in pieces:
+        if plain is not None:
+            held += piece
+            h = _plain(held)
+            if any(_alike(h, src[: len(h)]) for src in plain):
+                continue
+            plain, piece = None, held
+        yield piece
+    if plain is not None and held:
+        h = _plain(held)
+        if any(_alike(h, src) for src in plain):
+            raise _Echo(held)
+        yield held
+
+
+def _alike(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() >= ECHO_SIMILAR
 
 
 @dataclass
@@ -171,7 +223,12 @@ class Session:
         if self.budget is None:
             window = self.llm.context_window
             reply = self.params.max_tokens
-            self.budget = Budget.for_context(window, reply) if window else Budget()
+            cap = self.llm.canon_budget
+            self.budget = (
+                Budget.for_context(window, reply, cap)
+                if window
+                else Budget(canon=min(Budget.canon, cap or Budget.canon))
+            )
         if self.counter is None:
             self.counter = self.llm.token_counter() or quicktok_counter(
                 encoding_for_model(self.llm.model)
@@ -229,31 +286,41 @@ class Session:
                 if deadline is not None and time.monotonic() > deadline:
                     raise _OutOfTime  # a retry past its time: no half-held text is shown
 
+        mine = [t.text for t in self.history if self.character.is_self(t.speaker)]
+        recent = mine[-ECHO_REPLIES:]
         started = time.monotonic()
         deadline: float | None = None
         params = self.params
         pieces: list[str] = []
         cut = False
+        echo = ""
         for attempt in range(EMPTY_RETRIES + 1):
             raw.clear()
             report.tries = attempt + 1
             try:
-                for piece in self.cleaner.stream(tee(params, deadline)):
+                for piece in unechoed(self.cleaner.stream(tee(params, deadline)), text, recent):
                     pieces.append(piece)
                     yield piece
             except _OutOfTime:
                 cut = True
+            except _Echo as said_again:
+                echo = said_again.text
             report.raw = "".join(raw)
             if pieces or cut:
                 break
-            # Nothing survived clean-up (the model spoke only for others, or wrote nothing):
-            # sample again, differently, but spend at most one more reply's worth of time.
-            log.info("empty reply after clean-up (try %d): %r", attempt + 1, report.raw[:80])
+            # Nothing survived clean-up (the model spoke only for others, wrote nothing, or
+            # said the user's line back): sample again, differently, but spend at most one
+            # more reply's worth of time.
+            log.info("no reply after clean-up (try %d): %r", attempt + 1, report.raw[:80])
             if deadline is None:
                 deadline = time.monotonic() + max(time.monotonic() - started, RETRY_FLOOR_S)
             if time.monotonic() >= deadline:
                 break
             params = retry_params(self.params, attempt + 1)
+        if not pieces and echo:  # an echo every time: better said than nothing at all
+            pieces.append(echo)
+            yield echo
+            cut = True
         if not pieces:
             self.pending = None
             seen = f": it wrote {report.raw.strip()[:60]!r}" if report.raw.strip() else ""

@@ -38,6 +38,9 @@ class LLM:
     # the prompt order that suits the backend when the user has not chosen one: "cache" where
     # the backend keeps the previous prompt's KV cache and reuses its longest common prefix
     prompt_order: ClassVar[str] = "classic"
+    # the most canon tokens worth sending (None: a share of the context window). A small
+    # model copies and drifts with more examples than it can use
+    canon_budget: ClassVar[int | None] = None
 
     def stream(self, messages: Sequence[dict[str, str]], params: GenerationParams) -> Iterator[str]:
         """Yield the reply's text as it is generated."""
@@ -61,6 +64,7 @@ class LockedLLM(LLM):
         self.context_window = inner.context_window
         self.model = inner.model
         self.prompt_order = inner.prompt_order  # type: ignore[misc]
+        self.canon_budget = inner.canon_budget  # type: ignore[misc]
 
     def stream(self, messages: Sequence[dict[str, str]], params: GenerationParams) -> Iterator[str]:
         with self.lock:

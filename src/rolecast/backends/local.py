@@ -49,7 +49,11 @@ def _no_weight_repacking(llama_module: Any) -> Iterator[None]:
 
 class LocalLLM(LLM):
     name = "local"
-    prompt_order = "cache"  # llama-cpp-python reuses the longest common prefix of the last prompt
+    # llama-cpp-python reuses the longest common prefix of the last prompt: the split order
+    # keeps persona + history as that prefix and sends the canon as a system message before the
+    # line (the cache order, canon inside the user's turn, made the small model answer it)
+    prompt_order = "split"
+    canon_budget = 700  # tokens of canon; chosen on the conversation gate (see the README)
 
     def __init__(
         self,

@@ -464,8 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--order",
             choices=("classic", "split", "cache"),
-            help="prompt order: classic, or cache-friendly (stable parts first); default: "
-            "cache for the local backend (it reuses the KV cache), classic otherwise",
+            help="prompt order: classic (canon in the system message), split (canon as a "
+            "system message right before the line: persona and history stay a reusable KV "
+            "cache prefix) or cache (canon inside the user's turn); default: split for the "
+            "local backend, classic otherwise",
         )
 
     sub.add_parser("list", help="list installed characters").set_defaults(func=cmd_list)

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..character.model import Character
 from ..errors import InputError, RolecastError
-from ..prompt.assemble import canon_block, reply_rules
+from ..prompt.assemble import canon_block, reply_rules, turn_reminder
 from .report import Cache, to_jsonable
 from .runner import Progress, run_items
 
@@ -114,8 +114,17 @@ def _grams(toks: Sequence[str], n: int) -> set[tuple[str, ...]]:
     return {tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)}
 
 
+EVIDENCE_CHARS = 60  # of a matched run quoted in the report
+
+
 def _join(run: Sequence[str]) -> str:
-    return "".join(run) if all(_IS_CJK.match(t) for t in run) else " ".join(run)
+    """Tokens back to text: CJK characters run together, words apart; long runs cut."""
+    out = ""
+    for tok in run:
+        if out and not (_IS_CJK.match(tok) or _IS_CJK.match(out[-1])):
+            out += " "
+        out += tok
+    return out if len(out) <= EVIDENCE_CHARS else out[:EVIDENCE_CHARS] + "…"
 
 
 def _first_shared(
@@ -221,7 +230,8 @@ class SmokeChecker:
         canon_toks = [tokens(t) for t in canon_lines]
         # the prompt's fixed text: persona, standing rules, the canon block's instructions
         header = canon_block(character, ["\0"]).split("\0")[0]
-        fixed = [character.persona, reply_rules(character), header, *fixed_texts]
+        fixed = [character.persona, reply_rules(character), header, turn_reminder(character)]
+        fixed += list(fixed_texts)
         self.fixed_grams: set[tuple[str, ...]] = set()
         for t in fixed:
             self.fixed_grams |= _grams(tokens(t), self.leak_n)

@@ -40,6 +40,8 @@ SCENE_SEP = "\n\n"
 FOLLOWUP_CANON = 3  # cache order: after the first turn, new canon gets a third of its budget
 HISTORY_STEP = 4  # cache order: the kept history starts at a multiple of this many messages
 MIN_TOTAL = 2 * MESSAGE_OVERHEAD + 8  # a system and a user message with a few tokens of line
+CANON_CLOSING = False  # split order: end the canon message with turn_reminder()
+BARE_USER_LINES = True  # the user role's lines without the "名字:「」" dress (see render_turn)
 
 
 _COMMENT = re.compile(r"<!--.*?-->\s*", re.S)
@@ -64,10 +66,16 @@ class Budget:
             raise ValueError(f"token budgets must not be negative: {self}")
 
     @classmethod
-    def for_context(cls, context_window: int, reply_tokens: int = 512) -> Budget:
-        """Budgets derived from a model's context window, leaving room for the reply."""
+    def for_context(
+        cls, context_window: int, reply_tokens: int = 512, canon_cap: int | None = None
+    ) -> Budget:
+        """Budgets derived from a model's context window, leaving room for the reply; the
+        canon's share is at most ``canon_cap`` tokens when one is given."""
         total = max(context_window - reply_tokens, 0)
-        return cls(int(total * CANON_SHARE), int(total * HISTORY_SHARE), total)
+        canon = int(total * CANON_SHARE)
+        if canon_cap is not None:
+            canon = min(canon, canon_cap)
+        return cls(canon, int(total * HISTORY_SHARE), total)
 
 
 @dataclass
@@ -109,10 +117,26 @@ def render_scene(scene: Scene, character: Character) -> str:
 
 
 def render_turn(turn: Turn, character: Character) -> dict[str, str]:
+    """A turn as a chat message: the character's own as the assistant's, anyone else's as
+    the user's. The user role's lines go as they were said (a line in the canon's
+    ``名字:「台词」`` form read to a small model as a script to go on with, and it said
+    the line back); narration and other roles keep their names."""
     if character.is_self(turn.speaker):
         return {"role": "assistant", "content": turn.text}
-    line = format_line(Line(turn.speaker, turn.text), character.narrators)
+    if BARE_USER_LINES and turn.speaker.strip() == character.user_role:
+        line = turn.text
+    else:
+        line = format_line(Line(turn.speaker, turn.text), character.narrators)
     return {"role": "user", "content": f"{turn.canon}\n\n{line}" if turn.canon else line}
+
+
+def turn_reminder(character: Character) -> str:
+    """The split order's last words before the line: the scenes were examples, now answer."""
+    return (
+        _template("turn", character.language)
+        .substitute(name=character.name, user=character.user_role)
+        .strip()
+    )
 
 
 def canon_block(character: Character, blocks: Sequence[str]) -> str:
@@ -274,6 +298,8 @@ def assemble(
                 p for p in (persona, canon_block(character, blocks[:n_pinned])) if p
             )
             late = canon_block(character, blocks[n_pinned:])
+            if late and CANON_CLOSING:
+                late += "\n\n" + turn_reminder(character)
             return [
                 {"role": "system", "content": system},
                 *hist_msgs,

@@ -58,6 +58,7 @@ class TimedLLM(LLM):
         self.context_window = inner.context_window
         self.model = inner.model
         self.prompt_order = inner.prompt_order  # type: ignore[misc]
+        self.canon_budget = inner.canon_budget  # type: ignore[misc]
         self.waited = 0.0
         self.called_at: float | None = None
         self.first_chunk_at: float | None = None
