@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--characters", default="haruhi,liyunlong,Sheldon")
     p.add_argument("--n", type=int, default=20)
     p.add_argument("--model", default=None)
+    p.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: all)")
     p.add_argument("--out", type=Path, default=Path("bench-canon-gate"))
     args = p.parse_args(argv)
     if not args.corpus:
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     per_character: dict[str, dict[str, str]] = {}
     started = time.perf_counter()
     try:
-        llm = get_llm("local", model=args.model)
+        llm = get_llm("local", model=args.model, n_threads=args.threads)
         for name in args.characters.split(","):
             c = import_story_folder(Path(args.corpus) / "characters" / name).character
             index = load_index(c, "use")

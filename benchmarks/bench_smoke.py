@@ -4,21 +4,21 @@
         [--characters xiaoman,haruhi,Sheldon] [--settings cache,split] [--out DIR]
 
 Each (setting, character) runs `rolecast eval smoke` in process: the built-in battery of the
-character's language (2 chats of 8 lines), the chat's own defaults otherwise. A setting is
-a prompt order, optionally with ``:canon=N`` / ``:history=N`` (budgets, tokens) and
+character's language (2 chats of 8 lines), the chat's own defaults otherwise. A setting is a
+prompt order, optionally with ``:canon=N`` / ``:history=N`` (budgets, tokens) and
 ``:presence=F`` / ``:frequency=F`` / ``:repeat=F`` / ``:temperature=F`` (sampling), e.g.
 ``split:canon=800:frequency=0.3``; a final ``:dressed`` sends the user's lines in the
-canon's ``Name:「line」`` form, as before the bare form was chosen; ``:closing`` ends the
-split order's canon message with the turn reminder (``prompt/templates/turn_*.txt``).
-Corpus characters are imported from their ChatHaruhi story folders into a temporary
-ROLECAST_HOME. Results and caches go to ``--out`` (default ``./bench-smoke``), so an
-interrupted run resumes; the table is printed as Markdown: failures per setting and
-character, the pooled shares against the gate's targets, and the median seconds per turn.
+canon's ``Name:「line」`` form, as before the bare form was chosen. Corpus characters are
+imported from their ChatHaruhi story folders into a temporary ROLECAST_HOME. Results and
+caches go to ``--out`` (default ``./bench-smoke``), so an interrupted run resumes; the table
+is printed as Markdown: failures per setting and character, the pooled shares against the
+gate's targets, and the median seconds per turn.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import shutil
@@ -52,7 +52,7 @@ PENALTIES = {
 
 
 def parse_setting(text: str) -> tuple[str, dict[str, int], dict[str, float]]:
-    order, *opts = [o for o in text.split(":") if o not in ("dressed", "closing")]
+    order, *opts = [o for o in text.split(":") if o != "dressed"]
     budget: dict[str, int] = {}
     params: dict[str, float] = {}
     for opt in opts:
@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None, help="local model (default: the default model)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chats", type=int, default=None, help="chats of the battery (default all)")
+    p.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: all)")
     p.add_argument("--out", type=Path, default=Path("bench-smoke"))
     p.add_argument("--json", type=Path, help="also write the table's figures as JSON")
     args = p.parse_args(argv)
@@ -109,13 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, object]] = []
     try:
         characters = load_characters(args.characters.split(","), args.corpus, home)
-        llm = get_llm("local", model=args.model)
+        llm = get_llm("local", model=args.model, n_threads=args.threads)
         for setting in args.settings.split(","):
             order, budget, params = parse_setting(setting)
-            import rolecast.prompt.assemble as assemble_module
-
+            # the module itself (rolecast.prompt exports a function of the same name)
+            assemble_module = importlib.import_module("rolecast.prompt.assemble")
             assemble_module.BARE_USER_LINES = not setting.endswith(":dressed")
-            assemble_module.CANON_CLOSING = ":closing" in setting
             pooled = dict.fromkeys(smoke.FAILURES, 0)
             total = 0
             secs: list[float] = []

@@ -35,7 +35,7 @@ def test_list_and_show(capsys) -> None:
 def test_prompt_prints_parts_and_scene_scores(capsys) -> None:
     assert main(["prompt", "xiaoman", "你是谁？"]) == 0
     out = capsys.readouterr().out
-    assert "----- system -----" in out and "旅人:「你是谁？」" in out
+    assert "----- system -----" in out and "----- user -----\n你是谁？\n" in out
     assert "persona=" in out and "canon=" in out and "total=" in out
     assert "* s001" in out  # the self-introduction scene, with its scores
 
@@ -156,7 +156,7 @@ def test_ctrl_c_stops_the_reply_and_the_chat_goes_on(monkeypatch, capsys) -> Non
     out = capsys.readouterr().out
     assert "[stopped]" in out and "林小满: 还在" in out
     history = llm.requests[1][0]
-    assert [m["content"] for m in history[1:]] == ["旅人:「第二句」"]  # the stopped turn is gone
+    assert [m["content"] for m in history[1:]] == ["第二句"]  # the stopped turn is gone
 
 
 def test_bare_import_detects_the_format_and_export_round_trips(tmp_path: Path, capsys) -> None:
@@ -377,3 +377,14 @@ def test_show_into_a_closed_pipe_exits_quietly() -> None:
         timeout=60,
     )
     assert piped.stdout == "id:        xiaoman\n" and piped.stderr == ""
+
+
+def test_chat_goes_on_after_the_model_gives_no_answer(monkeypatch, capsys) -> None:
+    speaks_for_others = "旅人:「我替她说了」"
+    llm = scripted(monkeypatch, speaks_for_others, speaks_for_others, speaks_for_others, "来了。")
+    typed(monkeypatch, "你好", "在吗", "/quit")
+    assert main(["chat", "xiaoman"]) == 0
+    captured = capsys.readouterr()
+    assert "the model gave no answer as 林小满 after 3 tries" in captured.err
+    assert "林小满: 来了。" in captured.out and "我替她说了" not in captured.out
+    assert len(llm.requests) == 4

@@ -68,10 +68,10 @@ def session(tmp_path: Path, embedder) -> Session:
 
 
 def test_a_turn_goes_through_retrieval_prompt_backend_and_history(session: Session) -> None:
-    session.llm.enqueue("小满:「煤球又偷鱼？」\n小满:「看我不收拾它。」")
+    session.llm.enqueue("小满:「煤球又偷鱼？」\n小满:「看我不收拾它，今晚它一口汤也别想喝。」")
     pieces = list(session.say("那只黑猫又来偷鱼了！"))
-    assert "".join(pieces) == "煤球又偷鱼？看我不收拾它。"
-    assert len(pieces) > 1  # streamed
+    assert "".join(pieces) == "煤球又偷鱼？看我不收拾它，今晚它一口汤也别想喝。"
+    assert len(pieces) > 1  # streamed, clause by clause
     messages, params = session.llm.requests[0]
     assert "煤球！给我把鱼放下" in messages[0]["content"]  # the canon scene was retrieved
     assert messages[-1]["content"] == "那只黑猫又来偷鱼了！"
@@ -282,3 +282,44 @@ def test_a_reply_of_its_own_streams_at_once() -> None:
     with pytest.raises(_Echo):
         list(unechoed(iter(["晚上好，", "今天过得怎么样？"]), "晚上好呀，今天过得怎么样？"))
     assert list(unechoed(iter(["Hi"]), "")) == ["Hi"]
+
+
+XIAOMAN_PERSONA = (
+    "你是林小满，十九岁，在青雾渡石桥头守着一个夜面摊“满记”，白天顺手帮街坊修伞、修钟。"
+)
+
+
+def _recital(persona: str = XIAOMAN_PERSONA):  # type: ignore[no-untyped-def]
+    from rolecast.session import Recital
+
+    return Recital.for_character(replace(make_character(), persona=persona))
+
+
+def test_a_reply_that_recites_the_persona_is_cut_where_the_recital_starts() -> None:
+    from rolecast.session import unrecited
+
+    reply = "我是林小满，19岁。在青雾渡石桥头守着一个夜面摊“满记”，白天顺手帮街坊修伞、修钟。"
+    pieces = [reply[i : i + 3] for i in range(0, len(reply), 3)]
+    assert "".join(unrecited(iter(pieces), _recital())) == "我是林小满"
+    # the standing rules recited back, from the first word: nothing is left
+    rules = "现在由你来当小满。旅人会对你说话，有时旁白会交代发生的事。"
+    assert "".join(unrecited(iter([rules]), _recital())) == ""
+    # the persona's own catchphrase, which the canon also says, is no recital
+    own = "拿来我补，两文钱，补完比新的还结实。"
+    r = _recital("你是小满。你常说：拿来我补，两文钱，补完比新的还结实。")
+    assert "".join(unrecited(iter([own[:5], own[5:]]), r)) == own
+    # an ordinary reply streams, only the last few tokens held back until the end
+    out = unrecited(iter(["哟，来得正好，汤刚滚，", "坐下先吃一碗再说吧。"]), _recital())
+    assert next(out) == "哟，来得正好，汤刚滚"  # whole clauses, once they cannot start one
+    assert "".join(out) == "，坐下先吃一碗再说吧。"
+
+
+def test_a_recital_is_cut_in_a_session_and_an_all_recital_reply_sampled_again(
+    tmp_path: Path, embedder
+) -> None:
+    c = replace(make_character(), persona=XIAOMAN_PERSONA)
+    s = Session(c, load_index(c, embedder, tmp_path), ScriptedLLM())
+    s.llm.enqueue("我是林小满，19岁。在青雾渡石桥头守着一个夜面摊“满记”，白天顺手帮街坊修伞。")
+    assert s.reply("你是谁？") == "我是林小满"
+    s.llm.enqueue("在青雾渡石桥头守着一个夜面摊“满记”。").enqueue("雾散了再说。")
+    assert s.reply("你住哪？") == "雾散了再说。"

@@ -14,7 +14,17 @@ from dataclasses import dataclass, field, replace
 from .backends.base import LLM, GenerationParams
 from .character.model import Character
 from .errors import InputError, NoReplyError
-from .prompt.assemble import Assembly, Budget, Order, Turn, assemble
+from .overlap import Gram, grams, grams_of, shared_run, spans, tokens
+from .prompt.assemble import (
+    Assembly,
+    Budget,
+    Order,
+    Turn,
+    assemble,
+    canon_block,
+    persona_text,
+    reply_rules,
+)
 from .prompt.lore import SCAN_TURNS, lore_scenes
 from .prompt.tokens import TokenCounter, encoding_for_model, quicktok_counter
 from .retrieval.hybrid import CanonIndex, Hit, Mode
@@ -31,6 +41,11 @@ ECHO_SIMILAR = 0.8  # a reply this alike (difflib ratio) to the user's line or a
 ECHO_REPLIES = 4  # the character's latest replies a new one must not say again
 ECHO_MIN_CHARS = 6  # shorter lines are not guarded: "你好" may well be answered "你好呀"
 _NOT_WORD = re.compile(r"[\W_]+")
+# A reply that recites this many tokens of its own prompt (persona, rules, the canon's
+# instructions) in a row is cut where the recital starts: a clause, not a shared phrase
+RECITE_CJK, RECITE_WORDS = 10, 8
+_TRAILING = "，、,;；:：—-–… \n\t"
+_BOUNDARY = "。！？!?\n，,；;"
 STOP_SPEAKERS = 40  # other speakers whose "Name:" stops generation (the most frequent first)
 _PREFIX = re.compile(r"^\s*(?P<name>[^:：「」\n]{1,24}?)\s*[:：]\s*")
 _INLINE = re.compile(r"[」\s](?P<name>[^:：「」\s]{1,24}?)\s*[:：]\s*「")
@@ -163,6 +178,55 @@ def retry_params(params: GenerationParams, attempt: int) -> GenerationParams:
     )
 
 
+@dataclass(frozen=True)
+class Recital:
+    """What a reply must not recite: the n-grams of the prompt's fixed text, less those
+    the canon also has (a catchphrase the persona quotes may be said)."""
+
+    n: int
+    source: frozenset[Gram]
+    allowed: frozenset[Gram]
+
+    @classmethod
+    def for_character(cls, character: Character) -> Recital:
+        cjk = character.language.lower().startswith(("zh", "ja"))
+        n = RECITE_CJK if cjk else RECITE_WORDS
+        header = canon_block(character, ["\0"]).split("\0")[0]
+        fixed = [persona_text(character), reply_rules(character), header]
+        canon = (ln.text for sc in character.scenes for ln in sc.lines)
+        return cls(n, frozenset(grams_of(fixed, n)), frozenset(grams_of(canon, n)))
+
+
+def unrecited(pieces: Iterable[str], recital: Recital, line: str = "") -> Iterator[str]:
+    """``pieces`` as they come, cut where the reply starts reciting its prompt: the clauses
+    before the recital are kept (a reply that is all recital ends up empty) and the stream
+    stops there. The clause that holds the last ``n - 1`` tokens is held back until it
+    cannot start one, so the reply streams clause by clause."""
+    allowed = set(recital.allowed) | grams(tokens(line), recital.n)
+    keep = recital.n - 1
+    text, sent = "", 0
+    for piece in pieces:
+        text += piece
+        found = spans(text)
+        run = shared_run([t for t, _, _ in found], set(recital.source), recital.n, allowed)
+        if run is not None:  # cut at the clause boundary before the recital
+            start = found[run.start][1]
+            cut = max(text.rfind(ch, 0, start + 1) for ch in _BOUNDARY) + 1
+            rest = text[sent:cut].rstrip(_TRAILING) if cut > sent else ""
+            if rest:
+                yield rest
+            log.info("reply cut where it recites the prompt: %r", run.text)
+            return
+        hold = found[len(found) - keep][1] if len(found) > keep else 0
+        # whole clauses only, the mark that ends one going with the next
+        hold = max(0, *(text.rfind(ch, 0, hold) for ch in _BOUNDARY))
+        if hold > sent:
+            yield text[sent:hold]
+            sent = hold
+    if sent < len(text):
+        yield text[sent:]
+
+
 def _plain(text: str) -> str:
     return _NOT_WORD.sub("", text.casefold())
 
@@ -234,6 +298,7 @@ class Session:
                 encoding_for_model(self.llm.model)
             )
         self.cleaner = ReplyCleaner.for_character(self.character)
+        self.recital = Recital.for_character(self.character)
         # the caller's stops first (an endpoint may take only a few), then every other speaker
         stops = dict.fromkeys([*self.params.stop, *speaker_stops(self.character)])
         self.params = replace(self.params, stop=tuple(stops))
@@ -298,7 +363,8 @@ class Session:
             raw.clear()
             report.tries = attempt + 1
             try:
-                for piece in unechoed(self.cleaner.stream(tee(params, deadline)), text, recent):
+                cleaned = self.cleaner.stream(tee(params, deadline))
+                for piece in unechoed(unrecited(cleaned, self.recital, text), text, recent):
                     pieces.append(piece)
                     yield piece
             except _OutOfTime:
@@ -328,7 +394,7 @@ class Session:
                 f"the model gave no answer as {self.character.name} after {report.tries} "
                 f"tries{seen}. Say it another way, or try again"
             )
-        self.record(report, "".join(pieces) if cut else self.cleaner.clean(report.raw))
+        self.record(report, "".join(pieces))  # what was shown
 
     def record(self, report: TurnReport, reply: str) -> None:
         """Add a turn and its reply to the history (say() does; a UI does for a stopped reply)."""

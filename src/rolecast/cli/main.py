@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import __version__, config
-from ..errors import RolecastError
+from ..errors import NoReplyError, RolecastError
 
 DEFAULT_BACKEND = config.SETTINGS["backend"][1] or "local"
 EXPORT_FORMATS = ("card-png", "card-json", "charx", "chatharuhi-jsonl")  # formats.detect has them
@@ -231,7 +231,10 @@ def _chat(args: argparse.Namespace, session, voice) -> int:  # type: ignore[no-u
         command = CHAT_COMMAND.match(text)
         if command is None:
             if text.strip():
-                turn(text.strip()[1:] if text.strip().startswith("//") else text)
+                try:
+                    turn(text.strip()[1:] if text.strip().startswith("//") else text)
+                except NoReplyError as exc:  # the chat goes on: the next line may do better
+                    print(f"rolecast: {exc}", file=sys.stderr)
             continue
         word, rest = command["word"].lower(), command["rest"].strip()
         if word in ("/quit", "/exit"):

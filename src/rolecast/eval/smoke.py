@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..character.model import Character
 from ..errors import InputError, RolecastError
-from ..prompt.assemble import canon_block, reply_rules, turn_reminder
+from ..overlap import cjk_count, grams, join, shared_run, tokens
+from ..prompt.assemble import canon_block, reply_rules
 from .report import Cache, to_jsonable
 from .runner import Progress, run_items
 
@@ -83,10 +84,7 @@ LANGUAGE_MIN_LETTERS = 4  # too short to tell its language below this
 CJK_SHARE_ZH = 0.5  # a Chinese/Japanese reply: at least this share of its letters are CJK
 CJK_SHARE_OTHER = 0.2  # any other language: at most this share
 
-_CJK = "\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff"
-_TOKEN = re.compile(f"[{_CJK}]|[^\\W_{_CJK}]+")
-_IS_CJK = re.compile(f"[{_CJK}]")
-_LATIN_LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
+_LETTER = re.compile(r"[^\W\d_]")
 _ASSISTANT_SELF = [
     re.compile(r"(?:作为|身为)(?:一[个名款])?(?:AI|人工智能|语言模型|智能助手|助手|机器人)", re.I),
     re.compile(
@@ -103,53 +101,6 @@ _ASSISTANT_SELF = [
 
 def _is_cjk_language(language: str) -> bool:
     return language.lower().startswith(("zh", "ja"))
-
-
-def tokens(text: str) -> list[str]:
-    """CJK characters one by one, words elsewhere; case-folded, punctuation dropped."""
-    return _TOKEN.findall(unicodedata.normalize("NFKC", text).casefold())
-
-
-def _grams(toks: Sequence[str], n: int) -> set[tuple[str, ...]]:
-    return {tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)}
-
-
-EVIDENCE_CHARS = 60  # of a matched run quoted in the report
-
-
-def _join(run: Sequence[str]) -> str:
-    """Tokens back to text: CJK characters run together, words apart; long runs cut."""
-    out = ""
-    for tok in run:
-        if out and not (_IS_CJK.match(tok) or _IS_CJK.match(out[-1])):
-            out += " "
-        out += tok
-    return out if len(out) <= EVIDENCE_CHARS else out[:EVIDENCE_CHARS] + "…"
-
-
-def _first_shared(
-    toks: Sequence[str], grams: set[tuple[str, ...]], n: int, allowed: set[tuple[str, ...]]
-) -> str | None:
-    """The first run of ``n`` or more tokens whose every ``n``-gram is in ``grams``, of
-    which at least half of ``n`` tokens lie outside every ``allowed`` n-gram (what the
-    canon or the user's line also says); the whole run, as text."""
-    i = 0
-    while i <= len(toks) - n:
-        if tuple(toks[i : i + n]) not in grams:
-            i += 1
-            continue
-        end = i + n
-        while end < len(toks) and tuple(toks[end - n + 1 : end + 1]) in grams:
-            end += 1
-        run = toks[i:end]
-        covered = [False] * len(run)
-        for k in range(len(run) - n + 1):
-            if tuple(run[k : k + n]) in allowed:
-                covered[k : k + n] = [True] * n
-        if covered.count(False) >= (n + 1) // 2:  # mostly its own, not what may be said
-            return _join(run)
-        i = end - n + 1
-    return None
 
 
 def _normal(text: str) -> str:
@@ -230,17 +181,16 @@ class SmokeChecker:
         canon_toks = [tokens(t) for t in canon_lines]
         # the prompt's fixed text: persona, standing rules, the canon block's instructions
         header = canon_block(character, ["\0"]).split("\0")[0]
-        fixed = [character.persona, reply_rules(character), header, turn_reminder(character)]
-        fixed += list(fixed_texts)
+        fixed = [character.persona, reply_rules(character), header, *fixed_texts]
         self.fixed_grams: set[tuple[str, ...]] = set()
         for t in fixed:
-            self.fixed_grams |= _grams(tokens(t), self.leak_n)
+            self.fixed_grams |= grams(tokens(t), self.leak_n)
         self.canon_leak_grams: set[tuple[str, ...]] = set()  # what the canon says may be said
         self.copy_grams: set[tuple[str, ...]] = set()
         self.whole_lines: set[str] = set()
         for toks in canon_toks:
-            self.canon_leak_grams |= _grams(toks, self.leak_n)
-            self.copy_grams |= _grams(toks, self.copy_n)
+            self.canon_leak_grams |= grams(toks, self.leak_n)
+            self.copy_grams |= grams(toks, self.copy_n)
             if len(toks) >= self.whole_min:
                 self.whole_lines.add("".join(toks))
         selves = {character.name, *character.aliases}
@@ -254,11 +204,11 @@ class SmokeChecker:
         if not toks:
             return {"empty": "nothing left after clean-up"}
         said = tokens(user_line)
-        leak = _first_shared(
-            toks, self.fixed_grams, self.leak_n, self.canon_leak_grams | _grams(said, self.leak_n)
+        leak = shared_run(
+            toks, self.fixed_grams, self.leak_n, self.canon_leak_grams | grams(said, self.leak_n)
         )
         if leak:
-            found["leak"] = leak
+            found["leak"] = leak.text
         repeat = self._repeat(reply, earlier) or self._parrot(reply, user_line)
         if repeat:
             found["repeat"] = repeat
@@ -307,8 +257,9 @@ class SmokeChecker:
     def _copy(self, toks: Sequence[str], said: Sequence[str]) -> str | None:
         whole = "".join(toks)
         if whole in self.whole_lines:
-            return f"a whole canon line: {_join(toks)}"
-        return _first_shared(toks, self.copy_grams, self.copy_n, _grams(said, self.copy_n))
+            return f"a whole canon line: {join(toks)}"
+        run = shared_run(toks, self.copy_grams, self.copy_n, grams(said, self.copy_n))
+        return run.text if run else None
 
     def _other_speaker(self, reply: str) -> str | None:
         text = unicodedata.normalize("NFKC", reply)
@@ -327,9 +278,8 @@ class SmokeChecker:
 
     def _language(self, reply: str) -> str | None:
         text = unicodedata.normalize("NFKC", reply)
-        cjk = len(_IS_CJK.findall(text))
-        latin = len(_LATIN_LETTER.findall(_IS_CJK.sub("", text)))
-        letters = cjk + latin
+        cjk = cjk_count(text)
+        letters = len(_LETTER.findall(text))  # CJK characters are letters too
         if letters < LANGUAGE_MIN_LETTERS:
             return None
         share = cjk / letters

@@ -40,7 +40,6 @@ SCENE_SEP = "\n\n"
 FOLLOWUP_CANON = 3  # cache order: after the first turn, new canon gets a third of its budget
 HISTORY_STEP = 4  # cache order: the kept history starts at a multiple of this many messages
 MIN_TOTAL = 2 * MESSAGE_OVERHEAD + 8  # a system and a user message with a few tokens of line
-CANON_CLOSING = False  # split order: end the canon message with turn_reminder()
 BARE_USER_LINES = True  # the user role's lines without the "名字:「」" dress (see render_turn)
 
 
@@ -128,15 +127,6 @@ def render_turn(turn: Turn, character: Character) -> dict[str, str]:
     else:
         line = format_line(Line(turn.speaker, turn.text), character.narrators)
     return {"role": "user", "content": f"{turn.canon}\n\n{line}" if turn.canon else line}
-
-
-def turn_reminder(character: Character) -> str:
-    """The split order's last words before the line: the scenes were examples, now answer."""
-    return (
-        _template("turn", character.language)
-        .substitute(name=character.name, user=character.user_role)
-        .strip()
-    )
 
 
 def canon_block(character: Character, blocks: Sequence[str]) -> str:
@@ -298,8 +288,6 @@ def assemble(
                 p for p in (persona, canon_block(character, blocks[:n_pinned])) if p
             )
             late = canon_block(character, blocks[n_pinned:])
-            if late and CANON_CLOSING:
-                late += "\n\n" + turn_reminder(character)
             return [
                 {"role": "system", "content": system},
                 *hist_msgs,
