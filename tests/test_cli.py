@@ -43,8 +43,9 @@ def test_prompt_prints_parts_and_scene_scores(capsys) -> None:
 def test_prompt_json(capsys) -> None:
     assert main(["prompt", "xiaoman", "雨好大", "--as", "旁白", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    # the local backend puts the turn's canon next to the line (cache order)
-    assert data["messages"][-1]["content"].endswith("\n\n旁白:雨好大")
+    # the local backend puts the turn's canon in a system message before the line (split)
+    assert data["messages"][-1] == {"role": "user", "content": "旁白:雨好大"}
+    assert data["messages"][-2]["role"] == "system" and "片段" in data["messages"][-2]["content"]
     assert data["hits"] and {"id", "score", "dense", "lexical"} <= set(data["hits"][0])
 
 

@@ -525,3 +525,18 @@ def test_eval_llm_reads_prefixed_options_for_a_second_backend() -> None:
     assert eval_llm(args, prefix="judge_").name == "scripted"
     args.judge_backend = None  # unset: the main backend's option is used
     assert eval_llm(args, prefix="judge_").name == "echo"
+
+
+def test_a_turn_the_model_gives_no_answer_to_scores_as_an_empty_reply(tmp_path, embedder) -> None:
+    from rolecast.backends.scripted import ScriptedLLM
+    from rolecast.eval import canon as canon_eval
+    from rolecast.retrieval.index import load_index
+
+    from conftest import make_character
+
+    c = make_character()
+    llm = ScriptedLLM(["旅人:「我替她说」"] * 3)  # speaks only for others: no answer
+    prototype = canon_eval.condition_session("persona", c, llm, load_index(c, embedder, tmp_path))
+    item = canon_eval.sample_turns(c, 1)[0]
+    assert canon_eval.generate(prototype, item)["reply"] == ""
+    assert len(llm.requests) == 3

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends.base import LLM, GenerationParams
 from ..character.model import Character, Line
-from ..errors import InputError, RolecastError
+from ..errors import InputError, NoReplyError, RolecastError
 from ..prompt.assemble import Order, Turn, canon_block, reply_rules
 from . import metrics
 from .metrics import normalise
@@ -227,8 +227,11 @@ def generate(prototype: Session, item: HeldOut, seed: int = 0) -> dict[str, Any]
     role = item.line.speaker or next(iter(session.character.narrators), "narrator")
     report = session.prepare(item.line.text, role, exclude={item.scene_id})
     check_leak(item, report)
-    for _ in session.say(item.line.text, role, report=report):
-        pass
+    try:
+        for _ in session.say(item.line.text, role, report=report):
+            pass
+    except NoReplyError:  # no answer is an empty reply: it scores 0, as it should
+        report.reply = ""
     return {
         "reply": report.reply,
         "scenes": list(report.assembly.scene_ids),

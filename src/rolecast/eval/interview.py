@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends.base import LLM, GenerationParams
 from ..character.model import Character
-from ..errors import InputError, ParseError
+from ..errors import InputError, NoReplyError, ParseError
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -294,7 +294,10 @@ def session_asker(make_session: Callable[[], Session]) -> Ask:
     """An ``ask`` that puts each line to a new Session: every question starts afresh."""
 
     def ask(text: str) -> str:
-        return make_session().reply(text)
+        try:
+            return make_session().reply(text)
+        except NoReplyError:  # no answer: an empty reply, which the rating counts as such
+            return ""
 
     return ask
 
