@@ -336,9 +336,10 @@ def test_chat_prints_the_name_only_with_the_reply(monkeypatch, capsys) -> None:
     captured = capsys.readouterr()
     assert "林小满" not in captured.out and captured.out.strip() == ""
     assert "rolecast: error: the server went away" in captured.err
-    scripted(monkeypatch, ["头一句说完了。\n", BackendError("broke off")])  # a started reply
+    started = "头一句说完了，后面还有好几句要慢慢地讲给你听呢。\n"
+    scripted(monkeypatch, [started, BackendError("broke off")])  # a started reply
     assert main(["chat", "xiaoman", "--once", "你好"]) == 1
-    assert capsys.readouterr().out == "林小满: 头一句说完了。\n"  # its line is ended
+    assert capsys.readouterr().out == "林小满: 头一句说完了\n"  # its line is ended
 
 
 def test_chat_connection_failure_says_to_check_the_server(monkeypatch, capsys) -> None:

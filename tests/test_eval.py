@@ -160,7 +160,7 @@ def test_canon_eval_scores_the_original_line_at_one(indexed, tmp_path: Path) -> 
         system = msgs[0]["content"]
         assert character.persona in system and "经典片段" in system
         assert item.target not in json.dumps(msgs, ensure_ascii=False)
-        assert msgs[-1]["content"].endswith(item.line.text + "」")
+        assert msgs[-1]["content"] == item.line.text  # the user role's line, as said
     persona_sys = llm.requests[3][0][0]["content"]
     assert character.persona in persona_sys and "经典片段" not in persona_sys
     bare_sys = llm.requests[6][0][0]["content"]

@@ -34,9 +34,10 @@ def tab(tmp_path: Path, embedder) -> ChatTab:
 
 
 def test_send_streams_and_records_the_turn(tab: ChatTab) -> None:
-    tab.session.llm.enqueue("小满:「汤刚滚，坐吧。」")
+    said = "汤刚滚，坐吧。今晚的面多放了一把葱，骨头汤熬了一下午，你来得正是时候。"
+    tab.session.llm.enqueue(f"小满:「{said}」")
     states = [m.text for m in tab.send("还有面吗？")]
-    assert len(states) > 2 and states[-1] == "汤刚滚，坐吧。"  # grew piece by piece
+    assert len(states) > 2 and states[-1] == said  # grew clause by clause
     assert [m.role for m in tab.messages] == ["user", "assistant"]
     reply = tab.messages[-1]
     assert reply.canon and {"scene", "score", "dense", "bm25", "sent"} <= set(reply.canon[0])

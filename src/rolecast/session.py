@@ -45,7 +45,8 @@ _NOT_WORD = re.compile(r"[\W_]+")
 # instructions) in a row is cut where the recital starts: a clause, not a shared phrase
 RECITE_CJK, RECITE_WORDS = 10, 8
 _TRAILING = "，、,;；:：—-–… \n\t"
-_BOUNDARY = "。！？!?\n，,；;"
+_BOUNDARY = "。！？!?\n，,；;."
+HOLD_CLAUSE_CHARS = 40  # a clause longer than this streams before its end
 STOP_SPEAKERS = 40  # other speakers whose "Name:" stops generation (the most frequent first)
 _PREFIX = re.compile(r"^\s*(?P<name>[^:：「」\n]{1,24}?)\s*[:：]\s*")
 _INLINE = re.compile(r"[」\s](?P<name>[^:：「」\s]{1,24}?)\s*[:：]\s*「")
@@ -218,8 +219,11 @@ def unrecited(pieces: Iterable[str], recital: Recital, line: str = "") -> Iterat
             log.info("reply cut where it recites the prompt: %r", run.text)
             return
         hold = found[len(found) - keep][1] if len(found) > keep else 0
-        # whole clauses only, the mark that ends one going with the next
-        hold = max(0, *(text.rfind(ch, 0, hold) for ch in _BOUNDARY))
+        # whole clauses, the mark that ends one going with the next; a clause that runs on
+        # and on is let go in part, so the reply never stalls
+        clause = max(0, *(text.rfind(ch, 0, hold) for ch in _BOUNDARY))
+        if hold - clause <= HOLD_CLAUSE_CHARS:
+            hold = clause
         if hold > sent:
             yield text[sent:hold]
             sent = hold
