@@ -69,6 +69,17 @@ def eval_opts(sp: argparse.ArgumentParser, backend_opts: BackendOpts, what: str)
     backend_opts(sp)
 
 
+def order_opt(sp: argparse.ArgumentParser) -> None:
+    """--order, for the evaluations that hold conversations as `rolecast chat` does."""
+    from ..prompt.assemble import ORDERS
+
+    sp.add_argument(
+        "--order",
+        choices=ORDERS,
+        help="prompt order (default: the backend's, as `rolecast chat` uses it)",
+    )
+
+
 def eval_character(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from .main import _load
 
@@ -299,7 +310,6 @@ def cmd_eval_canon(args: argparse.Namespace) -> int:
 
 def add_canon(evsub: Any, backend_opts: BackendOpts) -> None:
     from ..eval.canon import CONDITIONS, DEFAULT_PARAMS
-    from ..prompt.assemble import ORDERS
 
     sp = evsub.add_parser(
         "canon",
@@ -319,11 +329,7 @@ def add_canon(evsub: Any, backend_opts: BackendOpts) -> None:
         default="hybrid",
         help="retrieval mode of the canon condition (default hybrid)",
     )
-    sp.add_argument(
-        "--order",
-        choices=ORDERS,
-        help="prompt order (default: the backend's, as `rolecast chat` uses it)",
-    )
+    order_opt(sp)
     sp.add_argument(
         "--max-tokens",
         type=int,
@@ -394,8 +400,6 @@ def cmd_eval_smoke(args: argparse.Namespace) -> int:
 
 
 def add_smoke(evsub: Any, backend_opts: BackendOpts) -> None:
-    from ..prompt.assemble import ORDERS
-
     sp = evsub.add_parser(
         "smoke",
         help="the conversation gate: ordinary multi-turn chats, each reply checked for "
@@ -410,11 +414,7 @@ def add_smoke(evsub: Any, backend_opts: BackendOpts) -> None:
         help="user lines to say: one a turn ('category<TAB>line' or the line), a blank line "
         "between chats (default: the built-in battery of the character's language)",
     )
-    sp.add_argument(
-        "--order",
-        choices=ORDERS,
-        help="prompt order (default: the backend's, as `rolecast chat` uses it)",
-    )
+    order_opt(sp)
     sp.add_argument(
         "--check", action="store_true", help="exit with status 1 when a target is missed"
     )
