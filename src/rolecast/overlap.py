@@ -7,6 +7,7 @@ out, each with its place in the text, so a run found in tokens can be cut in the
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -31,6 +32,16 @@ def cjk_count(text: str) -> int:
 def tokens(text: str) -> list[str]:
     """CJK characters one by one, words elsewhere; case-folded, punctuation dropped."""
     return [t for t, _, _ in spans(text)]
+
+
+def plain(text: str) -> str:
+    """The text as its tokens run together: what is compared for repeats."""
+    return "".join(tokens(text))
+
+
+def similarity(a: str, b: str) -> float:
+    """How alike two plain texts are (difflib's ratio, 1.0 for the same)."""
+    return 1.0 if a == b else difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
 
 
 def spans(text: str) -> list[tuple[str, int, int]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
 import random
 import re
@@ -14,16 +13,14 @@ from dataclasses import dataclass, field, replace
 from .backends.base import LLM, GenerationParams
 from .character.model import Character
 from .errors import InputError, NoReplyError
-from .overlap import Gram, grams, grams_of, shared_run, spans, tokens
+from .overlap import Gram, grams, grams_of, plain, shared_run, similarity, spans, tokens
 from .prompt.assemble import (
     Assembly,
     Budget,
     Order,
     Turn,
     assemble,
-    canon_block,
-    persona_text,
-    reply_rules,
+    fixed_texts,
 )
 from .prompt.lore import SCAN_TURNS, lore_scenes
 from .prompt.tokens import TokenCounter, encoding_for_model, quicktok_counter
@@ -40,7 +37,6 @@ RETRY_PRESENCE = 0.5  # presence penalty added per retry: away from the tokens j
 ECHO_SIMILAR = 0.8  # a reply this alike (difflib ratio) to the user's line or a reply is an echo
 ECHO_REPLIES = 4  # the character's latest replies a new one must not say again
 ECHO_MIN_CHARS = 6  # shorter lines are not guarded: "你好" may well be answered "你好呀"
-_NOT_WORD = re.compile(r"[\W_]+")
 # A reply that recites this many tokens of its own prompt (persona, rules, the canon's
 # instructions) in a row is cut where the recital starts: a clause, not a shared phrase
 RECITE_CJK, RECITE_WORDS = 10, 8
@@ -192,10 +188,8 @@ class Recital:
     def for_character(cls, character: Character) -> Recital:
         cjk = character.language.lower().startswith(("zh", "ja"))
         n = RECITE_CJK if cjk else RECITE_WORDS
-        header = canon_block(character, ["\0"]).split("\0")[0]
-        fixed = [persona_text(character), reply_rules(character), header]
         canon = (ln.text for sc in character.scenes for ln in sc.lines)
-        return cls(n, frozenset(grams_of(fixed, n)), frozenset(grams_of(canon, n)))
+        return cls(n, frozenset(grams_of(fixed_texts(character), n)), frozenset(grams_of(canon, n)))
 
 
 def unrecited(pieces: Iterable[str], recital: Recital, line: str = "") -> Iterator[str]:
@@ -231,10 +225,6 @@ def unrecited(pieces: Iterable[str], recital: Recital, line: str = "") -> Iterat
         yield text[sent:]
 
 
-def _plain(text: str) -> str:
-    return _NOT_WORD.sub("", text.casefold())
-
-
 class _Echo(Exception):
     """The reply was the user's line, or an earlier reply, said again."""
 
@@ -249,28 +239,26 @@ def unechoed(pieces: Iterable[str], line: str, replies: Sequence[str] = ()) -> I
     back, and if it ends as one (``ECHO_SIMILAR`` alike) ``_Echo`` is raised with nothing
     shown. A reply that goes its own way is released at once. A short line is not guarded
     ("你好" may well be answered "你好呀"); an earlier reply of two characters is."""
-    plain = [p for p in [_plain(line)] if len(p) >= ECHO_MIN_CHARS]
-    plain += [p for p in (_plain(r) for r in replies) if len(p) >= 2]
+    sources = [p for p in [plain(line)] if len(p) >= ECHO_MIN_CHARS]
+    sources += [p for p in (plain(r) for r in replies) if len(p) >= 2]
     held = ""
+    released = False
     for piece in pieces:
-        if plain is not None:
+        if not released:
             held += piece
-            h = _plain(held)
-            if any(_alike(h, src[: len(h)]) for src in plain):
+            h = plain(held)
+            if any(_alike(h, src[: len(h)]) for src in sources):
                 continue
-            plain, piece = None, held
+            released, piece = True, held
         yield piece
-    if plain is not None and held:
-        h = _plain(held)
-        if any(_alike(h, src) for src in plain):
+    if not released and held:
+        if any(_alike(plain(held), src) for src in sources):
             raise _Echo(held)
         yield held
 
 
 def _alike(a: str, b: str) -> bool:
-    if a == b:
-        return True
-    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() >= ECHO_SIMILAR
+    return similarity(a, b) >= ECHO_SIMILAR
 
 
 @dataclass

@@ -25,7 +25,6 @@ scripted replies; ``run_smoke_eval`` drives the chats through any backend.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
 import statistics
@@ -40,8 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..character.model import Character
 from ..errors import InputError, RolecastError
-from ..overlap import cjk_count, grams, join, shared_run, tokens
-from ..prompt.assemble import canon_block, reply_rules
+from ..overlap import cjk_count, grams, join, plain, shared_run, similarity, tokens
+from ..prompt.assemble import fixed_texts as prompt_texts
 from .report import Cache, to_jsonable
 from .runner import Progress, run_items
 
@@ -101,10 +100,6 @@ _ASSISTANT_SELF = [
 
 def _is_cjk_language(language: str) -> bool:
     return language.lower().startswith(("zh", "ja"))
-
-
-def _normal(text: str) -> str:
-    return "".join(tokens(text))
 
 
 @dataclass(frozen=True)
@@ -180,8 +175,7 @@ class SmokeChecker:
         canon_lines = [ln.text for s in character.scenes for ln in s.lines if ln.text.strip()]
         canon_toks = [tokens(t) for t in canon_lines]
         # the prompt's fixed text: persona, standing rules, the canon block's instructions
-        header = canon_block(character, ["\0"]).split("\0")[0]
-        fixed = [character.persona, reply_rules(character), header, *fixed_texts]
+        fixed = [*prompt_texts(character), *fixed_texts]
         self.fixed_grams: set[tuple[str, ...]] = set()
         for t in fixed:
             self.fixed_grams |= grams(tokens(t), self.leak_n)
@@ -230,13 +224,13 @@ class SmokeChecker:
         return found
 
     def _repeat(self, reply: str, earlier: Sequence[str]) -> str | None:
-        mine = _normal(reply)
+        mine = plain(reply)
         for i, before in enumerate(earlier, 1):
-            theirs = _normal(before)
+            theirs = plain(before)
             if mine == theirs:
                 return f"same as reply {i}"
             if min(len(mine), len(theirs)) >= REPEAT_MIN_CHARS:
-                ratio = difflib.SequenceMatcher(None, mine, theirs, autojunk=False).ratio()
+                ratio = similarity(mine, theirs)
                 if ratio >= NEAR_REPEAT:
                     return f"{ratio:.0%} like reply {i}"
         return None

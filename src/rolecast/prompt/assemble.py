@@ -129,6 +129,13 @@ def render_turn(turn: Turn, character: Character) -> dict[str, str]:
     return {"role": "user", "content": f"{turn.canon}\n\n{line}" if turn.canon else line}
 
 
+def fixed_texts(character: Character) -> list[str]:
+    """The prompt's text that is the same every turn, as the model sees it: the persona,
+    the standing rules and the canon block's instructions (what a reply must not recite)."""
+    header = canon_block(character, ["\0"]).split("\0")[0]
+    return [persona_text(character), reply_rules(character), header]
+
+
 def canon_block(character: Character, blocks: Sequence[str]) -> str:
     if not blocks:
         return ""
