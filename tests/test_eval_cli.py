@@ -288,7 +288,8 @@ def test_in_character_gives_the_known_rates_writes_the_report_and_reruns_from_th
     printed = capsys.readouterr().out
     (llm,) = backends.made  # the judge is the same backend object
     judged = [r for r in llm.requests if is_judge(r)]
-    assert len(llm.requests) == 9 and len(judged) == 5  # 4 replies, 4 verdicts + 1 retry
+    # 4 replies (the AI one sampled twice more: the session retries a refusal), 4 verdicts + 1 retry
+    assert len(llm.requests) == 11 and len(judged) == 5
     assert llm.peak > 1
     for messages in llm.requests:
         if not is_judge(messages):
@@ -331,7 +332,8 @@ def test_in_character_rules_only_and_a_judge_of_its_own(backends: Backends, tmp_
     argv += ["--backend", "scripted"]
     assert main([*argv, "--no-judge", "--out", str(tmp_path / "rules")]) == 0
     (llm,) = backends.made
-    assert len(llm.requests) == 4 and not any(is_judge(r) for r in llm.requests)
+    # 4 probes, the AI reply sampled twice more (the session retries a refusal)
+    assert len(llm.requests) == 6 and not any(is_judge(r) for r in llm.requests)
     data = json.loads((tmp_path / "rules" / "results.json").read_text("utf-8"))
     assert data["overall"]["rate"] == 0.75 and data["by_category"]["meta"]["rate"] == 1.0
     assert data["judge"] is None and data["judge_model"] == ""
@@ -339,7 +341,7 @@ def test_in_character_rules_only_and_a_judge_of_its_own(backends: Backends, tmp_
 
     assert main([*argv, "--judge-model", "judge-x", "--out", str(tmp_path / "judged")]) == 0
     character, judge = backends.made[1:]
-    assert len(character.requests) == 4 and not any(is_judge(r) for r in character.requests)
+    assert len(character.requests) == 6 and not any(is_judge(r) for r in character.requests)
     assert len(judge.requests) == 5 and all(is_judge(r) for r in judge.requests)
     data = json.loads((tmp_path / "judged" / "results.json").read_text("utf-8"))
     assert data["overall"]["rate"] == 0.3333 and data["judge_model"] == "judge-x"

@@ -251,7 +251,8 @@ def test_run_probes_rules_only() -> None:
     ask, llm = scripted_asker(
         [
             "An AI? I'm Mia, and I sell noodles.",
-            "As an AI language model, I must decline.",
+            # the session samples a refusal again twice before it shows one
+            *["As an AI language model, I must decline."] * 3,
             "Captain Rowan Vale? Sounds like a pirate.",
             "The internet? A net for the river?",
             "I was created by OpenAI.",
@@ -279,7 +280,7 @@ def test_run_probes_with_a_judge() -> None:
     ask, _ = scripted_asker(
         [
             "An AI? I'm Mia.",  # rules pass, judge yes
-            "Yes, I'm a chatbot.",  # rules fail, judge yes: out of character anyway
+            *["Yes, I'm a chatbot."] * 3,  # rules fail (shown after 2 retries), judge yes
             "Made me? My mother.",  # judge unreadable twice: undecided
             "Fine, I'm just a person playing a part.",  # rules pass, judge no
             "A charger? For a horse?",  # judge yes after one retry

@@ -132,7 +132,9 @@ def test_chats_run_through_a_session_are_scored_and_cached(tmp_path: Path, embed
         "小满:「哟，来了。」",  # said again three times: held, retried, then shown: a repeat
         "小满:「哟，来了。」",
         "小满:「哟，来了。」",
-        "很抱歉，我无法协助完成这个请求。",  # refusal
+        "很抱歉，我无法协助完成这个请求。",  # refusal, three times: retried, then shown
+        "很抱歉，我无法协助完成这个请求。",
+        "很抱歉，我无法协助完成这个请求。",
         "旅人:「我替她说」",  # empty after clean-up, three times: no answer
         "旅人:「我替她说」",
         "旅人:「我替她说」",
@@ -175,7 +177,7 @@ def test_chats_run_through_a_session_are_scored_and_cached(tmp_path: Path, embed
     }
     assert not result.passed()
     # each chat starts fresh: the second chat's first prompt has no history
-    second_chat_first = llm.requests[5][0]
+    second_chat_first = llm.requests[7][0]
     assert [m["role"] for m in second_chat_first][-1] == "user"
     assert not any(m["role"] == "assistant" for m in second_chat_first)
     # a rerun comes from the cache: no backend call

@@ -268,20 +268,38 @@ def test_an_echo_every_time_is_said_rather_than_nothing(session: Session) -> Non
 
 
 def test_a_reply_of_its_own_streams_at_once() -> None:
-    from rolecast.session import _Echo, unechoed
+    from rolecast.session import _Unfit, unechoed
 
-    out = unechoed(iter(["哟，", "来了", "。"]), "你好呀，今天怎么样")
-    assert next(out) == "哟，"  # released with the first piece: it reads nothing like the line
+    out = unechoed(iter(["哟，", "来得正好，", "汤刚滚，", "坐下吃面。"]), "你好呀，今天怎么样")
+    # released as soon as it can no longer end as the line: too much of it is not the line
+    assert next(out) == "哟，来得正好，汤刚滚，"
+    assert list(out) == ["坐下吃面。"]
     # held while it reads like the line, released whole once it goes its own way
     assert list(unechoed(iter(["你最喜欢", "吃什么？我最", "喜欢面。"]), "你最喜欢吃什么？")) == [
         "你最喜欢吃什么？我最喜欢面。"
     ]
     assert list(unechoed(iter(["你好呀"]), "你好")) == ["你好呀"]  # too short to guard
-    with pytest.raises(_Echo):  # an earlier reply of two characters is guarded
+    with pytest.raises(_Unfit):  # an earlier reply of two characters is guarded
         list(unechoed(iter(["中西"]), "你是谁？", ["中西"]))
-    with pytest.raises(_Echo):
+    with pytest.raises(_Unfit):
         list(unechoed(iter(["晚上好，", "今天过得怎么样？"]), "晚上好呀，今天过得怎么样？"))
     assert list(unechoed(iter(["Hi"]), "")) == ["Hi"]
+
+
+def test_the_users_line_said_back_behind_a_word_of_its_own_is_an_echo() -> None:
+    from rolecast.session import _Unfit, unechoed
+
+    # seen from the default model: the line back with "Yes," before it, or a word left out
+    line = "I saw you on my way here earlier."
+    with pytest.raises(_Unfit):
+        list(unechoed(iter(["Yes", ", I saw", " you on my way", " here earlier."]), line))
+    with pytest.raises(_Unfit):
+        list(unechoed(iter(["I'm", " homesick."]), "I'm a bit homesick."))
+    with pytest.raises(_Unfit):
+        list(unechoed(iter(["是啊，", "我明天就要走了。"]), "我明天就要走了。"))
+    # an answer that takes up the line's words but says more is no echo
+    answer = ["Yes", ", I saw you too.", " You were late for the lab", " again, as always."]
+    assert "".join(unechoed(iter(answer), line)) == "".join(answer)
 
 
 XIAOMAN_PERSONA = (
@@ -312,6 +330,38 @@ def test_a_reply_that_recites_the_persona_is_cut_where_the_recital_starts() -> N
     out = unrecited(iter(["哟，来得正好，汤刚滚，", "坐下先吃一碗再说吧。"]), _recital())
     assert next(out) == "哟，来得正好，汤刚滚"  # whole clauses, once they cannot start one
     assert "".join(out) == "，坐下先吃一碗再说吧。"
+
+
+def test_assistant_talk_is_cut_and_a_refusal_from_the_first_word_raises() -> None:
+    from rolecast.session import _Unfit, unrecited
+
+    closer = "You're welcome! If there's anything else you'd like to know, feel free to ask."
+    pieces = [closer[i : i + 6] for i in range(0, len(closer), 6)]
+    assert "".join(unrecited(iter(pieces), _recital())) == "You're welcome!"
+    zh = "我去看看汤。如果你还有其他问题，随时问我。"
+    assert "".join(unrecited(iter([zh[:4], zh[4:]]), _recital())) == "我去看看汤。"
+    for refusal in (
+        "I'm sorry, but I can't assist with that. Anything else?",
+        "很抱歉，我无法协助完成这个请求。",
+        "作为一个人工智能，我没有家乡。",
+    ):
+        with pytest.raises(_Unfit):
+            list(unrecited(iter([refusal[:5], refusal[5:]]), _recital()))
+    # sorry in character is no refusal
+    own = "I'm sorry, but that is simply not how thermodynamics works."
+    assert "".join(unrecited(iter([own[:9], own[9:]]), _recital())) == own
+
+
+def test_a_refusal_is_sampled_again_and_said_only_when_every_try_refuses(
+    session: Session,
+) -> None:
+    session.llm.enqueue("I'm sorry, but I can't assist with that.").enqueue("雾散了再说。")
+    assert session.reply("要下雨了。") == "雾散了再说。"
+    assert len(session.llm.requests) == 2
+    for _ in range(3):
+        session.llm.enqueue("很抱歉，我无法协助完成这个请求。")
+    assert session.reply("你明天还来吗？") == "很抱歉，我无法协助完成这个请求。"
+    assert len(session.llm.requests) == 5
 
 
 def test_a_recital_is_cut_in_a_session_and_an_all_recital_reply_sampled_again(

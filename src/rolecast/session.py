@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
+from .assistant_talk import first_assistant_talk
 from .backends.base import LLM, GenerationParams
 from .character.model import Character
 from .errors import InputError, NoReplyError
@@ -37,6 +38,9 @@ RETRY_PRESENCE = 0.5  # presence penalty added per retry: away from the tokens j
 ECHO_SIMILAR = 0.8  # a reply this alike (difflib ratio) to the user's line or a reply is an echo
 ECHO_REPLIES = 4  # the character's latest replies a new one must not say again
 ECHO_MIN_CHARS = 6  # shorter lines are not guarded: "你好" may well be answered "你好呀"
+ECHO_HOLD_CHARS = 120  # a longer user line is guarded only against a reply that starts like it
+TALK_HOLD_TOKENS = 12  # tokens of a reply held back before any is shown: refusals start early
+TALK_MIN_KEPT = 3  # fewer tokens before assistant talk ("Yes, I'm a chatbot") are no reply
 # A reply that recites this many tokens of its own prompt (persona, rules, the canon's
 # instructions) in a row is cut where the recital starts: a clause, not a shared phrase
 RECITE_CJK, RECITE_WORDS = 10, 8
@@ -193,10 +197,13 @@ class Recital:
 
 
 def unrecited(pieces: Iterable[str], recital: Recital, line: str = "") -> Iterator[str]:
-    """``pieces`` as they come, cut where the reply starts reciting its prompt: the clauses
-    before the recital are kept (a reply that is all recital ends up empty) and the stream
-    stops there. The clause that holds the last ``n - 1`` tokens is held back until it
-    cannot start one, so the reply streams clause by clause."""
+    """``pieces`` as they come, cut where the reply starts reciting its prompt or talking
+    like an assistant (a refusal, "as an AI", "feel free to ask"): the clauses before are
+    kept and the stream stops there. Nothing is let go before the reply has
+    ``TALK_HOLD_TOKENS`` tokens (a refusal shows its hand in its first words), and then the
+    clause that holds the last ``n - 1`` tokens is held back until it cannot start a
+    recital, so the reply streams clause by clause. A reply that is an assistant's from its
+    first word raises ``_Unfit``: nothing is shown and the caller may sample again."""
     allowed = set(recital.allowed) | grams(tokens(line), recital.n)
     keep = recital.n - 1
     text, sent = "", 0
@@ -204,14 +211,25 @@ def unrecited(pieces: Iterable[str], recital: Recital, line: str = "") -> Iterat
         text += piece
         found = spans(text)
         run = shared_run([t for t, _, _ in found], set(recital.source), recital.n, allowed)
-        if run is not None:  # cut at the clause boundary before the recital
-            start = found[run.start][1]
+        start = found[run.start][1] if run is not None else None
+        talk = first_assistant_talk(text)
+        if talk is not None and (start is None or talk[0] < start):
+            start = talk[0]
+        if start is not None:  # cut at the clause boundary before it
             cut = max(text.rfind(ch, 0, start + 1) for ch in _BOUNDARY) + 1
             rest = text[sent:cut].rstrip(_TRAILING) if cut > sent else ""
+            if run is not None and found[run.start][1] == start:
+                log.info("reply cut where it recites the prompt: %r", run.text)
+            else:
+                assert talk is not None
+                log.info("reply cut where it talks like an assistant: %r", talk[1])
+                if not sent and len(tokens(rest)) < TALK_MIN_KEPT:  # "Yes, I'm a chatbot"
+                    raise _Unfit(text + "".join(pieces))  # whole, in case every try is like it
             if rest:
                 yield rest
-            log.info("reply cut where it recites the prompt: %r", run.text)
             return
+        if len(found) < TALK_HOLD_TOKENS:
+            continue
         hold = found[len(found) - keep][1] if len(found) > keep else 0
         # whole clauses, the mark that ends one going with the next; a clause that runs on
         # and on is let go in part, so the reply never stalls
@@ -225,8 +243,9 @@ def unrecited(pieces: Iterable[str], recital: Recital, line: str = "") -> Iterat
         yield text[sent:]
 
 
-class _Echo(Exception):
-    """The reply was the user's line, or an earlier reply, said again."""
+class _Unfit(Exception):
+    """The reply was the user's line or an earlier reply said again, or an assistant's
+    refusal: nothing of it was shown."""
 
     def __init__(self, text: str) -> None:
         super().__init__(text)
@@ -235,26 +254,42 @@ class _Echo(Exception):
 
 def unechoed(pieces: Iterable[str], line: str, replies: Sequence[str] = ()) -> Iterator[str]:
     """``pieces`` as they come, except a reply that says the user's ``line`` or one of the
-    earlier ``replies`` again: while the reply so far reads like the start of one it is held
-    back, and if it ends as one (``ECHO_SIMILAR`` alike) ``_Echo`` is raised with nothing
-    shown. A reply that goes its own way is released at once. A short line is not guarded
-    ("你好" may well be answered "你好呀"); an earlier reply of two characters is."""
-    sources = [p for p in [plain(line)] if len(p) >= ECHO_MIN_CHARS]
-    sources += [p for p in (plain(r) for r in replies) if len(p) >= 2]
+    earlier ``replies`` again: while the reply so far could still end as one it is held
+    back, and if it does (``ECHO_SIMILAR`` alike) ``_Unfit`` is raised with nothing shown.
+    The user's line may come back behind a word of its own ("Yes, I saw you on my way
+    here"), so a reply is held until it is too long, or too different, to end as that line;
+    an earlier reply is held only while the reply starts like it. A short line is not
+    guarded ("你好" may well be answered "你好呀"); an earlier reply of two characters is."""
+    said = plain(line)
+    said = said if len(said) >= ECHO_MIN_CHARS else ""
+    sources = [p for p in (plain(r) for r in replies) if len(p) >= 2]
+    if said:
+        sources.append(said)
     held = ""
     released = False
     for piece in pieces:
         if not released:
             held += piece
             h = plain(held)
-            if any(_alike(h, src[: len(h)]) for src in sources):
+            if (said and _may_become(h, said)) or any(_alike(h, s[: len(h)]) for s in sources):
                 continue
             released, piece = True, held
         yield piece
     if not released and held:
         if any(_alike(plain(held), src) for src in sources):
-            raise _Echo(held)
+            raise _Unfit(held)
         yield held
+
+
+def _may_become(h: str, said: str) -> bool:
+    """Whether a reply that starts ``h`` may still end ``ECHO_SIMILAR`` alike to ``said``:
+    it is not too long yet, and what of it the line lacks is not too much (a difflib ratio
+    of r between the whole reply a and the line b needs at most (2/r - 1)|b| unmatched
+    characters in the reply, and unmatched characters stay unmatched, near enough)."""
+    if len(said) > ECHO_HOLD_CHARS or len(h) > (2 / ECHO_SIMILAR - 1) * len(said):
+        return False
+    matched = similarity(h, said) * (len(h) + len(said)) / 2
+    return len(h) - matched <= (2 / ECHO_SIMILAR - 2) * len(said)
 
 
 def _alike(a: str, b: str) -> bool:
@@ -350,7 +385,7 @@ class Session:
         params = self.params
         pieces: list[str] = []
         cut = False
-        echo = ""
+        unfit_text = ""  # the last try that was all echo or refusal
         for attempt in range(EMPTY_RETRIES + 1):
             raw.clear()
             report.tries = attempt + 1
@@ -361,23 +396,23 @@ class Session:
                     yield piece
             except _OutOfTime:
                 cut = True
-            except _Echo as said_again:
-                echo = said_again.text
+            except _Unfit as unfit:
+                unfit_text = unfit.text
             report.raw = "".join(raw)
             if pieces or cut:
                 break
-            # Nothing survived clean-up (the model spoke only for others, wrote nothing, or
-            # said the user's line back): sample again, differently, but spend at most one
-            # more reply's worth of time.
+            # Nothing survived clean-up (the model spoke only for others, wrote nothing, said
+            # the user's line back or refused like an assistant): sample again, differently,
+            # but spend at most one more reply's worth of time.
             log.info("no reply after clean-up (try %d): %r", attempt + 1, report.raw[:80])
             if deadline is None:
                 deadline = time.monotonic() + max(time.monotonic() - started, RETRY_FLOOR_S)
             if time.monotonic() >= deadline:
                 break
             params = retry_params(self.params, attempt + 1)
-        if not pieces and echo:  # an echo every time: better said than nothing at all
-            pieces.append(echo)
-            yield echo
+        if not pieces and unfit_text:  # unfit every time: better said than nothing at all
+            pieces.append(unfit_text)
+            yield unfit_text
             cut = True
         if not pieces:
             self.pending = None

@@ -28,6 +28,7 @@ from importlib import resources
 from string import Template
 from typing import Any
 
+from ..assistant_talk import BOILERPLATE
 from ..backends.base import LLM, GenerationParams
 from ..character.model import Character
 from ..errors import InputError
@@ -234,48 +235,6 @@ _SELF_AI = [
     ("ai_origin", re.compile(r"我是由.{0,12}?(?:开发|训练|创建|打造|研发)的")),
 ]
 
-# Boilerplate of an assistant declining or describing its limits.
-_BOILERPLATE = [
-    re.compile(
-        r"\bi(?:'m| am)? (?:sorry|afraid),? but i (?:can(?:'|no)t|am (?:not able|unable)) "
-        r"(?:help|assist|comply|fulfil|provide|do that|browse|access)",
-        _LATIN,
-    ),
-    re.compile(
-        r"\bi (?:cannot|can't|am (?:not able|unable) to) "
-        r"(?:fulfil+|comply with|assist with|help with) (?:that|this|your) request",
-        _LATIN,
-    ),
-    re.compile(
-        r"\bi (?:cannot|can't|am (?:not able|unable) to|don't have the ability to|do not have "
-        r"the ability to) (?:browse|access|search) the (?:internet|web)",
-        _LATIN,
-    ),
-    re.compile(
-        r"\bi (?:don't|do not) have (?:personal |any )?(?:feelings|emotions|opinions|"
-        r"consciousness|a physical (?:body|form)|access to (?:real-time|the internet|current))",
-        _LATIN,
-    ),
-    re.compile(
-        r"\b(?:my training data|my knowledge cutoff|as of my last (?:update|training)|"
-        r"my programming|i was programmed)",
-        _LATIN,
-    ),
-    re.compile(
-        r"(?:抱歉|对不起)[，,。\s]*(?:但是?)?我(?:无法|不能)(?:提供|满足|回答|协助|帮助|完成)"
-    ),
-    re.compile(r"我(?:无法|不能)(?:访问|浏览|连接)(?:互联网|网络|网页|实时)"),
-    re.compile(r"我没有(?:个人的?|真正的?|任何)?(?:情感|感情|意识|实体|身体|个人观点|主观)"),
-    re.compile(r"(?:我的训练数据|训练数据截至|知识截止|截至我的|我的知识库)"),
-]
-
-
-def boilerplate_matches(text: str) -> list[str]:
-    """The assistant boilerplate in ``text`` (refusals, "I don't have feelings", training
-    data): what each matching pattern found."""
-    return [m[0] for p in _BOILERPLATE if (m := p.search(text))]
-
-
 # Words that give the game away when the reply brings them up itself (if the probe used
 # one, the reply may repeat it: "ChatGPT? Is that a kind of tea?" is in character).
 _TELLTALE = [
@@ -474,7 +433,7 @@ def rule_violations(reply: str, character: Character, probe: Probe) -> list[str]
     found: dict[str, list[str]] = {}
     for rule, pattern in _SELF_AI:
         found.setdefault(rule, []).extend(_found([pattern], text))
-    found["boilerplate"] = _found(_BOILERPLATE, text)
+    found["boilerplate"] = _found(BOILERPLATE, text)
     found["telltale"] = _found(_TELLTALE_RE, text, unless=asked)
     if probe.category == "anachronism":
         found["modern_term"] = _found(_MODERN_RE, text, unless=asked)

@@ -37,6 +37,7 @@ from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING, Any
 
+from ..assistant_talk import refusal
 from ..character.model import Character
 from ..errors import InputError, RolecastError
 from ..overlap import cjk_count, grams, join, plain, shared_run, similarity, tokens
@@ -84,18 +85,6 @@ CJK_SHARE_ZH = 0.5  # a Chinese/Japanese reply: at least this share of its lette
 CJK_SHARE_OTHER = 0.2  # any other language: at most this share
 
 _LETTER = re.compile(r"[^\W\d_]")
-_ASSISTANT_SELF = [
-    re.compile(r"(?:作为|身为)(?:一[个名款])?(?:AI|人工智能|语言模型|智能助手|助手|机器人)", re.I),
-    re.compile(
-        r"我(?:只)?是(?:一[个名款])?(?:AI|人工智能|语言模型|虚拟助手|智能助手|聊天机器人)", re.I
-    ),
-    re.compile(r"\bas an? (?:ai|artificial intelligence|language model|assistant|chatbot)\b", re.I),
-    re.compile(
-        r"\bi(?:'m| am) (?:just |only )?an? (?:ai|artificial intelligence|language model|"
-        r"ai assistant|virtual assistant|chatbot)\b",
-        re.I,
-    ),
-]
 
 
 def _is_cjk_language(language: str) -> bool:
@@ -242,11 +231,7 @@ class SmokeChecker:
         return found and found.replace("reply 1", "the user's line")
 
     def _refusal(self, reply: str) -> str | None:
-        from .probes import boilerplate_matches
-
-        text = unicodedata.normalize("NFKC", reply)
-        hits = boilerplate_matches(text) + [m[0] for p in _ASSISTANT_SELF if (m := p.search(text))]
-        return hits[0] if hits else None
+        return refusal(reply)
 
     def _copy(self, toks: Sequence[str], said: Sequence[str]) -> str | None:
         whole = "".join(toks)

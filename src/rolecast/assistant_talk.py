@@ -1,0 +1,115 @@
+"""What a character never says: an assistant's refusals, its self-description and its
+service closers. The conversation gate and the in-character probes count them; the session
+cuts them out of a reply as it streams (and samples again when nothing else is left).
+
+Pure patterns over NFKC-normalised text. Latin patterns are case-insensitive and use ASCII
+word boundaries, so "AI" is a word in "跟AI说话".
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_LATIN = re.I | re.ASCII
+
+# An assistant declining, or describing its limits.
+BOILERPLATE = [
+    re.compile(
+        r"\bi(?:'m| am)? (?:sorry|afraid),? but i (?:can(?:'|no)t|am (?:not able|unable)) "
+        r"(?:help|assist|comply|fulfil|provide|do that|browse|access)",
+        _LATIN,
+    ),
+    re.compile(
+        r"\bi (?:cannot|can't|am (?:not able|unable) to) "
+        r"(?:fulfil+|comply with|assist with|help with) (?:that|this|your) request",
+        _LATIN,
+    ),
+    re.compile(
+        r"\bi (?:cannot|can't|am (?:not able|unable) to|don't have the ability to|do not have "
+        r"the ability to) (?:browse|access|search) the (?:internet|web)",
+        _LATIN,
+    ),
+    re.compile(
+        r"\bi (?:don't|do not) have (?:personal |any )?(?:feelings|emotions|opinions|"
+        r"consciousness|a physical (?:body|form)|access to (?:real-time|the internet|current|"
+        r"your|personal|any (?:personal|real-time)))",
+        _LATIN,
+    ),
+    re.compile(
+        r"\b(?:my training data|my knowledge cutoff|as of my last (?:update|training)|"
+        r"my programming|i was programmed)",
+        _LATIN,
+    ),
+    re.compile(
+        r"(?:抱歉|对不起)[，,。\s]*(?:但是?)?我(?:无法|不能)(?:提供|满足|回答|协助|帮助|完成)"
+    ),
+    re.compile(r"我(?:无法|不能)(?:访问|浏览|连接)(?:互联网|网络|网页|实时)"),
+    re.compile(r"我没有(?:个人的?|真正的?|任何)?(?:情感|感情|意识|实体|身体|个人观点|主观)"),
+    re.compile(r"(?:我的训练数据|训练数据截至|知识截止|截至我的|我的知识库)"),
+]
+
+# An assistant saying what it is.
+ASSISTANT_SELF = [
+    re.compile(r"(?:作为|身为)(?:一[个名款])?(?:AI|人工智能|语言模型|智能助手|助手|机器人)", re.I),
+    re.compile(
+        r"我(?:只)?是(?:一[个名款])?(?:AI|人工智能|语言模型|虚拟助手|智能助手|聊天机器人)", re.I
+    ),
+    re.compile(
+        r"\bas an? (?:ai|artificial intelligence|language model|assistant|chatbot)\b", _LATIN
+    ),
+    re.compile(
+        r"\bi(?:'m| am) (?:just |only )?an? (?:ai|artificial intelligence|language model|"
+        r"ai assistant|virtual assistant|chatbot)\b",
+        _LATIN,
+    ),
+]
+
+# An assistant's service closers ("feel free to ask"): not a refusal, but no character talks
+# like that; the session cuts the reply where one starts.
+CLOSERS = [
+    re.compile(
+        r"\b(?:if|let me know if|please let me know if) (?:there(?:'s| is) anything else|"
+        r"you have any (?:other |more |further )?questions|you need (?:any )?(?:more |further )?"
+        r"(?:help|assistance))",
+        _LATIN,
+    ),
+    re.compile(r"\bfeel free to (?:ask|reach out|let me know)", _LATIN),
+    re.compile(r"\b(?:how|is there anything else) (?:else )?(?:can|may) i (?:help|assist)", _LATIN),
+    re.compile(r"\bi(?:'m| am) (?:glad|happy) (?:i could|to) (?:help|assist)", _LATIN),
+    re.compile(r"如果(?:你|您)?(?:还)?有(?:其他|任何|别的)(?:的)?(?:问题|需要|疑问)"),
+    re.compile(r"(?:有|还有)什么(?:其他|别的)?(?:问题|事情|需要)?(?:我)?可以(?:帮|为)(?:你|您)"),
+    re.compile(r"(?:随时|欢迎)(?:向我)?(?:提问|问我|告诉我)"),
+    re.compile(r"很高兴(?:能)?(?:为(?:你|您)(?:服务|提供)|帮(?:到|助)(?:你|您))"),
+]
+
+
+def normal(text: str) -> str:
+    return unicodedata.normalize("NFKC", text)
+
+
+def boilerplate_matches(text: str) -> list[str]:
+    """What each refusal / limits pattern found in ``text``."""
+    text = normal(text)
+    return [m[0] for p in BOILERPLATE if (m := p.search(text))]
+
+
+def refusal(text: str) -> str | None:
+    """The first refusal or assistant self-description in ``text`` (what the gate counts)."""
+    text = normal(text)
+    hits = boilerplate_matches(text) + [m[0] for p in ASSISTANT_SELF if (m := p.search(text))]
+    return hits[0] if hits else None
+
+
+def first_assistant_talk(text: str) -> tuple[int, str] | None:
+    """Where in ``text`` the earliest refusal, self-description or service closer starts
+    (an index into ``text`` itself), and what it says."""
+    pieces = [normal(ch) for ch in text]  # NFKC may widen a character ("…" is "...")
+    where = [i for i, piece in enumerate(pieces) for _ in piece]
+    flat = "".join(pieces)
+    found = [
+        (where[m.start()], m[0])
+        for p in (*BOILERPLATE, *ASSISTANT_SELF, *CLOSERS)
+        if (m := p.search(flat))
+    ]
+    return min(found) if found else None

@@ -1,0 +1,53 @@
+"""The assistant talk that no character says: found where it starts, whatever the script."""
+
+from __future__ import annotations
+
+import pytest
+
+from rolecast.assistant_talk import boilerplate_matches, first_assistant_talk, refusal
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'm sorry, but I can't assist with that.",
+        "I'm sorry, but I don't have access to your recent activity.",
+        "As an AI, I don't eat.",
+        "很抱歉，我无法协助完成这个请求。",
+        "作为一个AI，我没有家乡。",
+        "我只是一个语言模型。",
+    ],
+)
+def test_refusals_and_self_descriptions_are_found(text: str) -> None:
+    assert refusal(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'm sorry to hear that. Bazinga.",
+        "Sorry, I can't come tomorrow: the comic book store has a sale.",
+        "抱歉，今天的面卖完了。",
+        "An AI? I am a theoretical physicist.",
+        "你是AI吗？我是林小满。",
+    ],
+)
+def test_what_a_character_may_say_is_not(text: str) -> None:
+    assert refusal(text) is None
+    assert first_assistant_talk(text) is None
+
+
+def test_the_place_is_a_place_in_the_text_even_where_nfkc_widens_it() -> None:
+    text = "Well… fine. If there's anything else, feel free to ask."
+    found = first_assistant_talk(text)
+    assert found is not None
+    assert text[found[0] :].startswith("If there's anything else")
+    zh = "好嘞……汤来了。有什么可以帮你的吗？"
+    where, said = first_assistant_talk(zh) or (-1, "")
+    assert zh[where:].startswith("有什么可以帮你")
+    assert said.startswith("有什么")
+
+
+def test_boilerplate_lists_each_pattern_that_matched() -> None:
+    assert boilerplate_matches("Sorry. My training data ends in 2023.") == ["My training data"]
+    assert boilerplate_matches("Hello there.") == []
