@@ -15,6 +15,11 @@
 The zip form holds the same files at its root (or under one top folder). Writes
 are atomic: a package is written to a temporary sibling folder and renamed into
 place, so a failed write leaves the previous package as it was.
+
+Every path a package names (``portrait``, a canon line's ``image``) is relative to its
+folder and stays inside it, symbolic links followed, and its own files are not links
+leading out: checked when a package is loaded, saved, packed and installed, since the web
+page shows those files.
 """
 
 from __future__ import annotations
@@ -26,18 +31,17 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import tomli_w
 
 from ..errors import PackageError, ParseError
+from ..files import replace_dir, staging_dir
 from .model import Character, Line, LoreEntry, Scene, Voice
-from .safezip import SafeZip
+from .safezip import SafeZip, unsafe_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -77,6 +81,79 @@ def valid_id(name: str) -> str:
             "not starting with '.'"
         )
     return name
+
+
+# ---------------------------------------------------------------- paths inside the package
+
+FILES = (TOML, PERSONA, CANON, LORE, CARD, VECTORS)
+PATH_HINT = "a package's paths are relative to its folder, such as images/x.jpg"
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def path_problem(value: str) -> str | None:
+    """Why ``value`` cannot name a file inside a package, or None when it can: it must be
+    relative to the package folder, with '/' between parts, and never go up ('..')."""
+    if value.startswith(("/", "\\")) or _DRIVE.match(value):
+        return "is an absolute path"
+    if ".." in re.split(r"[/\\]", value):
+        return "goes up out of the package folder ('..')"
+    if unsafe_name(value):
+        return "is not a safe relative path (it holds a backslash or NUL)"
+    return None
+
+
+def path_fields(character: Character) -> Iterator[tuple[str, str]]:
+    """Every path a character names, with the field that holds it."""
+    if character.portrait:
+        yield f"{TOML} 'portrait'", character.portrait
+    for scene in character.scenes:
+        for n, ln in enumerate(scene.lines, start=1):
+            if ln.image:
+                yield f"{CANON} scene {scene.id!r} line {n} 'image'", ln.image
+
+
+def _inside(real_root: Path, path: Path) -> bool:
+    """Whether ``path``, its symbolic links followed, is ``real_root`` or inside it."""
+    try:
+        return path.resolve().is_relative_to(real_root)
+    except (OSError, RuntimeError):  # a loop of links
+        return False
+
+
+def check_paths(character: Character, where: str | Path, root: Path | None = None) -> None:
+    """Refuse a character whose portrait or canon images could lead out of its package:
+    each must be a relative path (:func:`path_problem`) and, when ``root`` is the package
+    folder on disk, resolve inside it with symbolic links followed. The ``PackageError``
+    starts with ``where`` and names the field, and the scene and line."""
+    real = root.resolve() if root is not None else None
+    for field, value in path_fields(character):
+        problem = path_problem(value)
+        if problem is None and real is not None and root is not None:
+            if not _inside(real, root / value):
+                problem = "leads outside the package folder (through a symbolic link)"
+        if problem is not None:
+            raise PackageError(f"{where}: {field} {value!r} {problem}; {PATH_HINT}")
+
+
+def check_files_inside(root: Path, folders: tuple[str, ...] = ()) -> None:
+    """Refuse a package folder whose own files (or anything under ``folders``) are symbolic
+    links leading outside it: reading one would read whatever it points at."""
+    real = root.resolve()
+    for name in FILES:
+        f = root / name
+        if f.is_symlink() and not _inside(real, f):
+            raise PackageError(
+                f"{root}: {name} is a symbolic link to a file outside the package folder; "
+                "put the file itself in the package"
+            )
+    for folder in folders:
+        top = root / folder
+        for f in (top, *top.rglob("*")) if top.is_dir() else (top,):
+            if f.is_symlink() and not _inside(real, f):
+                raise PackageError(
+                    f"{root}: {f.relative_to(root).as_posix()} is a symbolic link to "
+                    "something outside the package folder; put the file itself in the package"
+                )
 
 
 # ---------------------------------------------------------------- reading
@@ -237,7 +314,7 @@ def _character_from_files(cid: str, read: Callable[[str], str | None], root: Pat
         if key in meta and not isinstance(meta[key], str):
             raise ParseError(f"{key!r} must be a string", toml_path)
     scenes = parse_canon(canon_text, root / CANON) if canon_text is not None else []
-    return Character(
+    character = Character(
         id=cid,
         name=name.strip(),
         persona=persona,
@@ -256,6 +333,8 @@ def _character_from_files(cid: str, read: Callable[[str], str | None], root: Pat
         vectors=_vectors(read(VECTORS), root / VECTORS),
         extra={k: v for k, v in meta.items() if k not in TOML_KEYS},
     )
+    check_paths(character, root)
+    return character
 
 
 def _read_text(path: Path) -> str:
@@ -274,11 +353,13 @@ def load_character(path: str | Path) -> Character:
         raise PackageError(f"no character package at {path}")
     if not (path / TOML).is_file():
         raise PackageError(f"{path} is not a character package: it has no {TOML}")
+    check_files_inside(path, (IMAGES,))
 
     def read(name: str) -> str | None:
         return _read_text(path / name) if (path / name).is_file() else None
 
     character = _character_from_files(path.name, read, path)
+    check_paths(character, path, root=path)
     character.extra["_root"] = str(path)
     return character
 
@@ -345,36 +426,6 @@ def _toml_text(character: Character) -> str:
     return tomli_w.dumps(meta)
 
 
-def replace_dir(new: Path, dest: Path) -> None:
-    """Put folder ``new`` at ``dest``, replacing what is there with two renames."""
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(dest, old)
-    try:
-        os.replace(new, dest)
-    except BaseException:
-        if old is not None:
-            os.replace(old, dest)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-@contextmanager
-def staging_dir(dest: Path) -> Iterator[Path]:
-    """A temporary sibling of ``dest``; removed unless the body moves it away."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    try:
-        yield tmp
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def safe_image_name(name: str) -> str:
     """A file name for ``images/``: one plain path part, no traversal, no control characters."""
     if (
@@ -402,7 +453,10 @@ def save_character(
     """
     dest = Path(dest)
     valid_id(dest.name)
+    check_paths(character, dest)
     src_root = images_from if images_from is not None else package_root(character)
+    if src_root is not None and (src_root / IMAGES).is_dir():
+        check_files_inside(src_root, (IMAGES,))  # copying follows links: none may lead out
     with staging_dir(dest) as tmp:
         (tmp / TOML).write_text(_toml_text(character), encoding="utf-8")
         (tmp / PERSONA).write_text(character.persona, encoding="utf-8")
@@ -435,10 +489,16 @@ def write_zip(folder: Path, out: Path) -> Path:
     """Pack a package folder into one zip file (written atomically)."""
     if not (folder / TOML).is_file():
         raise PackageError(f"{folder} is not a character package: it has no {TOML}")
+    real = folder.resolve()
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for f in sorted(folder.rglob("*")):
             rel = f.relative_to(folder)
+            if f.is_symlink() and not _inside(real, f):  # packing would copy what it points at
+                raise PackageError(
+                    f"{folder}: {rel.as_posix()} is a symbolic link to something outside the "
+                    "package folder; put the file itself in the package"
+                )
             if f.is_file() and not any(p.startswith(".") for p in rel.parts):
                 zf.write(f, rel.as_posix())
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -451,6 +511,7 @@ def write_zip(folder: Path, out: Path) -> Path:
 def extract_zip(zip_path: Path, dest: Path) -> Path:
     """Unpack a package zip into ``dest`` atomically; an unsafe or damaged zip is refused
     before anything replaces ``dest``."""
+    _load_zip(zip_path)  # validated as the zip it is, so that errors name what the user gave
     with _open_zip(zip_path) as zf:
         prefix = _zip_prefix(zf.names)
         with staging_dir(dest) as tmp:
@@ -467,6 +528,11 @@ def extract_zip(zip_path: Path, dest: Path) -> Path:
                     raise PackageError(
                         f"{zip_path}: cannot unpack {info.filename!r}: {exc}"
                     ) from None
-            load_character(tmp)  # validate before it replaces anything
+            try:
+                load_character(tmp)  # validated as unpacked too, before it replaces anything
+            except (PackageError, ParseError) as exc:
+                # named as the zip the user gave: the temporary folder is gone by then
+                inside = str(Path(f"{zip_path}!{prefix}"))  # as _load_zip names its files
+                raise PackageError(str(exc).replace(str(tmp), inside)) from None
             replace_dir(tmp, dest)
     return dest

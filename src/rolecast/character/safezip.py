@@ -10,7 +10,13 @@ it refuses ZIP64 archives, a central directory over ``max_central_dir`` bytes an
 - a member declaring more than ``max_member`` bytes, or all of them more than ``max_total``.
 
 :meth:`SafeZip.read` reads only stored and deflated, unencrypted members, and never more
-bytes than a member declares nor than the caps allow, counting what was really read.
+bytes than a member declares nor than the caps allow, counting what was really read. Before
+it inflates anything it refuses a member that would grow more than ``max_ratio`` times its
+compressed size, and the same for all members read so far together (a zip bomb: 0.5 MB that
+unpacks to 480 MB stays within the size caps); below :data:`RATIO_FLOOR` bytes, where a high
+ratio is harmless, none of this applies. The ratio is checked when a member is read, not
+when the zip is opened: a member never read (the preallocated index of a ChatHaruhi role
+zip compresses 1000:1) costs nothing.
 
 Every problem, whether a check above or anything the standard library raises on a damaged
 or hostile zip (``BadZipFile``, ``zlib.error``, ``EOFError``, ``OSError``, ``ValueError``,
@@ -36,6 +42,8 @@ MAX_MEMBERS = 10_000  # members in one zip
 MAX_CENTRAL_DIR = 4 * 1024 * 1024  # bytes of central directory
 MAX_MEMBER = 64 * 1024 * 1024  # one member, uncompressed
 MAX_TOTAL = 512 * 1024 * 1024  # all members together, uncompressed
+MAX_RATIO = 100  # uncompressed / compressed size: text ~3-10, images ~1, deflate at most ~1032
+RATIO_FLOOR = 1024 * 1024  # uncompressed bytes (a member, or all read) where ratios start to count
 
 READABLE_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 
@@ -89,10 +97,12 @@ class SafeZip:
         max_central_dir: int = MAX_CENTRAL_DIR,
         max_member: int = MAX_MEMBER,
         max_total: int = MAX_TOTAL,
+        max_ratio: float = MAX_RATIO,
     ):
         self._error = error
-        self.max_member, self.max_total = max_member, max_total
+        self.max_member, self.max_total, self.max_ratio = max_member, max_total, max_ratio
         self.read_total = 0  # bytes really read so far, all members together
+        self._inflated = self._compressed = 0  # declared sizes of the members read so far
         self._members: dict[str, zipfile.ZipInfo] = {}
         try:
             if isinstance(source, (str, Path)):
@@ -184,6 +194,7 @@ class SafeZip:
             )
         if info.flag_bits & 0x1:
             raise self._error(f"zip member {name!r} is encrypted")
+        self._check_ratio(info)
         cap = min(info.file_size, self.max_member)
         try:
             with self._zf.open(info) as member:
@@ -196,6 +207,25 @@ class SafeZip:
         if self.read_total > self.max_total:
             raise self._error(f"zip unpacks to more than the {self.max_total} byte limit")
         return out
+
+    def _check_ratio(self, info: zipfile.ZipInfo) -> None:
+        """Refuse, before inflating it, a member that grows more than ``max_ratio`` times,
+        or one that brings all members read so far over that ratio together."""
+        size, packed = info.file_size, info.compress_size
+        if size > RATIO_FLOOR and size > self.max_ratio * packed:
+            raise self._error(
+                f"zip member {info.filename!r} would unpack to {size} bytes from {packed} "
+                f"compressed, {size / max(packed, 1):.0f} times its size, over the "
+                f"{self.max_ratio:g}:1 limit: refused as a zip bomb"
+            )
+        inflated, compressed = self._inflated + size, self._compressed + packed
+        if inflated > RATIO_FLOOR and inflated > self.max_ratio * compressed:
+            raise self._error(
+                f"zip members would unpack to {inflated} bytes from {compressed} compressed, "
+                f"{inflated / max(compressed, 1):.0f} times their size, over the "
+                f"{self.max_ratio:g}:1 limit: refused as a zip bomb"
+            )
+        self._inflated, self._compressed = inflated, compressed
 
     # ------------------------------------------------------------ closing
 

@@ -64,6 +64,7 @@ class ImportResult:
     repaired: list[ParseError] = field(default_factory=list)  # lines kept after a repair
     images: dict[str, bytes] = field(default_factory=dict)  # files for the package's images/
     notes: list[str] = field(default_factory=list)  # about the whole import, not one line
+    warnings: list[str] = field(default_factory=list)  # text to read before chatting
 
 
 # ---------------------------------------------------------------- shared
@@ -470,32 +471,33 @@ def import_story_folder(
     texts = root / "texts"
     if not texts.is_dir():
         raise ParseError("not a ChatHaruhi story folder: it has no texts/ folder", root)
+    own = _OwnFiles(root)
     files = sorted(
-        (f for f in texts.iterdir() if f.suffix == ".txt" and f.is_file()),
+        (own(f) for f in own(texts).iterdir() if f.suffix == ".txt" and own.is_file(f)),
         key=lambda f: _natural_key(f.stem),
     )
     if not files:
         raise ParseError("holds no .txt story files", texts)
     stories = [(f.stem, f.stem, decode_text(f.read_bytes(), f), f) for f in files]
     prompt = root / "system_prompt.txt"
-    persona = decode_text(prompt.read_bytes(), prompt).strip() if prompt.is_file() else ""
+    persona = decode_text(own(prompt).read_bytes(), prompt).strip() if own.is_file(prompt) else ""
     header = root / HEADER
     hints = SpeakerHints(
         speaker=speaker,
         names=(root.name,),
-        header=decode_text(header.read_bytes(), header) if header.is_file() else "",
+        header=decode_text(own(header).read_bytes(), header) if own.is_file(header) else "",
         user_role=user_role,
     )
     result = character_from_stories(
         stories, persona, cid or root.name, root.name, texts, hints=hints
     )
     images, lookup = root / "images", root / "text_image_dict.txt"
-    subtitles = _subtitles(lookup) if lookup.is_file() else []
-    if images.is_dir():
+    subtitles = _subtitles(own(lookup)) if own.is_file(lookup) else []
+    if own.is_dir(images):
         pictures = {
-            f.name: f.read_bytes()
-            for f in sorted(images.iterdir())
-            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+            f.name: own(f).read_bytes()
+            for f in sorted(own(images).iterdir())
+            if f.suffix.lower() in IMAGE_SUFFIXES and own.is_file(f)
         }
         result.character.scenes = attach_images(result.character, pictures, subtitles)
         result.images.update(pictures)
@@ -505,6 +507,37 @@ def import_story_folder(
             "no scene images imported"
         )
     return result
+
+
+class _OwnFiles:
+    """The files of a story folder, each refused (a ``ParseError`` naming it) when it is a
+    symbolic link or leads outside the folder: a link would import whatever it points at
+    (``/etc/passwd`` as the persona)."""
+
+    def __init__(self, root: Path):
+        self.real = root.resolve()
+
+    def __call__(self, path: Path) -> Path:
+        if path.is_symlink():
+            raise ParseError(
+                "is a symbolic link; a story folder must hold its files themselves, not links "
+                "to them: copy the file in",
+                path,
+            )
+        try:
+            inside = path.resolve().is_relative_to(self.real)
+        except (OSError, RuntimeError):  # a loop of links
+            inside = False
+        if not inside:
+            raise ParseError("leads outside the story folder (through a linked folder)", path)
+        return path
+
+    def is_file(self, path: Path) -> bool:
+        """Whether ``path`` is a file of the folder; a link is refused, not skipped."""
+        return path.is_file() or path.is_symlink()
+
+    def is_dir(self, path: Path) -> bool:
+        return path.is_dir() or path.is_symlink()
 
 
 def _subtitles(path: Path) -> list[str]:

@@ -89,7 +89,7 @@ def import_source(
         if p.stat().st_size > MAX_FILE:
             raise ParseError(f"larger than {MAX_FILE} bytes", p)
         card = cards.import_card(p.read_bytes(), p.name, cid, **choice)
-        return ImportResult(card.character, images=card.images)
+        return ImportResult(card.character, images=card.images, warnings=card.warnings)
     raise ParseError(f"unknown format {fmt!r}; known: {', '.join(IMPORT_FORMATS)}", source)
 
 

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from ...character.model import Character
 from ...character.safezip import SafeZip
 from ...errors import InputError, ParseError
+from ..injection import injection_warnings
 from . import limits
 from .charx import ZIP_MAGIC, charx_card, charx_images, open_charx
 from .fields import assets as card_assets
@@ -22,10 +24,12 @@ from .png import PNG_SIGNATURE, card_from_png
 
 @dataclass
 class CardImport:
-    """An imported card: the character (not yet saved) and files for its ``images/`` folder."""
+    """An imported card: the character (not yet saved), files for its ``images/`` folder,
+    and warnings for the user (card text that looks like a prompt injection)."""
 
     character: Character
     images: dict[str, bytes] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def import_card(
@@ -119,7 +123,44 @@ def _character(
         # a PNG carries only a PNG portrait; a CHARX icon is the portrait whatever its type
         if png is None or portrait_name.lower().endswith(".png"):
             images[portrait_name] = icon
-    return CardImport(character, images)
+    sent = _sent_fields(fields, where) if payload is None else _payload_fields(character, where)
+    return CardImport(character, images, injection_warnings(sent))
+
+
+def _sent_fields(data: dict[str, Any], where: str) -> Iterator[tuple[str, str]]:
+    """The text fields of a foreign card that reach the model, by name (checked already)."""
+    for key in (
+        "system_prompt",
+        "description",
+        "personality",
+        "scenario",
+        "first_mes",
+        "mes_example",
+        "post_history_instructions",
+    ):
+        if isinstance(data.get(key), str):
+            yield f"{where}{key}", data[key]
+    for key in ("alternate_greetings", "group_only_greetings"):
+        for i, text in enumerate(data.get(key) or []):
+            yield f"{where}{key}[{i}]", text
+    book = data.get("character_book")
+    entries = book.get("entries") if isinstance(book, dict) else None
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        if isinstance(entry, dict) and isinstance(entry.get("content"), str):
+            yield f"{where}character_book.entries[{i}].content", entry["content"]
+
+
+def _payload_fields(c: Character, where: str) -> Iterator[tuple[str, str]]:
+    """What a rolecast payload sends to the model, named as its fields."""
+    at = f"{where}extensions.rolecast"
+    yield f"{at}.character.persona", c.persona
+    for i, text in enumerate(c.greetings):
+        yield f"{at}.character.greetings[{i}]", text
+    for i, scene in enumerate(c.scenes):
+        for j, line in enumerate(scene.lines):
+            yield f"{at}.canon[{i}].lines[{j}].text", line.text
+    for i, entry in enumerate(c.lore):
+        yield f"{at}.lore[{i}].content", entry.content
 
 
 def fuzz_one(data: bytes) -> None:

@@ -14,10 +14,12 @@ from typing import Any
 
 from ...character.model import Character
 from ...character.package import (
+    PATH_HINT,
     TOML_KEYS,
     parse_canon,
     parse_lore,
     parse_voice,
+    path_problem,
     safe_image_name,
 )
 from ...character.safezip import unsafe_name
@@ -120,6 +122,14 @@ def restore(
     else:
         the_id = derive_id(name)
     scenes = _payload_rows(payload, "canon", parse_canon, path)
+    for i, scene in enumerate(scenes):  # a path out of the package would be read and shown
+        for j, line in enumerate(scene.lines):
+            problem = path_problem(line.image) if line.image else None
+            if problem is not None:
+                raise ParseError(
+                    f"'{at}.canon[{i}].lines[{j}].image' {line.image!r} {problem}; {PATH_HINT}",
+                    path,
+                )
     lore = _payload_rows(payload, "lore", parse_lore, path)
     voice = parse_voice(ch, Path(f"{where}voice")) if ch.get("voice") is not None else None
     card = payload.get("card", {})
