@@ -1,14 +1,17 @@
 """Settings in one place: explicit argument > environment > config file > default.
 
 Everything takes the environment as a parameter so tests never touch global state.
-The config file is ``$ROLECAST_HOME/config.toml``, written by ``rolecast config``.
+The config file is ``$ROLECAST_HOME/config.toml``, written by ``rolecast config``: always
+mode 600 (it may hold keys), by one writer at a time (a lock on ``config.toml.lock``).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,12 @@ SETTINGS: dict[str, tuple[tuple[str, ...], str | None, str]] = {
         ("ROLECAST_TTS_API_KEY",),
         None,
         "openai TTS backend: the key when it is not api_key's",
+    ),
+    "server_models": (
+        ("ROLECAST_SERVER_MODELS",),
+        None,
+        "rolecast serve: what clients may ask for, e.g. 'xiaoman,mia@smollm2-135m' "
+        "(default: every installed character with the default model)",
     ),
 }
 
@@ -106,21 +115,61 @@ def resolve(
     return default
 
 
+# The file is only ever its owner's, whatever it holds: a rule by setting name would miss a
+# secret inside another value (a base_url with user:password@) and would make the file
+# readable again when the key that needed it is unset, while nothing needs it readable.
+FILE_MODE = 0o600
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """One writer at a time (threads or processes): an exclusive lock on a file beside
+    ``path``, held while the file is read, changed and replaced."""
+    lock = path.with_name(path.name + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        if sys.platform == "win32":  # pragma: no cover
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+            try:
+                yield
+            finally:
+                os.lseek(fd, 0, os.SEEK_SET)
+                msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed
+            yield
+    finally:
+        os.close(fd)
+
+
 def write_setting(key: str, value: str | None, environ: Mapping[str, str] | None = None) -> Path:
-    """Set (or, with ``None``, remove) a setting in the config file, atomically."""
+    """Set (or, with ``None``, remove) a setting in the config file: atomically, under a
+    lock (concurrent writers of different settings all keep theirs), mode 600."""
     import tomli_w
 
     _check_key(key)
-    data = read_file(environ)
-    if value is None:
-        data.pop(key, None)
-    else:
-        data[key] = value
     path = config_path(environ)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
-    if key == "api_key":
-        tmp.chmod(0o600)
-    os.replace(tmp, path)
+    with _locked(path):
+        data = read_file(environ)
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+        # mkstemp makes the file 600 from the start: the secret is never readable by others
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(tomli_w.dumps(data))
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, FILE_MODE)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return path

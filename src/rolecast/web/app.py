@@ -11,18 +11,19 @@ import logging
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..backends.base import LLM, get_llm, shared
 from ..character import store
-from ..character.package import load_character
+from ..character.package import IMAGES, load_character
 from ..errors import InputError, RolecastError
 from ..prompt.assemble import Budget
 from ..retrieval.hybrid import CanonIndex
 from ..retrieval.images import SceneImages
 from ..retrieval.index import load_index
+from .access import ModelPolicy
 from .chat import ChatMessage, ChatTab
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,13 @@ class WebApp:
         model: str | None = None,
         embedder: str = "use",
         llm_options: dict[str, Any] | None = None,
+        allowed_models: Iterable[str] = (),
     ) -> None:
         self.default = store.load(default or store.DEFAULT_CHARACTER).id
         self.backend, self.model, self.embedder = backend, model, embedder
         self.llm_options = llm_options or {}
+        # what the settings panel may load: never a path or hf: download the operator did not name
+        self.models = ModelPolicy(model, tuple(allowed_models))
         self._indexes: dict[str, tuple[CanonIndex, SceneImages]] = {}
         self._llms: dict[tuple[str, str | None], LLM] = {}
         self._lock = threading.Lock()
@@ -103,6 +107,11 @@ class WebApp:
         if self._audio_dir is None:
             self._audio_dir = Path(tempfile.mkdtemp(prefix="rolecast-audio-"))
         return self._audio_dir
+
+    def served_paths(self) -> list[Path]:
+        """The folders the page's file route may serve: every package's images folder and
+        the spoken replies. Never a whole package (persona, canon, settings)."""
+        return [path / IMAGES for path in store.package_dirs().values()] + [self.audio_dir]
 
     def speaker(self, state: dict[str, Any], cid: str) -> tuple[Any, threading.Lock]:
         """The character's voice, translating with the tab's chat model where needed."""
@@ -202,6 +211,9 @@ class WebApp:
         return (state, tab.character.id, *self.character_view(tab), *self.view(tab))
 
     def on_pick(self, cid: str, state: dict[str, Any]) -> Outputs:
+        if cid and cid != self.default and cid not in store.package_dirs():
+            # an installed character's id, not a path (the store would load any package folder)
+            raise InputError(f"no character {cid!r} is installed")
         current = state.get("tabs", {}).get(state.get("current"))
         if current is not None and current.streaming:
             current.stop()  # what was said so far stays in that character's chat
@@ -291,6 +303,7 @@ class WebApp:
         backend, model = backend.strip() or self.backend, model.strip() or None
         if canon < 0 or history < 0:
             raise InputError("token budgets must not be negative")
+        self.models.check(model)  # before anything loads: no path or download from the page
         llm = self.llm(backend, model)  # an unknown backend or model fails here, clearly
         state["backend"], state["model"] = backend, model
         for tab in state.get("tabs", {}).values():

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..backends.base import LLM
 from ..character.model import Character
-from ..character.package import package_root
+from ..character.package import IMAGES, package_root
 from ..errors import InputError
 from ..prompt.assemble import Turn
 from ..retrieval.hybrid import CanonIndex
@@ -83,11 +83,8 @@ class ChatTab:
     # ------------------------------------------------------------ what the page shows
 
     def portrait(self) -> str | None:
-        root = package_root(self.character)
-        if root is None or not self.character.portrait:
-            return None
-        path = root / self.character.portrait
-        return str(path) if path.is_file() else None
+        path = package_image(package_root(self.character), self.character.portrait)
+        return str(path) if path is not None else None
 
     def greeting(self) -> str:
         return self.character.greetings[0] if self.character.greetings else ""
@@ -294,10 +291,20 @@ class ChatTab:
         root = package_root(self.character)
         reply.image, reply.image_score, reply.notice = None, None, ""
         if match is not None:
-            path = root / match.image if root is not None else None
-            if path is not None and path.is_file():
+            path = package_image(root, match.image)
+            if path is not None:
                 reply.image, reply.image_score = str(path), match.score
             else:
                 reply.notice = f"the scene image {match.image} is missing from the package"
         self.last_timing = {"generate_s": generated, "after_s": time.perf_counter() - t0}
         yield reply
+
+
+def package_image(root: Path | None, name: str) -> Path | None:
+    """The package's image file ``name`` ("images/x.png"), only where it lies inside the
+    package's images folder: the page serves that folder and nothing else of the package."""
+    if root is None or not name:
+        return None
+    folder = (root / IMAGES).resolve()
+    path = (root / name).resolve()
+    return path if path.is_relative_to(folder) and path.is_file() else None

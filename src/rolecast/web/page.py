@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import MissingDependencyError, RolecastError
+from .access import Credentials, check_exposure
 from .app import CANON_COLUMNS, PARTS_COLUMNS, SKIP, WebApp
 
 CSS = """
@@ -109,7 +110,11 @@ def build_page(app: WebApp):  # type: ignore[no-untyped-def]
                     )
                 with gr.Accordion("settings", open=False):
                     backend = gr.Textbox(label="backend", value=app.backend)
-                    model = gr.Textbox(label="model", value=app.model or "")
+                    model = gr.Textbox(
+                        label="model",
+                        value=app.model or "",
+                        info="one of: " + ", ".join(app.models.names()),
+                    )
                     canon_budget = gr.Number(label="canon budget (tokens)", value=1500)
                     history_budget = gr.Number(label="history budget (tokens)", value=1200)
                     apply = gr.Button("Apply")
@@ -144,11 +149,34 @@ def build_page(app: WebApp):  # type: ignore[no-untyped-def]
     return page
 
 
+def launch_options(
+    app: WebApp, host: str, port: int, share: bool, credentials: Credentials
+) -> dict[str, Any]:
+    """Gradio's ``launch`` arguments: refused without credentials anywhere but on loopback;
+    the file route serves the packages' images and the spoken replies, nothing else of theirs."""
+    check_exposure(host, share, credentials)
+    return {
+        "server_name": host,
+        "server_port": port,
+        "share": share,
+        "css": CSS,
+        "allowed_paths": [str(p) for p in app.served_paths()],
+        "auth": credentials.check if credentials else None,
+        "auth_message": "rolecast: log in with the user and password the operator gave",
+    }
+
+
 def launch(
-    app: WebApp, host: str = "127.0.0.1", port: int = 7860, share: bool = False, **kwargs: Any
+    app: WebApp,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    share: bool = False,
+    credentials: Credentials | None = None,
+    **kwargs: Any,
 ):  # type: ignore[no-untyped-def]
     import threading
 
+    options = launch_options(app, host, port, share, credentials or Credentials())
     # the default character's index loads while Gradio is imported and the page is built, so
     # the first page shows a loaded character without waiting
     loading = threading.Thread(target=app.index, args=(app.default,), daemon=True)
@@ -156,17 +184,4 @@ def launch(
     page = build_page(app)
     loading.join()
     page.queue(default_concurrency_limit=None)
-    return page.launch(
-        server_name=host,
-        server_port=port,
-        share=share,
-        css=CSS,
-        allowed_paths=[str(p) for p in _image_roots()] + [str(app.audio_dir)],
-        **kwargs,
-    )
-
-
-def _image_roots() -> list[Any]:
-    from ..character import store
-
-    return list({p.parent for p in store.package_dirs().values()})
+    return page.launch(**options, **kwargs)
