@@ -51,3 +51,11 @@ def test_the_place_is_a_place_in_the_text_even_where_nfkc_widens_it() -> None:
 def test_boilerplate_lists_each_pattern_that_matched() -> None:
     assert boilerplate_matches("Sorry. My training data ends in 2023.") == ["My training data"]
     assert boilerplate_matches("Hello there.") == []
+
+
+def test_the_apology_a_refusal_starts_with_belongs_to_it() -> None:
+    # cut at "I don't have access", the reply would have been "I'm sorry"
+    text = "I'm sorry, but I don't have access to your recent activity."
+    assert first_assistant_talk(text) == (0, "I'm sorry, but I don't have access to your")
+    where, _ = first_assistant_talk("Hmm. Sorry, I can't help with that request.") or (-1, "")
+    assert where == 5

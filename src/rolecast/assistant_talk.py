@@ -12,6 +12,8 @@ import re
 import unicodedata
 
 _LATIN = re.I | re.ASCII
+# the apology a refusal starts with belongs to it ("I'm sorry, but I don't have access...")
+_SORRY = r"(?:(?:i'm |i am )?(?:sorry|afraid)[,.]? (?:but )?)?"
 
 # An assistant declining, or describing its limits.
 BOILERPLATE = [
@@ -21,17 +23,18 @@ BOILERPLATE = [
         _LATIN,
     ),
     re.compile(
-        r"\bi (?:cannot|can't|am (?:not able|unable) to) "
+        _SORRY + r"\bi (?:cannot|can't|am (?:not able|unable) to) "
         r"(?:fulfil+|comply with|assist with|help with) (?:that|this|your) request",
         _LATIN,
     ),
     re.compile(
-        r"\bi (?:cannot|can't|am (?:not able|unable) to|don't have the ability to|do not have "
+        _SORRY
+        + r"\bi (?:cannot|can't|am (?:not able|unable) to|don't have the ability to|do not have "
         r"the ability to) (?:browse|access|search) the (?:internet|web)",
         _LATIN,
     ),
     re.compile(
-        r"\bi (?:don't|do not) have (?:personal |any )?(?:feelings|emotions|opinions|"
+        _SORRY + r"\bi (?:don't|do not) have (?:personal |any )?(?:feelings|emotions|opinions|"
         r"consciousness|a physical (?:body|form)|access to (?:real-time|the internet|current|"
         r"your|personal|any (?:personal|real-time)))",
         _LATIN,

@@ -69,6 +69,11 @@ class ReplyCleaner:
 
     self_names: frozenset[str]
     other_names: frozenset[str]
+    LONG_LINE = 512  # chars of an unfinished line that are cleaned again with every chunk
+    LONG_STEP = 8  # a longer line is cleaned again once it has grown by this fraction
+    # text that cleaning a line shown as it comes only appends: no line break (what
+    # str.splitlines breaks at), colon (a name), quote bracket or parenthesis (stage direction)
+    _PLAIN = re.compile(r"[^\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029:：「」()（）]+")
 
     @classmethod
     def for_character(cls, character: Character, extra: Iterable[str] = ()) -> ReplyCleaner:
@@ -106,35 +111,102 @@ class ReplyCleaner:
                 line = line[: tail.start()] + line[tail.start() + 1 :]
         return line.strip(), stop
 
-    def clean(self, raw: str) -> str:
-        out = ""
-        for line in raw.splitlines():
+    def _fold(self, last: str, lines: Iterable[str]) -> tuple[str, bool, str]:
+        """Lines cleaned and joined onto a text whose last character is ``last`` ("" while
+        there is none): the text they add (with its separator), whether the reply stops
+        there, and the new last character. ``clean`` folds from nothing; ``stream`` folds
+        each line once, as it is finished."""
+        pieces: list[str] = []
+        stop = False
+        for line in lines:
             text, stop = self._line(line)
-            out = _join(out, text)
+            if text:
+                pieces.append(_join(last, text)[len(last) :])
+                last = text[-1]
             if stop:
                 break
-        return out.strip()
+        return "".join(pieces), stop, last
+
+    def clean(self, raw: str) -> str:
+        return self._fold("", raw.splitlines())[0].strip()
 
     def stream(self, chunks: Iterable[str]) -> Iterator[str]:
         """Clean a stream as it comes; what is yielded joins to ``clean(whole)`` in the
-        usual case (an unfinished line is held back while it could still change)."""
-        raw, sent = "", ""
+        usual case (an unfinished line is held back while it could still change).
+
+        Each chunk yields what cleaning all the text so far would add to what was yielded,
+        at the cost of the unfinished line only: a finished line is cleaned once, and
+        plain text added to a line already shown as it comes is passed on without cleaning
+        the line again (``_line`` would only append it, less trailing spaces). A line
+        longer than ``LONG_LINE`` characters is cleaned again only once it has grown by a
+        ``LONG_STEP``-th, so that a reply which never ends its line stays linear too."""
+        last, stopped = "", False  # the finished lines: their text's last character; a stop
+        fresh = ""  # the finished lines' text since the last piece yielded
+        held = ""  # the unfinished line's text yielded with the last piece
+        dead = False  # what was yielded is no longer the start of the reply: nothing follows
+        tail: list[str] = []  # the unfinished line, in pieces
+        size = looked = 0  # its length; its length when it was last cleaned
+        close = -1  # where its last "」" is
+        frozen = False  # the line is shown up to that "」": more text without one changes nothing
+        quick: list[str] | None = None  # plain pieces passed on since it was cleaned, if allowed
+        spaces: list[str] = []  # and the spaces after them, shown once more text follows
+
         for chunk in chunks:
-            raw += chunk
-            cut = raw.rfind("\n") + 1
-            tail = raw[cut:]
-            if len(tail) < _HOLD and not re.search(r"[:：]", tail):
-                visible = raw[:cut]
+            if stopped or dead or not chunk:
+                continue  # the stream is still read to its end, as the caller expects
+            if quick is not None and self._PLAIN.fullmatch(chunk):
+                tail.append(chunk)
+                size += len(chunk)
+                body = chunk.rstrip()
+                if not body:
+                    spaces.append(chunk)
+                    continue
+                piece = "".join(spaces) + body if spaces else body
+                spaces = [chunk[len(body) :]] if len(body) < len(chunk) else []
+                quick.append(piece)
+                yield piece
+                continue
+            if quick:
+                held += "".join(quick)
+            quick, spaces = None, []
+            newline = chunk.rfind("\n")
+            if newline == -1:
+                at = chunk.rfind("」")
+                if at != -1:
+                    close, frozen = size + at, False
+                tail.append(chunk)
+                size += len(chunk)
+                if frozen or (size > self.LONG_LINE and size - looked < size // self.LONG_STEP):
+                    continue
             else:
-                close = tail.rfind("」")
-                visible = raw[: cut + close] if close != -1 else raw
-            text = self.clean(visible)
-            if text.startswith(sent) and len(text) > len(sent):
-                yield text[len(sent) :]
-                sent = text
-        final = self.clean(raw)
-        if final.startswith(sent) and len(final) > len(sent):
-            yield final[len(sent) :]
+                tail.append(chunk[: newline + 1])
+                added, stopped, last = self._fold(last, "".join(tail).splitlines())
+                fresh += added
+                if not (fresh.startswith(held) or held.startswith(fresh)):
+                    dead = True  # finished lines never change: no text can start as yielded
+                    continue
+                rest = chunk[newline + 1 :]
+                tail, size, close = [rest], len(rest), rest.rfind("」")
+            looked = size
+            line = "".join(tail)
+            tail = [line]
+            extra, lines, stop, frozen = "", [], False, False
+            if not stopped and (size >= _HOLD or ":" in line or "：" in line):
+                lines = (line[:close] if close != -1 else line).splitlines()
+                extra, stop, _ = self._fold(last, lines)
+                frozen = close != -1
+            text = fresh + extra
+            if text.startswith(held) and len(text) > len(held):
+                yield text[len(held) :]
+                fresh, held = "", extra
+            if fresh == "" and held == extra != "" and not stop and lines == [line]:
+                quick, spaces = [], [line[len(line.rstrip()) :]]  # held is line, stripped
+        if quick:
+            held += "".join(quick)
+        if not (stopped or dead):
+            text = fresh + self._fold(last, "".join(tail).splitlines())[0]
+            if text.startswith(held) and len(text) > len(held):
+                yield text[len(held) :]
 
 
 class _OutOfTime(Exception):
