@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 
 from ..prompt.tokens import TokenCounter
 
+LOCK_POLL_S = 0.25  # how often a reply waiting for a LockedLLM checks whether it is still wanted
+
 
 @dataclass(frozen=True)
 class GenerationParams:
@@ -55,7 +57,11 @@ class LLM:
 
 
 class LockedLLM(LLM):
-    """A backend shared by threads that must not generate at once (an in-process model)."""
+    """A backend shared by threads that must not generate at once (an in-process model).
+
+    A reply holds the lock from its first chunk until its generator ends or is closed: a
+    caller that may abandon a reply (its client went away) must close the generator.
+    """
 
     def __init__(self, inner: LLM) -> None:
         self.inner = inner
@@ -66,9 +72,26 @@ class LockedLLM(LLM):
         self.prompt_order = inner.prompt_order  # type: ignore[misc]
         self.canon_budget = inner.canon_budget  # type: ignore[misc]
 
-    def stream(self, messages: Sequence[dict[str, str]], params: GenerationParams) -> Iterator[str]:
-        with self.lock:
-            yield from self.inner.stream(messages, params)
+    def stream(
+        self,
+        messages: Sequence[dict[str, str]],
+        params: GenerationParams,
+        stop: threading.Event | None = None,
+    ) -> Iterator[str]:
+        """The inner backend's reply, once no other is generating. With ``stop``: nothing if
+        it is set by the time the lock is free (the caller has given up: the model is not
+        started for it, and a caller that gives up while waiting stops waiting)."""
+        if stop is None:
+            self.lock.acquire()
+        else:
+            while not self.lock.acquire(timeout=LOCK_POLL_S):
+                if stop.is_set():
+                    return
+        try:
+            if stop is None or not stop.is_set():
+                yield from self.inner.stream(messages, params)
+        finally:
+            self.lock.release()
 
     def token_counter(self) -> TokenCounter | None:
         return self.inner.token_counter()

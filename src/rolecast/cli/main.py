@@ -68,12 +68,14 @@ def _progress(label: str, unit: str = "MB"):
 
 def cmd_list(args: argparse.Namespace) -> int:
     from ..character import store
-    from ..character.package import load_character
 
-    for cid, path in store.package_dirs().items():
-        c = load_character(path)
-        where = "built-in" if path.parent == store.BUILTIN_DIR else "user"
-        print(f"{cid}\t{c.name}\t{len(c.scenes)} scenes\t{c.language}\t{where}")
+    for found in store.scan():  # a broken package is skipped with a warning, not fatal
+        c = found.character
+        if c is None:
+            print(f"rolecast: warning: skipped {found.id}: {found.problem}", file=sys.stderr)
+            continue
+        where = "built-in" if found.builtin else "user"
+        print(f"{found.id}\t{c.name}\t{len(c.scenes)} scenes\t{c.language}\t{where}")
     return 0
 
 
@@ -273,6 +275,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     _report_problems(result.repaired, "repaired")
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
+    _report_problems(result.warnings, "warning")  # e.g. card text that looks like an injection
     if args.strict and result.problems:
         raise result.problems[0]
     c = result.character
@@ -318,9 +321,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_web(args: argparse.Namespace) -> int:
+    from ..web.access import AUTH_ENV, Credentials, check_exposure
     from ..web.app import WebApp
     from ..web.page import launch
 
+    credentials = Credentials.parse(args.auth or [], os.environ.get(AUTH_ENV))
+    check_exposure(args.host, args.share, credentials)  # before anything loads
     file = config.read_file()
     app = WebApp(
         args.name,
@@ -328,9 +334,11 @@ def cmd_web(args: argparse.Namespace) -> int:
         model=config.resolve("model", args.model, file=file),
         embedder=args.embedder or config.resolve("embedder", file=file) or "use",
         llm_options={"base_url": args.base_url, "api_key": args.api_key},
+        allowed_models=args.allow_model or [],
     )
-    print(f"rolecast web: http://{args.host}:{args.port} (Ctrl-C stops)", file=sys.stderr)
-    launch(app, args.host, args.port, args.share)
+    login = "login required" if credentials else "no login: loopback only"
+    print(f"rolecast web: http://{args.host}:{args.port} ({login}; Ctrl-C stops)", file=sys.stderr)
+    launch(app, args.host, args.port, args.share, credentials)
     return 0
 
 
@@ -355,6 +363,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         embedder=args.embedder or config.resolve("embedder", file=file) or "use",
         rate=args.rate,
         max_body=args.max_body,
+        body_timeout=args.body_timeout,
+        send_timeout=args.send_timeout,
+        models=config.resolve("server_models", args.models, file=file),
     )
     check_bind(args.host, state.keys)
     where = (
@@ -541,9 +552,29 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_CHARACTER,
         help=f"character shown first (default: {DEFAULT_CHARACTER})",
     )
-    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1); any other needs --auth",
+    )
     sp.add_argument("--port", type=int, default=7860)
-    sp.add_argument("--share", action="store_true", help="a public gradio.live link")
+    sp.add_argument("--share", action="store_true", help="a public gradio.live link (needs --auth)")
+    sp.add_argument(
+        "--auth",
+        action="append",
+        metavar="USER:PASSWORD",
+        help="a login the page asks for (repeatable; also $ROLECAST_WEB_AUTH, comma-separated, "
+        "which keeps the password out of the process list). Without one the page listens on "
+        "loopback only",
+    )
+    sp.add_argument(
+        "--allow-model",
+        action="append",
+        metavar="MODEL",
+        help="a model the settings panel may load besides the local catalogue's names and the "
+        "starting model: a GGUF path, hf:OWNER/REPO/FILE or another backend's model name "
+        "(repeatable). Nothing else typed there is loaded or downloaded",
+    )
     turn_opts(sp)
     sp.set_defaults(func=cmd_web)
     sp = sub.add_parser(
@@ -568,6 +599,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate", type=int, default=120, help="requests per minute per key (0: no limit)"
     )
     sp.add_argument("--max-body", type=int, default=1 << 20, help="largest request body, bytes")
+    sp.add_argument(
+        "--body-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="time a client has to send its whole request body, else 408 (default: 30)",
+    )
+    sp.add_argument(
+        "--send-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="time in all a streaming client may keep the server waiting while it reads "
+        "(the model waits with it): then it is cut off and its turn not recorded. A client "
+        "that goes away stops its reply at once (default: 10)",
+    )
+    sp.add_argument(
+        "--models",
+        metavar="LIST",
+        help="what clients may ask for as 'model', comma-separated: CHARACTER (with the default "
+        "backend model), CHARACTER@MODEL (a backend model by name), * or *@MODEL for every "
+        "installed character (default: $ROLECAST_SERVER_MODELS, else server_models in the config "
+        "file, else *)",
+    )
     backend_opts(sp, key_flag="--backend-api-key")
     sp.set_defaults(func=cmd_serve)
     from .ingest import add_ingest

@@ -16,41 +16,62 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..backends.base import LLM, GenerationParams, get_llm, shared
+from ..backends.base import LLM, GenerationParams, LockedLLM, get_llm, shared
 from ..character import store as characters
 from ..character.model import Character
+from ..character.package import TOML, load_character
 from ..errors import BackendError, InputError, RolecastError, UnknownNameError
 from ..prompt.assemble import Turn
 from ..prompt.tokens import encoding_for_model, quicktok_counter
 from ..retrieval.hybrid import CanonIndex
 from ..retrieval.index import load_index
 from ..session import Session
-from .errors import ApiError
+from . import validate
+from .allowed import Allowed, not_found
+from .cache import BoundedCache
+from .errors import ApiError, internal, public
 from .keys import Keys, RateLimiter
 from .storage import Store
+from .streams import (
+    BODY_TIMEOUT,
+    CLIENT_CLOSED,
+    SEND_TIMEOUT,
+    ClientGone,
+    ReplyStream,
+    close,
+    run_while_connected,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20  # bytes of a request body
 MAX_MESSAGES = 1000
+MAX_TOKENS = 8192  # the most a request may ask to generate
+MAX_CHOICES = 128  # OpenAI's bound for n (here only n=1 is served)
 SESSION_HEADER = "x-session-id"
+# loaded at once, the least recently used dropped first: a character's index is a few MB, a
+# local model hundreds of MB to GB
+MAX_LOADED_CHARACTERS = 64
+MAX_LOADED_MODELS = 2
+MAX_LOADED_VOICES = 4
 WORKER_THREADS = 256  # concurrent requests in threads (a streaming reply holds one throughout)
 
 
 class TimedLLM(LLM):
-    """One request's view of the shared backend: counts the time spent waiting on it."""
+    """One request's view of the shared backend: counts the time spent waiting on it, and
+    ends its generation (``ClientGone``) at the next chunk once ``stop`` is set."""
 
     def __init__(self, inner: LLM) -> None:
         self.inner = inner
@@ -62,22 +83,32 @@ class TimedLLM(LLM):
         self.waited = 0.0
         self.called_at: float | None = None
         self.first_chunk_at: float | None = None
+        self.stop = threading.Event()  # set when the request's client has gone
 
     def stream(self, messages, params):  # type: ignore[no-untyped-def]
         self.called_at = self.called_at or time.perf_counter()
-        chunks = self.inner.stream(messages, params)
-        while True:
-            start = time.perf_counter()
-            try:
-                chunk = next(chunks)
-            except StopIteration:
-                self.waited += time.perf_counter() - start
-                return
-            now = time.perf_counter()
-            self.waited += now - start
-            if self.first_chunk_at is None:
-                self.first_chunk_at = now
-            yield chunk
+        if isinstance(self.inner, LockedLLM):  # a client gone while queued starts no model
+            chunks = self.inner.stream(messages, params, stop=self.stop)
+        else:
+            chunks = self.inner.stream(messages, params)
+        try:
+            while not self.stop.is_set():
+                start = time.perf_counter()
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    self.waited += time.perf_counter() - start
+                    if self.stop.is_set():
+                        break
+                    return
+                now = time.perf_counter()
+                self.waited += now - start
+                if self.first_chunk_at is None:
+                    self.first_chunk_at = now
+                yield chunk
+            raise ClientGone
+        finally:
+            getattr(chunks, "close", lambda: None)()  # the backend's lock goes with it, now
 
     def token_counter(self):  # type: ignore[no-untyped-def]
         return self.inner.token_counter()
@@ -92,38 +123,70 @@ class ServerState:
     llm_options: dict[str, Any] = field(default_factory=dict)
     embedder: str = "use"
     max_body: int = MAX_BODY
+    body_timeout: float = BODY_TIMEOUT  # seconds a client has to send its request body
+    send_timeout: float = SEND_TIMEOUT  # seconds in all a stream may wait on its client
     limiter: RateLimiter = field(default_factory=RateLimiter)
     timings: Path | None = None  # a JSON line per request: where rolecast's time went
-    _indexes: dict[str, CanonIndex] = field(default_factory=dict)
-    _llms: dict[str | None, LLM] = field(default_factory=dict)
-    _tts: dict[str, Any] = field(default_factory=dict)
+    models: str | None = None  # what clients may choose (see allowed.py); None: every character
+    max_loaded_characters: int = MAX_LOADED_CHARACTERS
+    max_loaded_models: int = MAX_LOADED_MODELS
+    allowed: Allowed = field(init=False)
+    _indexes: BoundedCache[CanonIndex] = field(init=False)
+    _llms: BoundedCache[LLM] = field(init=False)
+    _tts: BoundedCache[Any] = field(init=False)
+    _broken: dict[str, int] = field(default_factory=dict)  # id -> its TOML's mtime then
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def character(self, name: str) -> tuple[Character, CanonIndex]:
-        with self._lock:
-            if name not in self._indexes:
-                try:
-                    c = characters.load(name)
-                except UnknownNameError as exc:
-                    raise ApiError(
-                        404,
-                        f"the model {name!r} does not exist: {exc}",
-                        "invalid_request_error",
-                        "model_not_found",
-                    ) from None
-                self._indexes[name] = load_index(c, self.embedder)
-            index = self._indexes[name]
+    def __post_init__(self) -> None:
+        self.allowed = Allowed.parse(self.models, self.model)
+        self._indexes = BoundedCache(self.max_loaded_characters)
+        self._llms = BoundedCache(self.max_loaded_models)
+        self._tts = BoundedCache(MAX_LOADED_VOICES)
+
+    def installed(self) -> dict[str, Path]:
+        """The character packages by id, less those found broken (until they change)."""
+        found = {}
+        for cid, path in characters.package_dirs().items():
+            if cid in self._broken and self._broken[cid] == _mtime(path / TOML):
+                continue
+            found[cid] = path
+        return found
+
+    def resolve(self, model: str) -> tuple[str, str | None]:
+        """The character id and backend model (None: the default) a client's ``model`` names,
+        if the operator allowed it; else the 404 that says nothing about the disk."""
+        return self.allowed.resolve(model, self.installed())
+
+    def character(self, cid: str) -> tuple[Character, CanonIndex]:
+        """An installed character, by id (never a path), and its canon index."""
+        index = self._indexes.get(cid, lambda: self._load_character(cid))
         return index.character, index
 
+    def _load_character(self, cid: str) -> CanonIndex:
+        path = characters.package_dirs().get(cid)
+        if path is None:
+            raise not_found(cid)
+        try:
+            c = load_character(path)
+        except (RolecastError, OSError, ValueError, TypeError, KeyError) as exc:
+            # one broken package must not break the server: skip it, and say so in the log
+            self._broken[cid] = _mtime(path / TOML)
+            log.warning("character package %s skipped: it does not load: %s", path, exc)
+            raise not_found(cid) from None
+        self._broken.pop(cid, None)
+        return load_index(c, self.embedder)
+
     def warm_up(self) -> None:
-        """Load what the first requests would otherwise wait for: every character's index
-        (and the embedder), the default model and its token counter."""
+        """Load what the first requests would otherwise wait for: every allowed character's
+        index (and the embedder), the default model and its token counter."""
         started = time.perf_counter()
-        for cid in characters.package_dirs():
+        for cid in self.allowed.character_ids(self.installed()):
             try:
                 self.character(cid)
             except (ApiError, RolecastError) as exc:
                 log.warning("character %s not loaded: %s", cid, exc)
+            except Exception:  # one character must not keep the server from starting
+                log.warning("character %s not loaded", cid, exc_info=True)
         try:
             llm = self.llm(None)
             if llm.token_counter() is None:
@@ -133,27 +196,31 @@ class ServerState:
         log.info("warmed up in %.1f s", time.perf_counter() - started)
 
     def llm(self, model: str | None) -> LLM:
+        """The backend model ``model`` (None: the server's default), loaded once and shared.
+        Only names that ``resolve`` let through are asked for."""
         model = model or self.model
-        with self._lock:
-            if model not in self._llms:
-                try:
-                    self._llms[model] = shared(
-                        get_llm(self.backend, model=model, **self.llm_options)
-                    )
-                except UnknownNameError as exc:
-                    raise ApiError(
-                        404, str(exc), "invalid_request_error", "model_not_found"
-                    ) from None
-            return self._llms[model]
+
+        def load() -> LLM:
+            try:
+                return shared(get_llm(self.backend, model=model, **self.llm_options))
+            except UnknownNameError as exc:
+                log.warning("backend model %r not loaded: %s", model, exc)
+                raise not_found(model or self.backend) from None
+
+        return self._llms.get(model, load)
 
     def tts(self, name: str) -> Any:
         """The TTS backend ``name`` (made once, shared by requests)."""
         from ..voice.base import get_tts
 
-        with self._lock:
-            if name not in self._tts:
-                self._tts[name] = get_tts(name)
-            return self._tts[name]
+        return self._tts.get(name, lambda: get_tts(name))
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1
 
 
 # ---------------------------------------------------------------- request parsing
@@ -183,6 +250,7 @@ class ChatRequest:
     include_usage: bool
     params: GenerationParams
     session_id: str | None
+    model: str = ""  # as the client wrote it: resolved against what is allowed, in _prepare
 
 
 def parse_request(body: Any, session_header: str | None) -> ChatRequest:
@@ -190,13 +258,13 @@ def parse_request(body: Any, session_header: str | None) -> ChatRequest:
         raise ApiError(400, "the request body must be a JSON object", "invalid_request_error")
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
-        raise ApiError(400, "'model' must name a character", "invalid_request_error")
+        raise validate.bad("'model' must name a character (GET /v1/models lists them)", "model")
     character, _, backend_model = model.partition("@")
     raw = body.get("messages")
     if not isinstance(raw, list) or not raw:
-        raise ApiError(400, "'messages' must be a non-empty list", "invalid_request_error")
+        raise validate.bad("'messages' must be a non-empty list", "messages")
     if len(raw) > MAX_MESSAGES:
-        raise ApiError(400, f"at most {MAX_MESSAGES} messages", "invalid_request_error")
+        raise validate.bad(f"at most {MAX_MESSAGES} messages", "messages")
     messages = []
     for i, m in enumerate(raw):
         if not isinstance(m, dict) or m.get("role") not in (
@@ -210,50 +278,55 @@ def parse_request(body: Any, session_header: str | None) -> ChatRequest:
                 f"messages[{i}]: role must be system, user or assistant",
                 "invalid_request_error",
             )
-        name = m.get("name") if isinstance(m.get("name"), str) else None
+        name = m.get("name")
+        if name is not None and not isinstance(name, str):
+            where = f"messages[{i}].name"
+            raise validate.bad(f"'{where}' must be a string, not {validate.kind(name)}", where)
         messages.append((m["role"], _text(m.get("content"), f"messages[{i}]"), name))
     if not any(role == "user" for role, _, _ in messages):
         raise ApiError(400, "no user message to answer", "invalid_request_error")
-    params = GenerationParams()
     updates: dict[str, Any] = {}
-    for key, target, kind in (
-        ("max_tokens", "max_tokens", int),
-        ("max_completion_tokens", "max_tokens", int),
-        ("temperature", "temperature", float),
-        ("top_p", "top_p", float),
-        ("presence_penalty", "presence_penalty", float),
-        ("frequency_penalty", "frequency_penalty", float),
-        ("seed", "seed", int),
+    for key, lo, hi in (("max_tokens", 1, MAX_TOKENS), ("max_completion_tokens", 1, MAX_TOKENS)):
+        if (count := validate.integer(body, key, lo, hi)) is not None:
+            updates["max_tokens"] = count
+    if (seed := validate.integer(body, "seed", *validate.INT64)) is not None:
+        updates["seed"] = seed
+    for key, lo2, hi2 in (
+        ("temperature", 0.0, 2.0),
+        ("top_p", 0.0, 1.0),
+        ("presence_penalty", -2.0, 2.0),
+        ("frequency_penalty", -2.0, 2.0),
     ):
-        val = body.get(key)
-        if val is None:
-            continue
-        if isinstance(val, bool) or not isinstance(val, (int, float)):
-            raise ApiError(400, f"'{key}' must be a number", "invalid_request_error")
-        updates[target] = kind(val)
-    if "max_tokens" in updates and not 1 <= updates["max_tokens"] <= 8192:
-        raise ApiError(400, "'max_tokens' must be between 1 and 8192", "invalid_request_error")
+        if (value := validate.number(body, key, lo2, hi2)) is not None:
+            updates[key] = value
+    if validate.integer(body, "n", 1, MAX_CHOICES) not in (None, 1):
+        raise validate.bad("'n' must be 1: this server gives one choice per request", "n")
     stop = body.get("stop")
     if isinstance(stop, str):
         stop = [stop]
     if stop is not None:
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop) or len(stop) > 4:
-            raise ApiError(
-                400, "'stop' must be a string or up to 4 strings", "invalid_request_error"
-            )
+            raise validate.bad("'stop' must be a string or up to 4 strings", "stop")
         updates["stop"] = tuple(stop)
-    session_id = session_header or (body.get("user") if isinstance(body.get("user"), str) else None)
-    if session_id is not None and not 1 <= len(session_id) <= 128:
-        raise ApiError(400, "a session id has 1 to 128 characters", "invalid_request_error")
-    options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
+    stream = validate.boolean(body, "stream")
+    options = validate.obj(body, "stream_options")
+    include_usage = validate.boolean(options, "include_usage")
+    user = validate.string(body, "user")
+    if session_header:
+        session_id: str | None = validate.session_id(session_header, "X-Session-Id", None)
+    elif user is not None:
+        session_id = validate.session_id(user, "'user'", "user")
+    else:
+        session_id = None
     return ChatRequest(
         character=character.strip(),
         backend_model=backend_model.strip() or None,
         messages=messages,
-        stream=bool(body.get("stream")),
-        include_usage=bool(options.get("include_usage")),
-        params=replace(params, **updates),
+        stream=stream,
+        include_usage=include_usage,
+        params=replace(GenerationParams(), **updates),
         session_id=session_id,
+        model=model,
     )
 
 
@@ -275,9 +348,6 @@ class Turnout:
 
 def _prepare(state: ServerState, key_id: str, req: ChatRequest) -> Turnout:
     start = time.perf_counter()
-    character, index = state.character(req.character)
-    llm = TimedLLM(state.llm(req.backend_model))
-    session = Session(character, index, llm, params=req.params, order=llm.prompt_order)  # type: ignore[arg-type]
     *earlier, (last_role, last_text, last_name) = [m for m in req.messages if m[0] != "system"]
     if last_role != "user":
         raise ApiError(400, "the last message must be the user's line", "invalid_request_error")
@@ -285,6 +355,10 @@ def _prepare(state: ServerState, key_id: str, req: ChatRequest) -> Turnout:
         raise ApiError(
             400, "empty message: the last user message has no text", "invalid_request_error"
         )
+    cid, backend_model = state.resolve(req.model or req.character)
+    character, index = state.character(cid)
+    llm = TimedLLM(state.llm(backend_model))
+    session = Session(character, index, llm, params=req.params, order=llm.prompt_order)  # type: ignore[arg-type]
     if req.session_id is not None:
         owner = state.store.session_character(key_id, req.session_id)
         if owner is not None and owner != character.id:
@@ -342,13 +416,14 @@ async def models(request: Request) -> Response:
         state.keys.authenticate(request.headers.get("authorization"))
     except ApiError as exc:
         return exc.response()
+    installed = await run_in_threadpool(state.installed)
     data = []
-    for cid, path in characters.package_dirs().items():
+    for mid in state.allowed.ids(installed):  # what a client may ask for, and only that
         data.append(
             {
-                "id": cid,
+                "id": mid,
                 "object": "model",
-                "created": int(path.stat().st_mtime),
+                "created": _mtime(installed[mid.partition("@")[0]]) // 10**9,
                 "owned_by": "rolecast",
             }
         )
@@ -400,16 +475,16 @@ async def chat_completions(request: Request) -> Response:
     received = time.perf_counter()
     try:
         key_id = _admit(state, request)
-        body = await _read_body(request, state.max_body)
+        body = await _read_body(request, state.max_body, state.body_timeout)
         req = parse_request(body, request.headers.get(SESSION_HEADER))
         t = await run_in_threadpool(_prepare, state, key_id, req)
         t.received = received
     except ApiError as exc:
         return exc.response()
     except InputError as exc:
-        return ApiError(400, str(exc), "invalid_request_error").response()
-    except RolecastError as exc:
-        return ApiError(500, str(exc), "server_error").response()
+        return ApiError(400, public(str(exc)), "invalid_request_error").response()
+    except Exception as exc:  # a bug: still OpenAI's shape, the details in the log only
+        return internal(exc, "the server could not prepare the reply").response()
     added_ms = (time.perf_counter() - received) * 1000
     headers = {
         "Server-Timing": f"rolecast;dur={added_ms:.2f}",
@@ -424,17 +499,20 @@ async def chat_completions(request: Request) -> Response:
         else t.session.character.id
     )
     if req.stream:
-        return StreamingResponse(
-            _sse(state, key_id, req, t, rid, model), media_type="text/event-stream", headers=headers
-        )
+        events = _sse(state, key_id, req, t, rid, model)
+        return ReplyStream(events, _timed(t).stop, state.send_timeout, headers)
     try:
-        reply = await run_in_threadpool(_reply, t)
+        # the model stops for a client that goes; its turn is kept only if it is still there
+        reply = await run_while_connected(request.receive, _timed(t).stop, _reply, t)
+        if reply is None:
+            log.info("a client went before its reply was ready: its turn is not recorded")
+            return Response(status_code=CLIENT_CLOSED)
         await run_in_threadpool(_save, state, key_id, req, t)
         _log_timing(state, t, None)
     except BackendError as exc:
-        return ApiError(502, str(exc), "upstream_error").response(headers)
+        return ApiError(502, public(str(exc)), "upstream_error").response(headers)
     except RolecastError as exc:
-        return ApiError(500, str(exc), "server_error").response(headers)
+        return internal(exc, "the server could not make the reply").response(headers)
     return JSONResponse(
         {
             "id": rid,
@@ -459,6 +537,12 @@ def _reply(t: Turnout) -> str:
         pass
     assert t.session.last is not None
     return t.session.last.reply
+
+
+def _timed(t: Turnout) -> TimedLLM:
+    llm = t.session.llm
+    assert isinstance(llm, TimedLLM)
+    return llm
 
 
 def _log_timing(state: ServerState, t: Turnout, first_sent: float | None) -> None:
@@ -499,18 +583,22 @@ def _chunk(rid: str, model: str, delta: dict[str, Any], finish: str | None = Non
 
 async def _sse(
     state: ServerState, key_id: str, req: ChatRequest, t: Turnout, rid: str, model: str
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     yield _chunk(rid, model, {"role": "assistant", "content": ""})
     pieces: Iterator[str] = t.session.say(t.line, t.as_role, report=t.report)
     first_sent: float | None = None
     try:
-        async for piece in iterate_in_threadpool(pieces):
+        while (piece := await run_in_threadpool(next, pieces, None)) is not None:
             yield _chunk(rid, model, {"content": piece})
             first_sent = first_sent or time.perf_counter()
     except RolecastError as exc:  # after the first byte: an error event, as OpenAI sends one
-        body = {"error": {"message": str(exc), "type": "upstream_error", "code": None}}
+        body = {"error": {"message": public(str(exc)), "type": "upstream_error", "code": None}}
         yield f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
         return
+    finally:
+        await close(pieces)  # however the stream ended: the backend's lock is released now
+    if _timed(t).stop.is_set():
+        return  # the client has gone (or was cut off): its turn is not recorded
     await run_in_threadpool(_save, state, key_id, req, t)  # only a complete turn is kept
     _log_timing(state, t, first_sent)
     yield _chunk(rid, model, {}, "stop")
@@ -527,22 +615,43 @@ async def _sse(
     yield "data: [DONE]\n\n"
 
 
-async def _read_body(request: Request, limit: int) -> Any:
+async def _read_body(request: Request, limit: int, timeout: float = BODY_TIMEOUT) -> Any:
+    """The JSON body, at most ``limit`` bytes, all sent within ``timeout`` seconds (else 408).
+    A body that times out or is cut short is one line in the log, not a traceback."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise ApiError(
             413, f"request body over {limit} bytes", "invalid_request_error", "too_large"
         )
     data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > limit:
-            raise ApiError(
-                413, f"request body over {limit} bytes", "invalid_request_error", "too_large"
-            )
     try:
-        return json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        with anyio.fail_after(timeout):
+            async for chunk in request.stream():
+                data += chunk
+                if len(data) > limit:
+                    raise ApiError(
+                        413,
+                        f"request body over {limit} bytes",
+                        "invalid_request_error",
+                        "too_large",
+                    )
+    except TimeoutError:
+        log.warning("request body not sent within %g s (%d bytes came): 408", timeout, len(data))
+        raise ApiError(
+            408,
+            f"the request body did not arrive within {timeout:g} s",
+            "invalid_request_error",
+            "request_timeout",
+            headers={"Connection": "close"},  # the rest of the body is never read
+        ) from None
+    except ClientDisconnect:
+        log.info("a client went while sending its request body (%d bytes came)", len(data))
+        raise ApiError(
+            CLIENT_CLOSED, "the request body was cut short", "invalid_request_error"
+        ) from None
+    try:
+        return validate.loads(data)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
         raise ApiError(
             400, f"the request body is not valid JSON: {exc}", "invalid_request_error"
         ) from None
@@ -556,16 +665,16 @@ async def speech(request: Request) -> Response:
     state: ServerState = request.app.state.rolecast
     try:
         _admit(state, request)  # the key and its rate; the speech needs no session
-        req = SpeechRequest.parse(await _read_body(request, state.max_body))
+        req = SpeechRequest.parse(await _read_body(request, state.max_body, state.body_timeout))
         data, media_type = await run_in_threadpool(synthesize, state, req)
     except ApiError as exc:
         return exc.response()
     except InputError as exc:
-        return ApiError(400, str(exc), "invalid_request_error").response()
+        return ApiError(400, public(str(exc)), "invalid_request_error").response()
     except UnknownNameError as exc:
         return ApiError(400, str(exc), "invalid_request_error", "voice_not_found").response()
-    except RolecastError as exc:
-        return ApiError(500, str(exc), "server_error").response()
+    except RolecastError as exc:  # a voice's own words (an unknown voice), less any path
+        return ApiError(500, public(str(exc)), "server_error").response()
     return Response(data, media_type=media_type)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -18,6 +19,7 @@ from ..errors import InputError
 from .errors import ApiError
 
 LOCAL = "local"
+KEY_CHARACTERS = re.compile(r"[\x21-\x7e]+")
 RATE_PER_MINUTE = 120  # requests per key; bursts up to the same number
 
 
@@ -31,6 +33,13 @@ class Keys:
         for k in cleaned:
             if len(k) < 8:
                 raise InputError("an API key needs at least 8 characters")
+            if not KEY_CHARACTERS.fullmatch(k):
+                # a client sends it in an HTTP header, which carries no other characters as
+                # they were typed: such a key could never be matched
+                raise InputError(
+                    "an API key may hold only visible ASCII characters (letters, digits and "
+                    "punctuation; no spaces, no accented or other letters)"
+                )
         self._ids = {key_id(k): k for k in cleaned}
 
     @classmethod
@@ -56,7 +65,7 @@ class Keys:
         given = header[7:].strip()
         kid = key_id(given)
         known = self._ids.get(kid)
-        if known is None or not hmac.compare_digest(known, given):
+        if known is None or not hmac.compare_digest(known.encode(), given.encode()):
             raise ApiError(401, "incorrect API key", "invalid_request_error", "invalid_api_key")
         return kid
 

@@ -8,9 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import config
+from ..character import store as characters
+from ..errors import InputError
+from .allowed import Allowed
 from .app import MAX_BODY, ServerState, create_app
 from .keys import RATE_PER_MINUTE, Keys, RateLimiter, check_bind
 from .storage import open_store
+from .streams import BODY_TIMEOUT, SEND_TIMEOUT
 
 DEFAULT_PORT = 8000
 
@@ -25,10 +29,23 @@ def build_state(
     embedder: str = "use",
     rate: int = RATE_PER_MINUTE,
     max_body: int = MAX_BODY,
+    body_timeout: float = BODY_TIMEOUT,
+    send_timeout: float = SEND_TIMEOUT,
+    models: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> ServerState:
+    """``models``: what clients may choose (see ``allowed.py``); None lets them talk to every
+    installed character with the default backend model."""
     env = os.environ if environ is None else environ
     keys = Keys.parse(api_keys, env.get("ROLECAST_SERVER_KEYS"))
+    allowed = Allowed.parse(models, model)  # before anything is opened: a wrong list stops here
+    installed = characters.package_dirs(environ)
+    missing = [c for c in allowed.characters() if c not in installed]
+    if missing:
+        raise InputError(
+            f"--models names characters that are not installed: {', '.join(missing)}; "
+            f"installed: {', '.join(installed) or '(none)'}"
+        )
     url = database_url or env.get("ROLECAST_DATABASE_URL")
     store = open_store(url, config.home(env) / "server.sqlite3")
     return ServerState(
@@ -39,7 +56,10 @@ def build_state(
         llm_options=llm_options or {},
         embedder=embedder,
         max_body=max_body,
+        body_timeout=body_timeout,
+        send_timeout=send_timeout,
         limiter=RateLimiter(rate),
+        models=models,
         timings=Path(env["ROLECAST_SERVER_TIMINGS"])
         if env.get("ROLECAST_SERVER_TIMINGS")
         else None,

@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import registry
-from ..character import store as characters
-from ..errors import UnknownNameError
-from .errors import ApiError
+from .allowed import SHOWN
+from .errors import ApiError, public
 
 if TYPE_CHECKING:
     from .app import ServerState
@@ -73,16 +72,17 @@ def _resample(samples: np.ndarray, rate: int, to: int) -> np.ndarray:
 def _backend_and_voice(state: ServerState, req: SpeechRequest) -> tuple[Any, str | None, float]:
     if req.model in registry.names("tts"):
         return state.tts(req.model), req.voice, req.speed
-    try:
-        character = characters.load(req.model)
-    except UnknownNameError:
+    # a character the server lets clients talk to, by id: never a path
+    if req.model not in state.allowed.character_ids(state.installed()):
+        shown = public(req.model if len(req.model) <= SHOWN else req.model[:SHOWN] + "…")
         raise ApiError(
             404,
-            f"the model {req.model!r} is neither a TTS backend ("
+            f"the model {shown!r} is neither a TTS backend ("
             f"{', '.join(registry.names('tts'))}) nor a character",
             "invalid_request_error",
             "model_not_found",
-        ) from None
+        )
+    character, _ = state.character(req.model)
     from ..voice.speaker import voice_for
 
     chosen = voice_for(character)
