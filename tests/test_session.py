@@ -373,3 +373,4 @@ def test_a_recital_is_cut_in_a_session_and_an_all_recital_reply_sampled_again(
     assert s.reply("你是谁？") == "我是林小满"
     s.llm.enqueue("在青雾渡石桥头守着一个夜面摊“满记”。").enqueue("雾散了再说。")
     assert s.reply("你住哪？") == "雾散了再说。"
+

@@ -444,11 +444,17 @@ class Session:
         raw: list[str] = []
 
         def tee(params: GenerationParams, deadline: float | None) -> Iterator[str]:
-            for chunk in self.llm.stream(report.assembly.messages, params):
-                raw.append(chunk)
-                yield chunk
-                if deadline is not None and time.monotonic() > deadline:
-                    raise _OutOfTime  # a retry past its time: no half-held text is shown
+            stream = self.llm.stream(report.assembly.messages, params)
+            try:
+                for chunk in stream:
+                    raw.append(chunk)
+                    yield chunk
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise _OutOfTime  # a retry past its time: no half-held text is shown
+            finally:  # a reply cut short ends its generation now (and frees a shared model)
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()
 
         mine = [t.text for t in self.history if self.character.is_self(t.speaker)]
         recent = mine[-ECHO_REPLIES:]
@@ -461,8 +467,9 @@ class Session:
         for attempt in range(EMPTY_RETRIES + 1):
             raw.clear()
             report.tries = attempt + 1
+            source = tee(params, deadline)
             try:
-                cleaned = self.cleaner.stream(tee(params, deadline))
+                cleaned = self.cleaner.stream(source)
                 for piece in unechoed(unrecited(cleaned, self.recital, text), text, recent):
                     pieces.append(piece)
                     yield piece
@@ -470,6 +477,8 @@ class Session:
                 cut = True
             except _Unfit as unfit:
                 unfit_text = unfit.text
+            finally:  # not left to the garbage collector: a cut reply holds the model till then
+                source.close()
             report.raw = "".join(raw)
             if pieces or cut:
                 break
