@@ -316,7 +316,11 @@ def test_kill_9_mid_reply_loses_no_completed_turn(chars: Path, tmp_path: Path) -
             # after every restart the turns completed so far are all there
             got = httpx.get(f"{base}/sessions/crash", timeout=10)
             kept = got.json()["messages"] if got.status_code == 200 else []
-            assert len(kept) == 2 * completed, (i, len(kept), completed)
+            # every completed turn is there, whole; a killed reply is there only if it was
+            # complete before its first text went out (the session holds a reply's first
+            # words back, so a short one can be): then it is a completed turn too
+            assert len(kept) % 2 == 0 and len(kept) >= 2 * completed, (i, len(kept), completed)
+            completed = len(kept) // 2
             body = {
                 "model": "mia",
                 "max_tokens": 8,
@@ -349,9 +353,12 @@ def test_kill_9_mid_reply_loses_no_completed_turn(chars: Path, tmp_path: Path) -
         "SELECT role, content FROM messages WHERE session_id = 'crash' ORDER BY seq"
     ).fetchall()
     con.close()
-    assert len(rows) == 2 * KILLS  # every completed turn, no half turn
-    assert [r[1] for r in rows[::2]] == [f"Turn {i}: the cat?" for i in range(KILLS)]
-    assert all(role == "assistant" for role, _ in rows[1::2])
+    assert len(rows) % 2 == 0 and len(rows) >= 2 * KILLS  # every completed turn, no half turn
+    said = [r[1] for r in rows[::2]]
+    turns = [t for t in said if t.startswith("Turn ")]
+    assert turns == [f"Turn {i}: the cat?" for i in range(KILLS)]
+    assert all(t.startswith("Turn ") or t == "Tell me a long story." for t in said)
+    assert all(role == "assistant" and text for role, text in rows[1::2])
 
 
 def test_two_servers_share_sessions_through_postgres(chars: Path, postgres_url: str) -> None:
