@@ -86,6 +86,35 @@ def load_characters(names: list[str], corpus: str | None, home: Path):  # type: 
     return out
 
 
+def run_one(c, llm, setting, order, budget, params, folder, args):  # type: ignore[no-untyped-def]
+    """One (setting, character) through the gate with the model, cached in ``folder``."""
+    from rolecast.eval import smoke
+    from rolecast.eval.report import Cache, character_digest
+    from rolecast.prompt.assemble import Budget
+    from rolecast.retrieval.index import load_index
+    from rolecast.session import Session
+
+    index = load_index(c, "use")
+    session = Session(c, index, llm, order=order)
+    if budget:
+        session.budget = replace(session.budget or Budget(), **budget)
+    if params:
+        session.params = replace(session.params, **params)
+    scope = {
+        "bench": "smoke",
+        "setting": setting,
+        "character": character_digest(c),
+        "model": llm.model,
+        "params": repr(session.params),
+        "budget": repr(session.budget),
+    }
+    cache = Cache(folder / "cache", scope)
+    started = time.perf_counter()
+    chats = smoke.builtin_battery(c.language)[: args.chats]
+    result = smoke.run_smoke_eval(session, chats, seed=args.seed, cache=cache)
+    return result, time.perf_counter() - started
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--corpus", default=os.environ.get("ROLECAST_CORPUS"))
@@ -97,20 +126,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: all)")
     p.add_argument("--out", type=Path, default=Path("bench-smoke"))
     p.add_argument("--json", type=Path, help="also write the table's figures as JSON")
+    p.add_argument(
+        "--rescore",
+        action="store_true",
+        help="check the replies saved in --out again with today's checks; no model runs",
+    )
     args = p.parse_args(argv)
     home = Path(tempfile.mkdtemp(prefix="rolecast-bench-smoke-"))
     os.environ["ROLECAST_HOME"] = str(home)
     from rolecast.backends.base import get_llm
     from rolecast.eval import smoke
-    from rolecast.eval.report import Cache, character_digest, write_report
-    from rolecast.prompt.assemble import Budget
-    from rolecast.retrieval.index import load_index
-    from rolecast.session import Session
+    from rolecast.eval.report import write_report
 
     rows: list[dict[str, object]] = []
     try:
         characters = load_characters(args.characters.split(","), args.corpus, home)
-        llm = get_llm("local", model=args.model, n_threads=args.threads)
+        llm = None if args.rescore else get_llm("local", model=args.model, n_threads=args.threads)
         for setting in args.settings.split(","):
             order, budget, params = parse_setting(setting)
             # the module itself (rolecast.prompt exports a function of the same name)
@@ -120,26 +151,20 @@ def main(argv: list[str] | None = None) -> int:
             total = 0
             secs: list[float] = []
             for c in characters:
-                index = load_index(c, "use")
-                session = Session(c, index, llm, order=order)  # type: ignore[arg-type]
-                if budget:
-                    session.budget = replace(session.budget or Budget(), **budget)
-                if params:
-                    session.params = replace(session.params, **params)
-                scope = {
-                    "bench": "smoke",
-                    "setting": setting,
-                    "character": character_digest(c),
-                    "model": llm.model,
-                    "params": repr(session.params),
-                    "budget": repr(session.budget),
-                }
                 folder = args.out / setting.replace(":", "_").replace("=", "") / c.id
-                cache = Cache(folder / "cache", scope)
-                started = time.perf_counter()
-                chats = smoke.builtin_battery(c.language)[: args.chats]
-                result = smoke.run_smoke_eval(session, chats, seed=args.seed, cache=cache)
-                took = time.perf_counter() - started
+                if args.rescore:  # the same replies, today's checks: a before/after on one scale
+                    saved = json.loads((folder / "results.json").read_text("utf-8"))
+                    chats = [
+                        [smoke.SmokeLine(t["category"], t["line"]) for t in chat]
+                        for chat in saved["chats"]
+                    ]
+                    values = [{"turns": chat} for chat in saved["chats"]]
+                    result, took = smoke.score_chats(c, chats, values), 0.0
+                    model = saved.get("model", "")
+                else:
+                    assert llm is not None
+                    result, took = run_one(c, llm, setting, order, budget, params, folder, args)
+                    model = llm.model
                 head = {
                     "character": {"id": c.id, "name": c.name},
                     "order": order,
@@ -147,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 write_report(
                     folder,
-                    {**head, "setting": setting, **result.to_dict()},
-                    smoke.smoke_markdown(result, head, f"setting `{setting}`, model {llm.model}"),
+                    {**head, "setting": setting, "model": model, **result.to_dict()},
+                    smoke.smoke_markdown(result, head, f"setting `{setting}`, model {model}"),
                 )
                 for k, v in result.counts.items():
                     pooled[k] += v
@@ -184,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                     "passed": passed,
                 }
             )
-        llm.close()
+        if llm is not None:
+            llm.close()
     finally:
         shutil.rmtree(home, ignore_errors=True)
     print(

@@ -48,6 +48,17 @@ def test_the_place_is_a_place_in_the_text_even_where_nfkc_widens_it() -> None:
     assert said.startswith("有什么")
 
 
+def test_an_assistants_offer_of_help_is_a_closer() -> None:
+    text = "I'm sorry to hear that, but I'm always here to help. How about you?"
+    where, _ = first_assistant_talk(text) or (-1, "")
+    assert text[where:].startswith("I'm always here to help")
+    zh = "别难过。我一直在这里帮助你。"
+    where, _ = first_assistant_talk(zh) or (-1, "")
+    assert zh[where:].startswith("我一直在这里")
+    assert first_assistant_talk("I'm here to see Penny.") is None
+    assert first_assistant_talk("我一直在这里陪你。") is None  # a friend may say so
+
+
 def test_boilerplate_lists_each_pattern_that_matched() -> None:
     assert boilerplate_matches("Sorry. My training data ends in 2023.") == ["My training data"]
     assert boilerplate_matches("Hello there.") == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,17 @@ def test_streams_a_real_reply(smollm2: LocalLLM) -> None:
     assert len(chunks) > 1 and "".join(chunks).strip()
     stopped = "".join(smollm2.stream(messages, GenerationParams(max_tokens=24, stop=("o",))))
     assert "o" not in stopped  # stop sequences reach llama.cpp
+
+
+def test_a_reply_may_be_kept_from_beginning_as_others_did(smollm2: LocalLLM) -> None:
+    messages = [{"role": "user", "content": "Say hello to Bob."}]
+    greedy = GenerationParams(max_tokens=8, temperature=0.0, seed=7)
+    first = "".join(smollm2.stream(messages, greedy))
+    second = "".join(smollm2.stream(messages, replace(greedy, avoid=(first,))))
+    third = "".join(smollm2.stream(messages, replace(greedy, avoid=(first, second))))
+    tok = smollm2._first_tokens
+    assert tok([first]) != tok([second]) and tok([third]) not in (tok([first]), tok([second]))
+    assert "".join(smollm2.stream(messages, greedy)) == first  # and nothing stays forbidden
 
 
 def test_exact_token_counter(smollm2: LocalLLM) -> None:

@@ -260,6 +260,30 @@ def test_an_earlier_reply_said_again_is_sampled_again(session: Session) -> None:
     assert len(session.llm.requests) == 3
 
 
+def test_a_retry_may_not_begin_as_a_failed_try_did(session: Session) -> None:
+    # seen on the gate: Sheldon's "I'm Leonard." three times over, whatever the seed
+    session.llm.enqueue("中西").enqueue("小满:「中西」").enqueue("中西").enqueue("雾散了再说。")
+    assert session.reply("你好") == "中西"
+    assert session.reply("你是谁？") == "雾散了再说。"
+    first, second, third = (p for _, p in session.llm.requests[1:])
+    assert first.avoid == ()
+    assert second.avoid == ("小满:「中西」", "中西")  # how it began, raw and cleaned
+    assert third.avoid == ("小满:「中西」", "中西")  # the same text adds nothing
+    assert session.last is not None and session.last.tries == 3
+
+
+def test_a_claim_to_be_someone_else_is_sampled_again(session: Session) -> None:
+    session.llm.enqueue("我是旅人。").enqueue("哎，我就是旅人啊，你忘啦？").enqueue("雾散了再说。")
+    assert session.reply("你最好的朋友是谁？") == "雾散了再说。"
+    assert len(session.llm.requests) == 3
+    assert session.llm.requests[2][1].avoid == ("我是旅人。", "哎，我就是旅人啊，你忘啦？")
+    # what comes before the claim is kept when it is a reply of its own
+    session.llm.enqueue("汤刚滚，先坐下吃一碗。我是旅人。")
+    assert session.reply("饿了") == "汤刚滚，先坐下吃一碗。"
+    assert session.talk("汤好了。我是旅人。") == (4, "我是旅人")
+    assert session.talk("我是小满。") is None
+
+
 def test_an_echo_every_time_is_said_rather_than_nothing(session: Session) -> None:
     for _ in range(3):
         session.llm.enqueue("我明天就要走了。")
@@ -373,4 +397,3 @@ def test_a_recital_is_cut_in_a_session_and_an_all_recital_reply_sampled_again(
     assert s.reply("你是谁？") == "我是林小满"
     s.llm.enqueue("在青雾渡石桥头守着一个夜面摊“满记”。").enqueue("雾散了再说。")
     assert s.reply("你住哪？") == "雾散了再说。"
-

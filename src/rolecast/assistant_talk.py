@@ -80,10 +80,13 @@ CLOSERS = [
     re.compile(r"\bfeel free to (?:ask|reach out|let me know)", _LATIN),
     re.compile(r"\b(?:how|is there anything else) (?:else )?(?:can|may) i (?:help|assist)", _LATIN),
     re.compile(r"\bi(?:'m| am) (?:glad|happy) (?:i could|to) (?:help|assist)", _LATIN),
+    # seen from the default model as Sheldon: "but I'm always here to help. How about you?"
+    re.compile(r"\bi(?:'m| am) (?:always |still |just )?here to (?:help|assist)", _LATIN),
     re.compile(r"如果(?:你|您)?(?:还)?有(?:其他|任何|别的)(?:的)?(?:问题|需要|疑问)"),
     re.compile(r"(?:有|还有)什么(?:其他|别的)?(?:问题|事情|需要)?(?:我)?可以(?:帮|为)(?:你|您)"),
     re.compile(r"(?:随时|欢迎)(?:向我)?(?:提问|问我|告诉我)"),
     re.compile(r"很高兴(?:能)?(?:为(?:你|您)(?:服务|提供)|帮(?:到|助)(?:你|您))"),
+    re.compile(r"我(?:一直|随时|会一直)?(?:都)?在(?:这里|这儿)(?:帮助|帮|为)(?:你|您)"),
 ]
 
 

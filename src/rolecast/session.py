@@ -7,13 +7,14 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from .assistant_talk import first_assistant_talk
 from .backends.base import LLM, GenerationParams
 from .character.model import Character
 from .errors import InputError, NoReplyError
+from .identity import WrongSelf
 from .overlap import Gram, grams, grams_of, plain, shared_run, similarity, spans, tokens
 from .prompt.assemble import (
     Assembly,
@@ -268,14 +269,23 @@ class Recital:
         return cls(n, frozenset(grams_of(fixed_texts(character), n)), frozenset(grams_of(canon, n)))
 
 
-def unrecited(pieces: Iterable[str], recital: Recital, line: str = "") -> Iterator[str]:
+Talk = Callable[[str], "tuple[int, str] | None"]  # where out-of-character talk starts, and what
+
+
+def unrecited(
+    pieces: Iterable[str],
+    recital: Recital,
+    line: str = "",
+    talk: Talk = first_assistant_talk,
+) -> Iterator[str]:
     """``pieces`` as they come, cut where the reply starts reciting its prompt or talking
-    like an assistant (a refusal, "as an AI", "feel free to ask"): the clauses before are
-    kept and the stream stops there. Nothing is let go before the reply has
-    ``TALK_HOLD_TOKENS`` tokens (a refusal shows its hand in its first words), and then the
-    clause that holds the last ``n - 1`` tokens is held back until it cannot start a
-    recital, so the reply streams clause by clause. A reply that is an assistant's from its
-    first word raises ``_Unfit``: nothing is shown and the caller may sample again."""
+    out of character (``talk``: by default an assistant's refusal, "as an AI", "feel free
+    to ask"): the clauses before are kept and the stream stops there. Nothing is let go
+    before the reply has ``TALK_HOLD_TOKENS`` tokens (a refusal shows its hand in its first
+    words), and then the clause that holds the last ``n - 1`` tokens is held back until it
+    cannot start a recital, so the reply streams clause by clause. A reply that is out of
+    character from its first words raises ``_Unfit``: nothing is shown and the caller may
+    sample again."""
     allowed = set(recital.allowed) | grams(tokens(line), recital.n)
     keep = recital.n - 1
     text, sent = "", 0
@@ -284,17 +294,17 @@ def unrecited(pieces: Iterable[str], recital: Recital, line: str = "") -> Iterat
         found = spans(text)
         run = shared_run([t for t, _, _ in found], set(recital.source), recital.n, allowed)
         start = found[run.start][1] if run is not None else None
-        talk = first_assistant_talk(text)
-        if talk is not None and (start is None or talk[0] < start):
-            start = talk[0]
+        said = talk(text)
+        if said is not None and (start is None or said[0] < start):
+            start = said[0]
         if start is not None:  # cut at the clause boundary before it
             cut = max(text.rfind(ch, 0, start + 1) for ch in _BOUNDARY) + 1
             rest = text[sent:cut].rstrip(_TRAILING) if cut > sent else ""
             if run is not None and found[run.start][1] == start:
                 log.info("reply cut where it recites the prompt: %r", run.text)
             else:
-                assert talk is not None
-                log.info("reply cut where it talks like an assistant: %r", talk[1])
+                assert said is not None
+                log.info("reply cut where it talks out of character: %r", said[1])
                 if not sent and len(tokens(rest)) < TALK_MIN_KEPT:  # "Yes, I'm a chatbot"
                     raise _Unfit(text + "".join(pieces))  # whole, in case every try is like it
             if rest:
@@ -398,6 +408,7 @@ class Session:
             )
         self.cleaner = ReplyCleaner.for_character(self.character)
         self.recital = Recital.for_character(self.character)
+        self.wrong_self = WrongSelf.for_character(self.character)
         # the caller's stops first (an endpoint may take only a few), then every other speaker
         stops = dict.fromkeys([*self.params.stop, *speaker_stops(self.character)])
         self.params = replace(self.params, stop=tuple(stops))
@@ -464,19 +475,22 @@ class Session:
         pieces: list[str] = []
         cut = False
         unfit_text = ""  # the last try that was all echo or refusal
+        avoid: list[str] = []  # how the tries that failed began: a retry begins otherwise
         for attempt in range(EMPTY_RETRIES + 1):
             raw.clear()
             report.tries = attempt + 1
             source = tee(params, deadline)
+            unfit_now = ""
             try:
                 cleaned = self.cleaner.stream(source)
-                for piece in unechoed(unrecited(cleaned, self.recital, text), text, recent):
+                kept = unrecited(cleaned, self.recital, text, self.talk)
+                for piece in unechoed(kept, text, recent):
                     pieces.append(piece)
                     yield piece
             except _OutOfTime:
                 cut = True
             except _Unfit as unfit:
-                unfit_text = unfit.text
+                unfit_text = unfit_now = unfit.text
             finally:  # not left to the garbage collector: a cut reply holds the model till then
                 source.close()
             report.raw = "".join(raw)
@@ -490,7 +504,11 @@ class Session:
                 deadline = time.monotonic() + max(time.monotonic() - started, RETRY_FLOOR_S)
             if time.monotonic() >= deadline:
                 break
+            # the same start leads to the same words however hot the sampling ("I'm Leonard."
+            # three times over): a retry may not begin as a failed try did, raw or cleaned
+            avoid += [t for t in (report.raw.strip(), unfit_now.strip()) if t]
             params = retry_params(self.params, attempt + 1)
+            params = replace(params, avoid=tuple(dict.fromkeys([*params.avoid, *avoid])))
         if not pieces and unfit_text:  # unfit every time: better said than nothing at all
             pieces.append(unfit_text)
             yield unfit_text
@@ -503,6 +521,12 @@ class Session:
                 f"tries{seen}. Say it another way, or try again"
             )
         self.record(report, "".join(pieces))  # what was shown
+
+    def talk(self, text: str) -> tuple[int, str] | None:
+        """Where ``text`` first talks out of character, and what it says: an assistant's
+        refusal, self-description or closer, or a claim to be someone else ("I'm Leonard")."""
+        found = [f for f in (first_assistant_talk(text), self.wrong_self.find(text)) if f]
+        return min(found) if found else None
 
     def record(self, report: TurnReport, reply: str) -> None:
         """Add a turn and its reply to the history (say() does; a UI does for a stopped reply)."""

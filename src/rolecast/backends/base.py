@@ -28,6 +28,9 @@ class GenerationParams:
     frequency_penalty: float = 0.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    # texts the reply must not begin like: a backend that can forbids each one's first token
+    # as the reply's first (the local one does; others ignore it). The session's retries use it
+    avoid: tuple[str, ...] = ()
 
 
 class LLM:

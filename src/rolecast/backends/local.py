@@ -47,6 +47,22 @@ def _no_weight_repacking(llama_module: Any) -> Iterator[None]:
             low.llama_model_default_params = original
 
 
+class _FirstTokenBan:
+    """A llama-cpp-python logits processor that forbids ``banned`` as the first token it
+    samples: called with the prompt's tokens first, then one more each step."""
+
+    def __init__(self, banned: Sequence[int]) -> None:
+        self.banned = list(banned)
+        self.prompt: int | None = None
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if self.prompt is None:
+            self.prompt = len(input_ids)
+        if len(input_ids) == self.prompt:
+            scores[self.banned] = -float("inf")
+        return scores
+
+
 class LocalLLM(LLM):
     name = "local"
     # llama-cpp-python reuses the longest common prefix of the last prompt: the split order
@@ -84,6 +100,10 @@ class LocalLLM(LLM):
         self.path = path
 
     def stream(self, messages: Sequence[dict[str, str]], params: GenerationParams) -> Iterator[str]:
+        extra: dict[str, Any] = {}
+        banned = self._first_tokens(params.avoid)
+        if banned:
+            extra["logits_processor"] = [_FirstTokenBan(banned)]
         chunks = self._llm.create_chat_completion(
             messages=[dict(m) for m in messages],  # type: ignore[misc]
             stream=True,
@@ -95,11 +115,21 @@ class LocalLLM(LLM):
             frequency_penalty=params.frequency_penalty,
             stop=list(params.stop) or None,
             seed=params.seed,
+            **extra,
         )
         for chunk in chunks:
             delta = chunk["choices"][0]["delta"].get("content")  # type: ignore[index]
             if delta:
                 yield delta
+
+    def _first_tokens(self, texts: Sequence[str]) -> list[int]:
+        """The token each text begins with, as a reply's first token."""
+        found: list[int] = []
+        for text in texts:
+            ids = self._llm.tokenize(text.strip().encode(), add_bos=False, special=False)
+            if ids and ids[0] not in found:
+                found.append(ids[0])
+        return found
 
     def token_counter(self) -> FunctionCounter:
         tokenize = self._llm.tokenize

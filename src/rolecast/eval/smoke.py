@@ -15,7 +15,8 @@ notices at once:
     canon_copy      the reply copies a canon line: contains a long run of one, or is a whole
                     canon line of some length
     other_speaker   the reply speaks for someone else: another speaker's name prefix, or
-                    the character claiming to be the user
+                    the character claiming to be the user or a frequent canon speaker
+                    ("I'm Leonard" from Sheldon; see ``rolecast.identity``)
     wrong_language  the reply is not in the character's language
     over_long       far longer than a chat reply
 
@@ -40,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from ..assistant_talk import refusal
 from ..character.model import Character
 from ..errors import InputError, RolecastError
+from ..identity import WrongSelf
 from ..overlap import cjk_count, grams, join, plain, shared_run, similarity, tokens
 from ..prompt.assemble import fixed_texts as prompt_texts
 from .report import Cache, to_jsonable
@@ -180,6 +182,7 @@ class SmokeChecker:
         others = {ln.speaker.strip() for s in character.scenes for ln in s.lines}
         others |= {character.user_role, *character.narrators}
         self.others = sorted((o for o in others if o and o not in selves), key=len, reverse=True)
+        self.wrong_self = WrongSelf.for_character(character)
 
     def check(self, reply: str, user_line: str = "", earlier: Sequence[str] = ()) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -247,13 +250,8 @@ class SmokeChecker:
             m = re.search(rf"(?:^|[\n」。！？!?])\s*(?P<who>{n}\s*(?:[:：]|「))", text)
             if m:
                 return m["who"]
-        user = re.escape(self.character.user_role)
-        m = re.search(
-            rf"(?:我是|我就是|我叫|本人是){user}|\b(?:i am|i'm|my name is|call me) {user}\b",
-            text,
-            re.I,
-        )
-        return m[0] if m else None
+        claim = self.wrong_self.find(text)
+        return claim[1] if claim else None
 
     def _language(self, reply: str) -> str | None:
         text = unicodedata.normalize("NFKC", reply)

@@ -1,0 +1,83 @@
+"""Who a reply says the character is. Sheldon answering "I'm Leonard." has taken the
+user's part (the user speaks as Leonard); 春日 saying "我是阿虚" has too. The conversation
+gate counts such a claim; the session cuts the reply where one starts (and samples again
+when nothing is left before it).
+
+The names a character can be mistaken for are the user's role and the canon's frequent
+speakers: a speaker with a line or two ("Man", "守门士兵") is a part, not someone the
+model confuses the character with, and "I'm a man" must stay a reply.
+
+Pure patterns over NFKC-normalised text.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .character.model import Character
+
+CLAIM_SHARE = 0.02  # a speaker with at least this share of the canon's lines is claimable
+CLAIM_MIN_CHARS = 2  # a shorter name is a word too often ("阿")
+# what introduces the speaker's own name; the name must then end (not "Leonard's",
+# not "阿虚的", not "Leonardo")
+_LATIN_LEAD = r"(?i:\b(?:i am|i['’]m|my name is|call me|it['’]s me,?)\s+)"
+_CJK_LEAD = r"(?:我(?:就|才|便)?是|我叫|本人(?:就)?是|在下|我乃)"
+_AFTER_LATIN = r"(?![\w'’-])"
+_AFTER_CJK = r"(?![的之家们])"
+
+
+def claimable_names(character: Character, share: float = CLAIM_SHARE) -> list[str]:
+    """The user's role and the canon speakers with at least ``share`` of its lines, less
+    the character's own names and the narrators, longest first."""
+    counts = Counter(
+        ln.speaker.strip() for s in character.scenes for ln in s.lines if ln.speaker.strip()
+    )
+    total = sum(counts.values())
+    names = [character.user_role, *(n for n, k in counts.items() if total and k / total >= share)]
+    selves = {character.name, *character.aliases}
+    keep = {
+        n.strip()
+        for n in names
+        if len(n.strip()) >= CLAIM_MIN_CHARS
+        and n.strip() not in selves
+        and not character.is_narrator(n)
+    }
+    return sorted(keep, key=lambda n: (-len(n), n))
+
+
+@dataclass(frozen=True)
+class WrongSelf:
+    """Finds the character claiming to be one of ``names``."""
+
+    names: tuple[str, ...]
+    pattern: re.Pattern[str] | None
+
+    @classmethod
+    def of(cls, names: Iterable[str]) -> WrongSelf:
+        names = tuple(unicodedata.normalize("NFKC", n) for n in names if n.strip())
+        if not names:
+            return cls((), None)
+        alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+        pattern = re.compile(
+            rf"{_LATIN_LEAD}(?P<latin>{alternatives}){_AFTER_LATIN}"
+            rf"|{_CJK_LEAD}(?P<cjk>{alternatives}){_AFTER_CJK}"
+        )
+        return cls(names, pattern)
+
+    @classmethod
+    def for_character(cls, character: Character) -> WrongSelf:
+        return cls.of(claimable_names(character))
+
+    def find(self, text: str) -> tuple[int, str] | None:
+        """Where in ``text`` the first claim starts (an index into ``text`` itself) and
+        what it says, e.g. ``(0, "I'm Leonard")``."""
+        if self.pattern is None:
+            return None
+        pieces = [unicodedata.normalize("NFKC", ch) for ch in text]
+        where = [i for i, piece in enumerate(pieces) for _ in piece]
+        m = self.pattern.search("".join(pieces))
+        return (where[m.start()], m[0]) if m else None
