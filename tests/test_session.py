@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from rolecast.backends.scripted import ScriptedLLM
 from rolecast.character.model import Line, Scene
 from rolecast.errors import BackendError, NoReplyError
-from rolecast.prompt.assemble import Turn
+from rolecast.prompt.assemble import Turn, fixed_texts
 from rolecast.retrieval.index import load_index
 from rolecast.session import ReplyCleaner, Session, speaker_stops
 
@@ -266,17 +266,27 @@ def test_a_retry_may_not_begin_as_a_failed_try_did(session: Session) -> None:
     assert session.reply("你好") == "中西"
     assert session.reply("你是谁？") == "雾散了再说。"
     first, second, third = (p for _, p in session.llm.requests[1:])
-    assert first.avoid == ()
-    assert second.avoid == ("小满:「中西」", "中西")  # how it began, raw and cleaned
-    assert third.avoid == ("小满:「中西」", "中西")  # the same text adds nothing
+    header = fixed_texts(session.character)[-1]
+    assert first.avoid == (header,)  # no reply begins by reciting the canon block
+    assert second.avoid == (header, "小满:「中西」", "中西")  # how it began, raw and cleaned
+    assert third.avoid == second.avoid  # the same text adds nothing
     assert session.last is not None and session.last.tries == 3
+
+
+def test_a_try_that_stopped_at_once_began_as_someone_else(session: Session) -> None:
+    # the model wrote "旅人:「…" and the stop string ended it before any text came
+    session.llm.enqueue("").enqueue("雾散了再说。")
+    assert session.reply("你好") == "雾散了再说。"
+    retry = session.llm.requests[1][1]
+    assert {"旅人", "旁白", session.character.user_role} <= set(retry.avoid)
+    assert "小满" not in retry.avoid
 
 
 def test_a_claim_to_be_someone_else_is_sampled_again(session: Session) -> None:
     session.llm.enqueue("我是旅人。").enqueue("哎，我就是旅人啊，你忘啦？").enqueue("雾散了再说。")
     assert session.reply("你最好的朋友是谁？") == "雾散了再说。"
     assert len(session.llm.requests) == 3
-    assert session.llm.requests[2][1].avoid == ("我是旅人。", "哎，我就是旅人啊，你忘啦？")
+    assert session.llm.requests[2][1].avoid[-2:] == ("我是旅人。", "哎，我就是旅人啊，你忘啦？")
     # what comes before the claim is kept when it is a reply of its own
     session.llm.enqueue("汤刚滚，先坐下吃一碗。我是旅人。")
     assert session.reply("饿了") == "汤刚滚，先坐下吃一碗。"

@@ -37,7 +37,8 @@ MAX_RETRY_TEMPERATURE = 1.3
 RETRY_FLOOR_S = 2.0  # retries may always take this long, however quick the first try was
 RETRY_PRESENCE = 0.5  # presence penalty added per retry: away from the tokens just read
 ECHO_SIMILAR = 0.8  # a reply this alike (difflib ratio) to the user's line or a reply is an echo
-ECHO_REPLIES = 4  # the character's latest replies a new one must not say again
+ECHO_REPLIES = 8  # the character's latest replies a new one must not say again (a chat
+# of 8 turns is where a fan notices the same sentence twice; the gate counts it over the chat)
 ECHO_MIN_CHARS = 6  # shorter lines are not guarded: "你好" may well be answered "你好呀"
 ECHO_HOLD_CHARS = 120  # a longer user line is guarded only against a reply that starts like it
 TALK_HOLD_TOKENS = 12  # tokens of a reply held back before any is shown: refusals start early
@@ -224,18 +225,24 @@ class TurnReport:
     tries: int = 0
 
 
-def speaker_stops(character: Character, limit: int = STOP_SPEAKERS) -> tuple[str, ...]:
-    """Stop strings for everyone but the character: the user role, the narrators and the
-    canon's other speakers (the most frequent ``limit``), each as a new line's ``Name:`` and
-    as ``Name:「`` in both colon widths, so the model stops where it would speak for them."""
+def other_speakers(character: Character, limit: int = STOP_SPEAKERS) -> list[str]:
+    """Everyone but the character: the user role, the narrators and the canon's other
+    speakers (the most frequent ``limit``)."""
     selves = {character.name, *character.aliases}
     counts = Counter(
         ln.speaker.strip() for s in character.scenes for ln in s.lines if ln.speaker.strip()
     )
     names = [character.user_role, *character.narrators]
     names += [n for n, _ in counts.most_common() if n not in selves][:limit]
+    return list(dict.fromkeys(n for n in names if n and n not in selves))
+
+
+def speaker_stops(character: Character, limit: int = STOP_SPEAKERS) -> tuple[str, ...]:
+    """Stop strings for everyone but the character (``other_speakers``), each as a new
+    line's ``Name:`` and as ``Name:「`` in both colon widths, so the model stops where it
+    would speak for them."""
     stops: list[str] = []
-    for name in dict.fromkeys(n for n in names if n and n not in selves):
+    for name in other_speakers(character, limit):
         stops += [f"\n{name}:", f"\n{name}：", f"{name}:「", f"{name}：「"]
     return tuple(stops)
 
@@ -411,7 +418,12 @@ class Session:
         self.wrong_self = WrongSelf.for_character(self.character)
         # the caller's stops first (an endpoint may take only a few), then every other speaker
         stops = dict.fromkeys([*self.params.stop, *speaker_stops(self.character)])
-        self.params = replace(self.params, stop=tuple(stops))
+        # no reply begins like the canon block ("下面是李云龙在原作里的经典片段…", recited back
+        # from the system message right before the line in the split order)
+        header = fixed_texts(self.character)[-1]
+        avoid = dict.fromkeys([*self.params.avoid, header])
+        self.params = replace(self.params, stop=tuple(stops), avoid=tuple(avoid))
+        self.others = other_speakers(self.character)
 
     def prepare(
         self, text: str, as_role: str | None = None, exclude: Collection[str] = ()
@@ -507,6 +519,8 @@ class Session:
             # the same start leads to the same words however hot the sampling ("I'm Leonard."
             # three times over): a retry may not begin as a failed try did, raw or cleaned
             avoid += [t for t in (report.raw.strip(), unfit_now.strip()) if t]
+            if not report.raw.strip():  # it stopped at once: it began as someone else ("丁伟:「")
+                avoid += self.others
             params = retry_params(self.params, attempt + 1)
             params = replace(params, avoid=tuple(dict.fromkeys([*params.avoid, *avoid])))
         if not pieces and unfit_text:  # unfit every time: better said than nothing at all
