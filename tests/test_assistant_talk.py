@@ -16,6 +16,8 @@ from rolecast.assistant_talk import boilerplate_matches, first_assistant_talk, r
         "很抱歉，我无法协助完成这个请求。",
         "作为一个AI，我没有家乡。",
         "我只是一个语言模型。",
+        "是的，我是一个自然语言处理（NLP）程序。",
+        "I'm a computer program, so no.",
     ],
 )
 def test_refusals_and_self_descriptions_are_found(text: str) -> None:
@@ -30,6 +32,7 @@ def test_refusals_and_self_descriptions_are_found(text: str) -> None:
         "抱歉，今天的面卖完了。",
         "An AI? I am a theoretical physicist.",
         "你是AI吗？我是林小满。",
+        "我是一个程序员的女儿。",
     ],
 )
 def test_what_a_character_may_say_is_not(text: str) -> None:
@@ -56,6 +59,8 @@ def test_an_assistants_offer_of_help_is_a_closer() -> None:
     where, _ = first_assistant_talk(zh) or (-1, "")
     assert zh[where:].startswith("我一直在这里")
     assert first_assistant_talk("I'm here to see Penny.") is None
+    for zh in ("不客气，有啥问题随时可以问我。", "无论是什么问题，我都会尽力提供帮助。"):
+        assert first_assistant_talk(zh) is not None, zh
     assert first_assistant_talk("我一直在这里陪你。") is None  # a friend may say so
 
 

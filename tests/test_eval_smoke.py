@@ -138,7 +138,9 @@ def test_chats_run_through_a_session_are_scored_and_cached(tmp_path: Path, embed
         "旅人:「我替她说」",  # empty after clean-up, three times: no answer
         "旅人:「我替她说」",
         "旅人:「我替她说」",
-        "小满:「发条松了，拧紧就好，修不好不收钱。」",  # canon copy
+        "小满:「发条松了，拧紧就好，修不好不收钱。」",  # canon copy, three times: then shown
+        "小满:「发条松了，拧紧就好，修不好不收钱。」",
+        "小满:「发条松了，拧紧就好，修不好不收钱。」",
     ]:
         llm.enqueue(reply)
     prototype = Session(c, load_index(c, embedder, tmp_path), llm)

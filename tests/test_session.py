@@ -294,6 +294,25 @@ def test_a_claim_to_be_someone_else_is_sampled_again(session: Session) -> None:
     assert session.talk("我是小满。") is None
 
 
+def test_a_canon_line_copied_is_cut_and_a_whole_copy_sampled_again(session: Session) -> None:
+    # seen on the gate: "根据你的叙述…韩小川病了，三天没出摊了" from another scene
+    session.llm.enqueue("哎，这钟啊。发条松了，拧紧就好，修不好不收钱。")
+    assert session.reply("钟怎么了？") == "哎，这钟啊。"
+    session.llm.enqueue("发条松了，拧紧就好，修不好不收钱。").enqueue("我看看，明天来取。")
+    assert session.reply("这钟还能修吗？") == "我看看，明天来取。"
+    # a short canon line (under the run length) counts only as the whole reply
+    from rolecast.session import Recital, _Unfit, unrecited
+
+    eight = Recital.for_character(make_character(8))
+    with pytest.raises(_Unfit):
+        list(unrecited(iter(["谁说的？", "豆子那个大嘴巴！"]), eight))
+    assert "".join(unrecited(iter(["谁说的？豆子说的。"]), eight)) == "谁说的？豆子说的。"
+    # a copy every time is said rather than nothing
+    for _ in range(3):
+        session.llm.enqueue("煤球！给我把鱼放下，不然今晚没你的汤。")
+    assert session.reply("猫又来了") == "煤球！给我把鱼放下，不然今晚没你的汤。"
+
+
 def test_an_echo_every_time_is_said_rather_than_nothing(session: Session) -> None:
     for _ in range(3):
         session.llm.enqueue("我明天就要走了。")

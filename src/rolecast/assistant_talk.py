@@ -58,12 +58,18 @@ ASSISTANT_SELF = [
     re.compile(
         r"我(?:只)?是(?:一[个名款])?(?:AI|人工智能|语言模型|虚拟助手|智能助手|聊天机器人)", re.I
     ),
+    # seen from the default model as 林小满: "是的，我是一个自然语言处理（NLP）程序。"
+    re.compile(
+        r"我(?:只)?是(?:一[个名款种])?(?:基于)?(?:自然语言处理|NLP|计算机|电脑|AI)"
+        r"(?:[（(][^）)]{0,12}[）)])?(?:的)?(?:程序(?!员)|软件|系统|模型)",
+        re.I,
+    ),
     re.compile(
         r"\bas an? (?:ai|artificial intelligence|language model|assistant|chatbot)\b", _LATIN
     ),
     re.compile(
         r"\bi(?:'m| am) (?:just |only )?an? (?:ai|artificial intelligence|language model|"
-        r"ai assistant|virtual assistant|chatbot)\b",
+        r"ai assistant|virtual assistant|chatbot|computer program|natural language processing)\b",
         _LATIN,
     ),
 ]
@@ -84,7 +90,8 @@ CLOSERS = [
     re.compile(r"\bi(?:'m| am) (?:always |still |just )?here to (?:help|assist)", _LATIN),
     re.compile(r"如果(?:你|您)?(?:还)?有(?:其他|任何|别的)(?:的)?(?:问题|需要|疑问)"),
     re.compile(r"(?:有|还有)什么(?:其他|别的)?(?:问题|事情|需要)?(?:我)?可以(?:帮|为)(?:你|您)"),
-    re.compile(r"(?:随时|欢迎)(?:向我)?(?:提问|问我|告诉我)"),
+    re.compile(r"(?:随时|欢迎)(?:都)?(?:可以)?(?:向我)?(?:提问|问我|告诉我)"),
+    re.compile(r"(?:尽力|竭诚|乐意)(?:为(?:你|您))?提供(?:帮助|服务|支持)"),
     re.compile(r"很高兴(?:能)?(?:为(?:你|您)(?:服务|提供)|帮(?:到|助)(?:你|您))"),
     re.compile(r"我(?:一直|随时|会一直)?(?:都)?在(?:这里|这儿)(?:帮助|帮|为)(?:你|您)"),
 ]

@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from .assistant_talk import first_assistant_talk
 from .backends.base import LLM, GenerationParams
@@ -44,8 +45,10 @@ ECHO_HOLD_CHARS = 120  # a longer user line is guarded only against a reply that
 TALK_HOLD_TOKENS = 12  # tokens of a reply held back before any is shown: refusals start early
 TALK_MIN_KEPT = 3  # fewer tokens before assistant talk ("Yes, I'm a chatbot") are no reply
 # A reply that recites this many tokens of its own prompt (persona, rules, the canon's
-# instructions) in a row is cut where the recital starts: a clause, not a shared phrase
+# instructions) or of a canon line in a row is cut where the recital starts: a clause, not a
+# shared phrase (the same lengths as the gate's leak and copy checks)
 RECITE_CJK, RECITE_WORDS = 10, 8
+WHOLE_CJK, WHOLE_WORDS = 7, 5  # a whole canon line this long is a copy when it is the reply
 _TRAILING = "，、,;；:：—-–… \n\t"
 _BOUNDARY = "。！？!?\n，,；;."
 HOLD_CLAUSE_CHARS = 40  # a clause longer than this streams before its end
@@ -261,19 +264,37 @@ def retry_params(params: GenerationParams, attempt: int) -> GenerationParams:
 
 @dataclass(frozen=True)
 class Recital:
-    """What a reply must not recite: the n-grams of the prompt's fixed text, less those
-    the canon also has (a catchphrase the persona quotes may be said)."""
+    """What a reply must not recite: a run of ``n`` tokens of the prompt's fixed text
+    (persona, standing rules, the canon block's instructions) or of the canon itself, and a
+    whole canon line of ``WHOLE_*`` tokens or more as the whole reply. What the persona
+    quotes from the canon is the character's own phrase and may be said."""
 
     n: int
-    source: frozenset[Gram]
-    allowed: frozenset[Gram]
+    prompt: frozenset[Gram]
+    canon: frozenset[Gram]
+    lines: frozenset[str] = frozenset()  # whole canon lines (tokens joined) long enough to count
+
+    @cached_property
+    def source(self) -> frozenset[Gram]:
+        return self.prompt | self.canon
+
+    @cached_property
+    def allowed(self) -> frozenset[Gram]:  # catchphrases: canon runs the persona quotes
+        return self.prompt & self.canon
 
     @classmethod
     def for_character(cls, character: Character) -> Recital:
         cjk = character.language.lower().startswith(("zh", "ja"))
         n = RECITE_CJK if cjk else RECITE_WORDS
-        canon = (ln.text for sc in character.scenes for ln in sc.lines)
-        return cls(n, frozenset(grams_of(fixed_texts(character), n)), frozenset(grams_of(canon, n)))
+        whole = WHOLE_CJK if cjk else WHOLE_WORDS
+        canon: set[Gram] = set()
+        lines: set[str] = set()
+        for toks in (tokens(ln.text) for sc in character.scenes for ln in sc.lines):
+            canon |= grams(toks, n)
+            if len(toks) >= whole:
+                lines.add("".join(toks))
+        prompt = frozenset(grams_of(fixed_texts(character), n))
+        return cls(n, prompt, frozenset(canon), frozenset(lines))
 
 
 Talk = Callable[[str], "tuple[int, str] | None"]  # where out-of-character talk starts, and what
@@ -293,13 +314,13 @@ def unrecited(
     cannot start a recital, so the reply streams clause by clause. A reply that is out of
     character from its first words raises ``_Unfit``: nothing is shown and the caller may
     sample again."""
-    allowed = set(recital.allowed) | grams(tokens(line), recital.n)
+    allowed = recital.allowed | grams(tokens(line), recital.n)
     keep = recital.n - 1
     text, sent = "", 0
     for piece in pieces:
         text += piece
         found = spans(text)
-        run = shared_run([t for t, _, _ in found], set(recital.source), recital.n, allowed)
+        run = shared_run([t for t, _, _ in found], recital.source, recital.n, allowed)
         start = found[run.start][1] if run is not None else None
         said = talk(text)
         if said is not None and (start is None or said[0] < start):
@@ -308,7 +329,13 @@ def unrecited(
             cut = max(text.rfind(ch, 0, start + 1) for ch in _BOUNDARY) + 1
             rest = text[sent:cut].rstrip(_TRAILING) if cut > sent else ""
             if run is not None and found[run.start][1] == start:
-                log.info("reply cut where it recites the prompt: %r", run.text)
+                toks = [t for t, _, _ in found[run.start : run.end]]
+                if any(tuple(toks[i : i + recital.n]) in recital.prompt for i in range(len(toks))):
+                    log.info("reply cut where it recites the prompt: %r", run.text)
+                else:  # a canon line copied: better said than nothing, if every try does
+                    log.info("reply cut where it copies the canon: %r", run.text)
+                    if not sent and len(tokens(rest)) < TALK_MIN_KEPT:
+                        raise _Unfit(text + "".join(pieces))
             else:
                 assert said is not None
                 log.info("reply cut where it talks out of character: %r", said[1])
@@ -328,13 +355,16 @@ def unrecited(
         if hold > sent:
             yield text[sent:hold]
             sent = hold
+    if not sent and "".join(tokens(text)) in recital.lines:
+        log.info("reply is a whole canon line: %r", text)
+        raise _Unfit(text)
     if sent < len(text):
         yield text[sent:]
 
 
 class _Unfit(Exception):
-    """The reply was the user's line or an earlier reply said again, or an assistant's
-    refusal: nothing of it was shown."""
+    """The reply was the user's line or an earlier reply said again, an assistant's
+    refusal, someone else's name or a canon line: nothing of it was shown."""
 
     def __init__(self, text: str) -> None:
         super().__init__(text)

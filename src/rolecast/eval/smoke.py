@@ -183,6 +183,9 @@ class SmokeChecker:
         others |= {character.user_role, *character.narrators}
         self.others = sorted((o for o in others if o and o not in selves), key=len, reverse=True)
         self.wrong_self = WrongSelf.for_character(character)
+        # a canon run the persona quotes is the character's own phrase, not a copy
+        quoted = set().union(*(grams(tokens(t), self.copy_n) for t in fixed))
+        self.catchphrases = self.copy_grams & quoted
 
     def check(self, reply: str, user_line: str = "", earlier: Sequence[str] = ()) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -240,7 +243,8 @@ class SmokeChecker:
         whole = "".join(toks)
         if whole in self.whole_lines:
             return f"a whole canon line: {join(toks)}"
-        run = shared_run(toks, self.copy_grams, self.copy_n, grams(said, self.copy_n))
+        allowed = grams(said, self.copy_n) | self.catchphrases
+        run = shared_run(toks, self.copy_grams, self.copy_n, allowed)
         return run.text if run else None
 
     def _other_speaker(self, reply: str) -> str | None:
