@@ -2,7 +2,7 @@
 the original lines than the persona alone, pooled over several corpus characters?
 
     ROLECAST_CORPUS=/path/to/chatharuhi python benchmarks/bench_canon_gate.py \
-        [--characters haruhi,liyunlong,Sheldon] [--n 20] [--out DIR]
+        [--characters haruhi,liyunlong,Sheldon] [--n 20] [--order O] [--out DIR]
 
 Each character runs `rolecast eval canon` (conditions canon and persona, the chat's prompt
 order, the default local model) on ``--n`` held-out turns; the per-turn scores of all
@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=20)
     p.add_argument("--model", default=None)
     p.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: all)")
+    p.add_argument("--order", default=None, help="prompt order (default: the backend's, as chat)")
     p.add_argument("--out", type=Path, default=Path("bench-canon-gate"))
     args = p.parse_args(argv)
     if not args.corpus:
@@ -47,11 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         llm = get_llm("local", model=args.model, n_threads=args.threads)
+        order = args.order or llm.prompt_order
         for name in args.characters.split(","):
             c = import_story_folder(Path(args.corpus) / "characters" / name).character
             index = load_index(c, "use")
             scope = Cache.scope_for(
-                "canon", c, llm, canon.DEFAULT_PARAMS, order=llm.prompt_order, mode="hybrid"
+                "canon", c, llm, canon.DEFAULT_PARAMS, order=order, mode="hybrid"
             )
             cache = Cache(args.out / c.id / "cache", scope)
             result = canon.run_canon_eval(
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                 index,
                 n=args.n,
                 conditions=("canon", "persona"),
+                order=order,
                 cache=cache,
             )
             (args.out / c.id).mkdir(parents=True, exist_ok=True)
@@ -79,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(home, ignore_errors=True)
     summary, differences = canon.summarise(pooled)
     took = time.perf_counter() - started
-    print(f"# canon vs persona, pooled ({time.strftime('%Y-%m-%d %H:%M')}, {took:.0f} s)\n")
+    when = time.strftime("%Y-%m-%d %H:%M")
+    print(f"# canon vs persona, pooled, order {order} ({when}, {took:.0f} s)\n")
     print("| | " + " | ".join(canon.METRICS) + " |")
     print("|---|" + "---|" * len(canon.METRICS))
     for cond in summary:
