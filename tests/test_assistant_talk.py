@@ -18,6 +18,7 @@ from rolecast.assistant_talk import boilerplate_matches, first_assistant_talk, r
         "我只是一个语言模型。",
         "是的，我是一个自然语言处理（NLP）程序。",
         "I'm a computer program, so no.",
+        "Sorry, but I can't assist with that.",
     ],
 )
 def test_refusals_and_self_descriptions_are_found(text: str) -> None:
@@ -61,6 +62,18 @@ def test_an_assistants_offer_of_help_is_a_closer() -> None:
     assert first_assistant_talk("I'm here to see Penny.") is None
     for zh in ("不客气，有啥问题随时可以问我。", "无论是什么问题，我都会尽力提供帮助。"):
         assert first_assistant_talk(zh) is not None, zh
+
+
+def test_an_assistants_framing_and_numbered_lists_are_found() -> None:
+    zh = "根据你的叙述，旅人最亲密的朋友是豆子"
+    assert first_assistant_talk(zh) == (0, "根据你的叙述")
+    listed = "如果遇到麻烦，你可以选择：1. 写信给他。2. 尽量和他沟通。"
+    where, _ = first_assistant_talk(listed) or (-1, "")
+    assert listed[where:].lstrip().startswith("1.")
+    assert first_assistant_talk("Based on what you said, Penny is right.") is not None
+    # counting in a sentence is no list; nor is a price
+    assert first_assistant_talk("两碗面，1碗加蛋，2碗不加。") is None
+    assert first_assistant_talk("It costs 1.50, or 2.00 with an egg.") is None
     assert first_assistant_talk("我一直在这里陪你。") is None  # a friend may say so
 
 

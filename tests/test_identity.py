@@ -66,3 +66,15 @@ def test_chinese_claims_and_non_claims() -> None:
     assert wrong.find("我是小满，开面摊的。") is None
     assert wrong.find("你是旅人吧？") is None
     assert WrongSelf.of([]).find("我是谁") is None
+
+
+def test_telling_the_user_they_are_the_character_is_a_claim_too() -> None:
+    # seen from the default model as 林小满: "因为我知道你是林小满，所以你有点想家了。"
+    c = make_character()
+    wrong = WrongSelf.for_character(c)
+    found = wrong.find("因为我知道你是小满，所以你有点想家了。")
+    assert found is not None and found[1] == "你是小满"
+    assert wrong.find("你是说小满的面？") is None
+    mia = WrongSelf.for_character(make_english_character())
+    assert mia.find("Well, you're Mia, so you know.") is not None
+    assert mia.find("You are Mia's best customer.") is None

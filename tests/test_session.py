@@ -34,6 +34,9 @@ CLEANER = ReplyCleaner.for_character(make_character())
         ("Sure.\nSure again.", "Sure. Sure again."),
         ("注意：汤很烫", "注意：汤很烫"),  # a colon in speech is not a speaker
         ("陌生人:「你是谁」", ""),
+        ("作为小满，我觉得汤该加点葱。", "我觉得汤该加点葱。"),  # the role named, not played
+        ("小满:「作为满老板，我请客。」", "我请客。"),
+        ("作为旅人，我也想吃面。", "作为旅人，我也想吃面。"),  # someone else's role is speech
     ],
 )
 def test_reply_cleaning(raw: str, clean: str) -> None:

@@ -27,6 +27,12 @@ BOILERPLATE = [
         r"(?:fulfil+|comply with|assist with|help with) (?:that|this|your) request",
         _LATIN,
     ),
+    # seen from the default model as Sheldon: "Sorry, but I can't assist with that."
+    re.compile(
+        r"\b(?:sorry|afraid)[,.]? (?:but )?i (?:can(?:'|no)t|am (?:not able|unable) to) "
+        r"(?:assist|help) (?:you )?with (?:that|this)",
+        _LATIN,
+    ),
     re.compile(
         _SORRY
         + r"\bi (?:cannot|can't|am (?:not able|unable) to|don't have the ability to|do not have "
@@ -74,8 +80,9 @@ ASSISTANT_SELF = [
     ),
 ]
 
-# An assistant's service closers ("feel free to ask"): not a refusal, but no character talks
-# like that; the session cuts the reply where one starts.
+# An assistant's service closers ("feel free to ask"), its framing ("based on what you
+# said") and its numbered lists: not a refusal, but no character talks like that; the session
+# cuts the reply where one starts.
 CLOSERS = [
     re.compile(
         r"\b(?:if|let me know if|please let me know if) (?:there(?:'s| is) anything else|"
@@ -92,6 +99,14 @@ CLOSERS = [
     re.compile(r"(?:有|还有)什么(?:其他|别的)?(?:问题|事情|需要)?(?:我)?可以(?:帮|为)(?:你|您)"),
     re.compile(r"(?:随时|欢迎)(?:都)?(?:可以)?(?:向我)?(?:提问|问我|告诉我)"),
     re.compile(r"(?:尽力|竭诚|乐意)(?:为(?:你|您))?提供(?:帮助|服务|支持)"),
+    # an assistant's framing and layout: "根据你的叙述，…", "…你可以选择：1. … 2. …"
+    re.compile(r"(?:根据|按照)(?:你|您)(?:的|所)(?:叙述|描述|提供的信息|说的)"),
+    re.compile(
+        r"\b(?:based on|according to) (?:the information|what|your description)"
+        r"(?: you(?:'ve)? (?:provided|described|said|gave))?",
+        _LATIN,
+    ),
+    re.compile(r"(?:^|(?<=[:：\n]))\s*1[.、）)]\s*\S[^\n]{0,80}?\s*2[.、）)]\s*\S"),
     re.compile(r"很高兴(?:能)?(?:为(?:你|您)(?:服务|提供)|帮(?:到|助)(?:你|您))"),
     re.compile(r"我(?:一直|随时|会一直)?(?:都)?在(?:这里|这儿)(?:帮助|帮|为)(?:你|您)"),
 ]

@@ -1,7 +1,8 @@
 """Who a reply says the character is. Sheldon answering "I'm Leonard." has taken the
-user's part (the user speaks as Leonard); 春日 saying "我是阿虚" has too. The conversation
-gate counts such a claim; the session cuts the reply where one starts (and samples again
-when nothing is left before it).
+user's part (the user speaks as Leonard); 春日 saying "我是阿虚" has too; 林小满 saying
+"因为我知道你是林小满" has given the user her own name. The conversation gate counts such a
+claim; the session cuts the reply where one starts (and samples again when nothing is left
+before it).
 
 The names a character can be mistaken for are the user's role and the canon's frequent
 speakers: a speaker with a line or two ("Man", "守门士兵") is a part, not someone the
@@ -26,6 +27,9 @@ CLAIM_MIN_CHARS = 2  # a shorter name is a word too often ("阿")
 # not "阿虚的", not "Leonardo")
 _LATIN_LEAD = r"(?i:\b(?:i am|i['’]m|my name is|call me|it['’]s me,?)\s+)"
 _CJK_LEAD = r"(?:我(?:就|才|便)?是|我叫|本人(?:就)?是|在下|我乃)"
+# the user told they are the character
+_LATIN_YOU = r"(?i:\b(?:you are|you['’]re|your name is)\s+)"
+_CJK_YOU = r"(?:你(?:就)?是|您(?:就)?是|你叫|您叫)"
 _AFTER_LATIN = r"(?![\w'’-])"
 _AFTER_CJK = r"(?![的之家们])"
 
@@ -49,28 +53,40 @@ def claimable_names(character: Character, share: float = CLAIM_SHARE) -> list[st
     return sorted(keep, key=lambda n: (-len(n), n))
 
 
+def _alternatives(names: Iterable[str]) -> str:
+    return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+
+
 @dataclass(frozen=True)
 class WrongSelf:
-    """Finds the character claiming to be one of ``names``."""
+    """Finds the character claiming to be one of ``names``, or telling the user they are
+    one of ``selves`` (the character's own names)."""
 
     names: tuple[str, ...]
     pattern: re.Pattern[str] | None
 
     @classmethod
-    def of(cls, names: Iterable[str]) -> WrongSelf:
+    def of(cls, names: Iterable[str], selves: Iterable[str] = ()) -> WrongSelf:
         names = tuple(unicodedata.normalize("NFKC", n) for n in names if n.strip())
-        if not names:
-            return cls((), None)
-        alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
-        pattern = re.compile(
-            rf"{_LATIN_LEAD}(?P<latin>{alternatives}){_AFTER_LATIN}"
-            rf"|{_CJK_LEAD}(?P<cjk>{alternatives}){_AFTER_CJK}"
-        )
-        return cls(names, pattern)
+        own = [unicodedata.normalize("NFKC", n) for n in selves if len(n.strip()) >= 2]
+        parts = []
+        if names:
+            them = _alternatives(names)
+            parts += [
+                rf"{_LATIN_LEAD}(?:{them}){_AFTER_LATIN}",
+                rf"{_CJK_LEAD}(?:{them}){_AFTER_CJK}",
+            ]
+        if own:
+            me = _alternatives(own)
+            parts += [
+                rf"{_LATIN_YOU}(?:{me}){_AFTER_LATIN}",
+                rf"{_CJK_YOU}(?:{me}){_AFTER_CJK}",
+            ]
+        return cls(names, re.compile("|".join(parts)) if parts else None)
 
     @classmethod
     def for_character(cls, character: Character) -> WrongSelf:
-        return cls.of(claimable_names(character))
+        return cls.of(claimable_names(character), [character.name, *character.aliases])
 
     def find(self, text: str) -> tuple[int, str] | None:
         """Where in ``text`` the first claim starts (an index into ``text`` itself) and

@@ -94,6 +94,12 @@ class ReplyCleaner:
         selves = frozenset({character.name, *character.aliases})
         return cls(selves, frozenset(o for o in others if o and o not in selves))
 
+    @cached_property
+    def _role_play(self) -> re.Pattern[str]:
+        """A line that starts by saying whom it plays: "As Sheldon, I…", "作为林小满，我…"."""
+        names = "|".join(re.escape(n) for n in sorted(self.self_names, key=len, reverse=True))
+        return re.compile(rf"^\s*(?:(?i:as)\s+|作为|身为)(?:{names})\s*[,，、:：]\s*")
+
     def _line(self, line: str) -> tuple[str, bool]:
         """A cleaned line and whether the reply stops here (someone else speaks)."""
         m = _PREFIX.match(line)
@@ -114,6 +120,8 @@ class ReplyCleaner:
             tail = _STAGE_TAIL.search(line)
             if tail:
                 line = line[: tail.start()] + line[tail.start() + 1 :]
+        if self.self_names:
+            line = self._role_play.sub("", line, count=1)
         return line.strip(), stop
 
     def _fold(self, last: str, lines: Iterable[str]) -> tuple[str, bool, str]:
