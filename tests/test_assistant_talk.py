@@ -19,6 +19,7 @@ from rolecast.assistant_talk import boilerplate_matches, first_assistant_talk, r
         "是的，我是一个自然语言处理（NLP）程序。",
         "I'm a computer program, so no.",
         "Sorry, but I can't assist with that.",
+        "是的，我是一个自然语言模型，可以回答各种问题。",
     ],
 )
 def test_refusals_and_self_descriptions_are_found(text: str) -> None:
@@ -74,6 +75,16 @@ def test_an_assistants_framing_and_numbered_lists_are_found() -> None:
     # counting in a sentence is no list; nor is a price
     assert first_assistant_talk("两碗面，1碗加蛋，2碗不加。") is None
     assert first_assistant_talk("It costs 1.50, or 2.00 with an egg.") is None
+
+
+def test_talk_about_the_prompts_own_material_is_found() -> None:
+    for text in (
+        "The way Sheldon talks in these scenes is very serious.",
+        "要理解李云龙在原作中的经典片段，你可以看他是如何行动的。",
+        "请注意，孔捷的口吻和用词是非常重要的。",
+    ):
+        assert first_assistant_talk(text) is not None, text
+    assert first_assistant_talk("We watched those scenes from Star Trek twice.") is None
     assert first_assistant_talk("我一直在这里陪你。") is None  # a friend may say so
 
 

@@ -78,3 +78,7 @@ def test_telling_the_user_they_are_the_character_is_a_claim_too() -> None:
     mia = WrongSelf.for_character(make_english_character())
     assert mia.find("Well, you're Mia, so you know.") is not None
     assert mia.find("You are Mia's best customer.") is None
+    # an actor playing the part is not the character
+    assert wrong.find("我是个小满的演员。") is not None
+    assert mia.find("I'm just playing Mia today.") is not None
+    assert mia.find("I was playing cards with Mia's cat.") is None

@@ -13,9 +13,9 @@ from rolecast.character.model import Line, Scene
 from rolecast.errors import BackendError, NoReplyError
 from rolecast.prompt.assemble import Turn, fixed_texts
 from rolecast.retrieval.index import load_index
-from rolecast.session import ReplyCleaner, Session, speaker_stops
+from rolecast.session import Recital, ReplyCleaner, Session, speaker_stops
 
-from conftest import make_character
+from conftest import make_character, make_english_character
 
 CLEANER = ReplyCleaner.for_character(make_character())
 
@@ -105,7 +105,7 @@ def test_failed_turn_leaves_history_as_it_was(session: Session) -> None:
 
 
 def test_interrupted_reply_is_not_recorded(session: Session) -> None:
-    session.llm.enqueue("一二三四五六七八九十" * 5)
+    session.llm.enqueue("".join(chr(0x4E00 + 7 * i) for i in range(50)))  # no loop in it
     stream = session.say("说点什么")
     next(stream)
     stream.close()  # what Ctrl-C does to the consumer
@@ -314,6 +314,25 @@ def test_a_canon_line_copied_is_cut_and_a_whole_copy_sampled_again(session: Sess
     for _ in range(3):
         session.llm.enqueue("煤球！给我把鱼放下，不然今晚没你的汤。")
     assert session.reply("猫又来了") == "煤球！给我把鱼放下，不然今晚没你的汤。"
+
+
+def test_a_reply_that_loops_is_cut_where_it_says_its_words_again() -> None:
+    from rolecast.session import unrecited
+
+    # seen from the default model as Sheldon: a biography whose sentences come round again
+    bio = (
+        "I grew up in a small village near the river, with my sister. "
+        "I read comics every night. "
+        "I grew up in a small village near the river, with my sister. I read"
+    )
+    pieces = [w + " " for w in bio.split(" ")]
+    mia = Recital.for_character(make_english_character())
+    out = "".join(unrecited(iter(pieces), mia))
+    said_once = "I grew up in a small village near the river, with my sister. "
+    assert out == said_once + "I read comics every night."
+    # a phrase said twice, shorter than the run length, is no loop
+    twice = "Noodles, noodles, and more noodles for you, my friend. Noodles for you too."
+    assert "".join(unrecited(iter([twice]), mia)) == twice
 
 
 def test_an_echo_every_time_is_said_rather_than_nothing(session: Session) -> None:

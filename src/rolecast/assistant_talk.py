@@ -62,7 +62,9 @@ BOILERPLATE = [
 ASSISTANT_SELF = [
     re.compile(r"(?:作为|身为)(?:一[个名款])?(?:AI|人工智能|语言模型|智能助手|助手|机器人)", re.I),
     re.compile(
-        r"我(?:只)?是(?:一[个名款])?(?:AI|人工智能|语言模型|虚拟助手|智能助手|聊天机器人)", re.I
+        r"我(?:只)?是(?:一[个名款])?(?:AI|人工智能|(?:自然|大型|大)?语言模型|虚拟助手|智能助手|"
+        r"聊天机器人)",
+        re.I,
     ),
     # seen from the default model as 林小满: "是的，我是一个自然语言处理（NLP）程序。"
     re.compile(
@@ -107,6 +109,14 @@ CLOSERS = [
         _LATIN,
     ),
     re.compile(r"(?:^|(?<=[:：\n]))\s*1[.、）)]\s*\S[^\n]{0,80}?\s*2[.、）)]\s*\S"),
+    # the prompt's own material talked about: "The way Sheldon talks in these scenes…",
+    # "要理解李云龙在原作中的经典片段…", "请注意，孔捷的口吻和用词…"
+    re.compile(
+        r"\b(?:in|from) (?:these|the above|the following|the given) "
+        r"(?:scenes|excerpts|examples|dialogues|moments)\b",
+        _LATIN,
+    ),
+    re.compile(r"(?:经典片段|这些片段|上述片段|以上片段|原作(?:中|里)的|口吻(?:、|和)用词)"),
     re.compile(r"很高兴(?:能)?(?:为(?:你|您)(?:服务|提供)|帮(?:到|助)(?:你|您))"),
     re.compile(r"我(?:一直|随时|会一直)?(?:都)?在(?:这里|这儿)(?:帮助|帮|为)(?:你|您)"),
 ]

@@ -81,6 +81,9 @@ class WrongSelf:
             parts += [
                 rf"{_LATIN_YOU}(?:{me}){_AFTER_LATIN}",
                 rf"{_CJK_YOU}(?:{me}){_AFTER_CJK}",
+                # an actor, not the character: "我是个凉宫春日的演员", "I'm playing Sheldon"
+                rf"(?:{me})的(?:演员|扮演者)|(?:扮演|饰演)(?:{me})",
+                rf"(?i:\bplaying (?:the (?:role|part) of )?)(?:{me}){_AFTER_LATIN}",
             ]
         return cls(names, re.compile("|".join(parts)) if parts else None)
 

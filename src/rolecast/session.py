@@ -328,15 +328,23 @@ def unrecited(
     for piece in pieces:
         text += piece
         found = spans(text)
-        run = shared_run([t for t, _, _ in found], recital.source, recital.n, allowed)
+        toks = [t for t, _, _ in found]
+        run = shared_run(toks, recital.source, recital.n, allowed)
         start = found[run.start][1] if run is not None else None
         said = talk(text)
         if said is not None and (start is None or said[0] < start):
             start = said[0]
+        again = _said_again(toks, recital.n)
+        if again is not None and (start is None or found[again][1] < start):
+            start = found[again][1]
+            run, said = None, None
+            log.info("reply cut where it loops: %r", text[start : start + 60])
         if start is not None:  # cut at the clause boundary before it
             cut = max(text.rfind(ch, 0, start + 1) for ch in _BOUNDARY) + 1
             rest = text[sent:cut].rstrip(_TRAILING) if cut > sent else ""
-            if run is not None and found[run.start][1] == start:
+            if run is None and said is None:  # a loop: what it said before stays
+                pass
+            elif run is not None and found[run.start][1] == start:
                 toks = [t for t, _, _ in found[run.start : run.end]]
                 if any(tuple(toks[i : i + recital.n]) in recital.prompt for i in range(len(toks))):
                     log.info("reply cut where it recites the prompt: %r", run.text)
@@ -368,6 +376,18 @@ def unrecited(
         raise _Unfit(text)
     if sent < len(text):
         yield text[sent:]
+
+
+def _said_again(toks: Sequence[str], n: int) -> int | None:
+    """Where a reply starts saying ``n`` tokens in a row that it said before (a loop: the
+    same sentence of a biography over and over), or None."""
+    first: dict[Gram, int] = {}
+    for i in range(len(toks) - n + 1):
+        gram = tuple(toks[i : i + n])
+        j = first.setdefault(gram, i)
+        if j + n <= i:
+            return i
+    return None
 
 
 class _Unfit(Exception):
