@@ -310,6 +310,14 @@ def test_a_canon_line_copied_is_cut_and_a_whole_copy_sampled_again(session: Sess
     with pytest.raises(_Unfit):
         list(unrecited(iter(["谁说的？", "豆子那个大嘴巴！"]), eight))
     assert "".join(unrecited(iter(["谁说的？豆子说的。"]), eight)) == "谁说的？豆子说的。"
+    # a scene kept out of the prompt (an evaluation's held-out one) cannot have been copied
+    held = next(sc for sc in session.character.scenes if "发条松了" in sc.lines[-1].text)
+    report = session.prepare("这钟还能修吗？", exclude={held.id})
+    session.llm.enqueue("发条松了，拧紧就好，修不好不收钱。")
+    assert (
+        "".join(session.say("这钟还能修吗？", report=report))
+        == "发条松了，拧紧就好，修不好不收钱。"
+    )
     # a copy every time is said rather than nothing
     for _ in range(3):
         session.llm.enqueue("煤球！给我把鱼放下，不然今晚没你的汤。")

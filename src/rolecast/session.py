@@ -234,6 +234,7 @@ class TurnReport:
     reply: str = ""
     raw: str = ""  # what the model wrote, before clean-up (the last try's)
     tries: int = 0
+    exclude: frozenset[str] = frozenset()  # scene ids kept out of retrieval
 
 
 def other_speakers(character: Character, limit: int = STOP_SPEAKERS) -> list[str]:
@@ -291,16 +292,21 @@ class Recital:
         return self.prompt & self.canon
 
     @classmethod
-    def for_character(cls, character: Character) -> Recital:
+    def for_character(cls, character: Character, exclude: Collection[str] = ()) -> Recital:
+        """``exclude``: scene ids kept out of the prompt (an evaluation's held-out scene),
+        whose lines the model cannot have read and so cannot copy."""
         cjk = character.language.lower().startswith(("zh", "ja"))
         n = RECITE_CJK if cjk else RECITE_WORDS
         whole = WHOLE_CJK if cjk else WHOLE_WORDS
         canon: set[Gram] = set()
         lines: set[str] = set()
-        for toks in (tokens(ln.text) for sc in character.scenes for ln in sc.lines):
-            canon |= grams(toks, n)
-            if len(toks) >= whole:
-                lines.add("".join(toks))
+        for scene in character.scenes:
+            if scene.id in exclude:
+                continue
+            for toks in (tokens(ln.text) for ln in scene.lines):
+                canon |= grams(toks, n)
+                if len(toks) >= whole:
+                    lines.add("".join(toks))
         prompt = frozenset(grams_of(fixed_texts(character), n))
         return cls(n, prompt, frozenset(canon), frozenset(lines))
 
@@ -505,7 +511,7 @@ class Session:
             self.counter,
             self.order,
         )
-        return TurnReport(line, assembly, hits)
+        return TurnReport(line, assembly, hits, exclude=frozenset(exclude))
 
     def say(
         self,
@@ -539,6 +545,8 @@ class Session:
 
         mine = [t.text for t in self.history if self.character.is_self(t.speaker)]
         recent = mine[-ECHO_REPLIES:]
+        held_out = report.exclude
+        recital = Recital.for_character(self.character, held_out) if held_out else self.recital
         started = time.monotonic()
         deadline: float | None = None
         params = self.params
@@ -553,7 +561,7 @@ class Session:
             unfit_now = ""
             try:
                 cleaned = self.cleaner.stream(source)
-                kept = unrecited(cleaned, self.recital, text, self.talk)
+                kept = unrecited(cleaned, recital, text, self.talk)
                 for piece in unechoed(kept, text, recent):
                     pieces.append(piece)
                     yield piece
