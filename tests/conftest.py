@@ -32,6 +32,12 @@ def counter():
     return quicktok_counter("qwen3")
 
 
+def filler(n: int, size: int = 30) -> list[str]:
+    """``n`` chunks of ``size`` CJK characters that never repeat (a reply of one character
+    over and over is a loop, which the session cuts)."""
+    return ["".join(chr(0x4E00 + 7 * (k * size + i)) for i in range(size)) for k in range(n)]
+
+
 def make_character(n_scenes: int = 6) -> Character:
     topics = [
         ("雨天", "下雨了，伞又破了一个洞。", "拿来我补，两文钱，补完比新的还结实。"),

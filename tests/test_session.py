@@ -303,13 +303,11 @@ def test_a_canon_line_copied_is_cut_and_a_whole_copy_sampled_again(session: Sess
     assert session.reply("钟怎么了？") == "哎，这钟啊。"
     session.llm.enqueue("发条松了，拧紧就好，修不好不收钱。").enqueue("我看看，明天来取。")
     assert session.reply("这钟还能修吗？") == "我看看，明天来取。"
-    # a short canon line (under the run length) counts only as the whole reply
-    from rolecast.session import Recital, _Unfit, unrecited
+    # a classic line under the run length is said (the web page shows its frame): not cut
+    from rolecast.session import unrecited
 
-    eight = Recital.for_character(make_character(8))
-    with pytest.raises(_Unfit):
-        list(unrecited(iter(["谁说的？", "豆子那个大嘴巴！"]), eight))
-    assert "".join(unrecited(iter(["谁说的？豆子说的。"]), eight)) == "谁说的？豆子说的。"
+    said = "".join(unrecited(iter(["煤球！", "给我把鱼放下！"]), session.recital))
+    assert said == "煤球！给我把鱼放下！"
     # a scene kept out of the prompt (an evaluation's held-out one) cannot have been copied
     held = next(sc for sc in session.character.scenes if "发条松了" in sc.lines[-1].text)
     report = session.prepare("这钟还能修吗？", exclude={held.id})

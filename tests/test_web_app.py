@@ -13,7 +13,7 @@ from rolecast.character.package import save_character
 from rolecast.errors import InputError, UnknownNameError
 from rolecast.web.app import SKIP, WebApp
 
-from conftest import make_character, make_english_character
+from conftest import filler, make_character, make_english_character
 
 
 @pytest.fixture
@@ -71,14 +71,15 @@ def test_refused_messages_raise_before_anything_changes(app: WebApp) -> None:
 
 def test_switching_character_mid_reply_keeps_both_chats(app: WebApp) -> None:
     state = app.on_load(None)[0]
-    scripted(app).enqueue([c * 30 for c in "一二三四"])
+    parts = filler(4)
+    scripted(app).enqueue(parts)
     stream = app.on_send("讲个故事", "旅人", False, state)
     next(stream)
     app.on_pick("mia", state)  # while the reply streams
     rest = list(stream)  # the old stream notices and ends without touching the new view
     assert rest == []
     xm = state["tabs"]["xm"]
-    assert xm.messages[-1].stopped and xm.messages[-1].text.startswith("一" * 30)
+    assert xm.messages[-1].stopped and xm.messages[-1].text.startswith(parts[0])
     assert len(xm.session.history) == 2  # what was said is kept
     scripted(app).enqueue("Hi there, traveller!")
     list(app.on_send("Hello", "Guest", False, state))

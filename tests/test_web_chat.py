@@ -14,7 +14,7 @@ from rolecast.errors import BackendError, InputError
 from rolecast.retrieval.index import load_index
 from rolecast.web.chat import MAX_CHARS, ChatTab
 
-from conftest import make_character
+from conftest import filler, make_character
 
 
 def drain(it) -> list:
@@ -87,7 +87,7 @@ def test_edit_last_replaces_the_line_and_answers_again(tab: ChatTab) -> None:
 
 
 def test_stop_keeps_what_was_said(tab: ChatTab) -> None:
-    parts = [c * 30 for c in "一二三四五"]  # longer than what the reply cleaner holds back
+    parts = filler(5)  # longer than what the reply cleaner holds back
     tab.session.llm.enqueue(parts)
     seen = []
     for m in tab.send("说个长的"):
@@ -96,7 +96,7 @@ def test_stop_keeps_what_was_said(tab: ChatTab) -> None:
             tab.stop()
     reply = tab.messages[-1]
     assert reply.stopped and reply.text == seen[1] and len(seen) == 3
-    assert "五" not in reply.text
+    assert parts[4] not in reply.text
     assert tab.session.history[-1].text == reply.text and not tab.streaming
     tab.session.llm.enqueue("好。")
     drain(tab.send("继续"))  # the tab is usable after a stop
@@ -104,11 +104,12 @@ def test_stop_keeps_what_was_said(tab: ChatTab) -> None:
 
 
 def test_a_closed_page_mid_reply_keeps_the_partial_turn(tab: ChatTab) -> None:
-    tab.session.llm.enqueue([c * 30 for c in "一二三"])
+    parts = filler(3)
+    tab.session.llm.enqueue(parts)
     gen = tab.send("说")
     first = next(gen).text
     gen.close()
-    assert first and "三" not in first
+    assert first and parts[2] not in first
     assert tab.messages[-1].text == first and tab.session.history[-1].text == first
     assert not tab.streaming
 

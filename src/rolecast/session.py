@@ -48,7 +48,6 @@ TALK_MIN_KEPT = 3  # fewer tokens before assistant talk ("Yes, I'm a chatbot") a
 # instructions) or of a canon line in a row is cut where the recital starts: a clause, not a
 # shared phrase (the same lengths as the gate's leak and copy checks)
 RECITE_CJK, RECITE_WORDS = 10, 8
-WHOLE_CJK, WHOLE_WORDS = 7, 5  # a whole canon line this long is a copy when it is the reply
 _TRAILING = "，、,;；:：—-–… \n\t"
 _BOUNDARY = "。！？!?\n，,；;."
 HOLD_CLAUSE_CHARS = 40  # a clause longer than this streams before its end
@@ -274,14 +273,13 @@ def retry_params(params: GenerationParams, attempt: int) -> GenerationParams:
 @dataclass(frozen=True)
 class Recital:
     """What a reply must not recite: a run of ``n`` tokens of the prompt's fixed text
-    (persona, standing rules, the canon block's instructions) or of the canon itself, and a
-    whole canon line of ``WHOLE_*`` tokens or more as the whole reply. What the persona
-    quotes from the canon is the character's own phrase and may be said."""
+    (persona, standing rules, the canon block's instructions) or of the canon itself. What
+    the persona quotes from the canon is the character's own phrase and may be said; a
+    shorter canon line said whole is a classic line (the web page shows its frame)."""
 
     n: int
     prompt: frozenset[Gram]
     canon: frozenset[Gram]
-    lines: frozenset[str] = frozenset()  # whole canon lines (tokens joined) long enough to count
 
     @cached_property
     def source(self) -> frozenset[Gram]:
@@ -297,18 +295,9 @@ class Recital:
         whose lines the model cannot have read and so cannot copy."""
         cjk = character.language.lower().startswith(("zh", "ja"))
         n = RECITE_CJK if cjk else RECITE_WORDS
-        whole = WHOLE_CJK if cjk else WHOLE_WORDS
-        canon: set[Gram] = set()
-        lines: set[str] = set()
-        for scene in character.scenes:
-            if scene.id in exclude:
-                continue
-            for toks in (tokens(ln.text) for ln in scene.lines):
-                canon |= grams(toks, n)
-                if len(toks) >= whole:
-                    lines.add("".join(toks))
+        lines = (ln.text for sc in character.scenes if sc.id not in exclude for ln in sc.lines)
         prompt = frozenset(grams_of(fixed_texts(character), n))
-        return cls(n, prompt, frozenset(canon), frozenset(lines))
+        return cls(n, prompt, frozenset(grams_of(lines, n)))
 
 
 Talk = Callable[[str], "tuple[int, str] | None"]  # where out-of-character talk starts, and what
@@ -377,9 +366,6 @@ def unrecited(
         if hold > sent:
             yield text[sent:hold]
             sent = hold
-    if not sent and "".join(tokens(text)) in recital.lines:
-        log.info("reply is a whole canon line: %r", text)
-        raise _Unfit(text)
     if sent < len(text):
         yield text[sent:]
 
