@@ -139,12 +139,17 @@ def refusal(text: str) -> str | None:
     return hits[0] if hits else None
 
 
+def normal_indexed(text: str) -> tuple[str, list[int]]:
+    """``text`` NFKC-normalised, and for each of its characters the index in ``text`` it
+    came from (NFKC may widen a character: "…" is "...")."""
+    pieces = [normal(ch) for ch in text]
+    return "".join(pieces), [i for i, piece in enumerate(pieces) for _ in piece]
+
+
 def first_assistant_talk(text: str) -> tuple[int, str] | None:
     """Where in ``text`` the earliest refusal, self-description or service closer starts
     (an index into ``text`` itself), and what it says."""
-    pieces = [normal(ch) for ch in text]  # NFKC may widen a character ("…" is "...")
-    where = [i for i, piece in enumerate(pieces) for _ in piece]
-    flat = "".join(pieces)
+    flat, where = normal_indexed(text)
     found = [
         (where[m.start()], m[0])
         for p in (*BOILERPLATE, *ASSISTANT_SELF, *CLOSERS)

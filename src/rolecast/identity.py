@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .assistant_talk import normal_indexed
 from .character.model import Character
 
 CLAIM_SHARE = 0.02  # a speaker with at least this share of the canon's lines is claimable
@@ -37,9 +37,7 @@ _AFTER_CJK = r"(?![的之家们])"
 def claimable_names(character: Character, share: float = CLAIM_SHARE) -> list[str]:
     """The user's role and the canon speakers with at least ``share`` of its lines, less
     the character's own names and the narrators, longest first."""
-    counts = Counter(
-        ln.speaker.strip() for s in character.scenes for ln in s.lines if ln.speaker.strip()
-    )
+    counts = character.speaker_counts()
     total = sum(counts.values())
     names = [character.user_role, *(n for n, k in counts.items() if total and k / total >= share)]
     selves = {character.name, *character.aliases}
@@ -53,7 +51,8 @@ def claimable_names(character: Character, share: float = CLAIM_SHARE) -> list[st
     return sorted(keep, key=lambda n: (-len(n), n))
 
 
-def _alternatives(names: Iterable[str]) -> str:
+def alternation(names: Iterable[str]) -> str:
+    """A regex that matches any of ``names``, the longest first."""
     return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
 
 
@@ -71,13 +70,13 @@ class WrongSelf:
         own = [unicodedata.normalize("NFKC", n) for n in selves if len(n.strip()) >= 2]
         parts = []
         if names:
-            them = _alternatives(names)
+            them = alternation(names)
             parts += [
                 rf"{_LATIN_LEAD}(?:{them}){_AFTER_LATIN}",
                 rf"{_CJK_LEAD}(?:{them}){_AFTER_CJK}",
             ]
         if own:
-            me = _alternatives(own)
+            me = alternation(own)
             parts += [
                 rf"{_LATIN_YOU}(?:{me}){_AFTER_LATIN}",
                 rf"{_CJK_YOU}(?:{me}){_AFTER_CJK}",
@@ -96,7 +95,6 @@ class WrongSelf:
         what it says, e.g. ``(0, "I'm Leonard")``."""
         if self.pattern is None:
             return None
-        pieces = [unicodedata.normalize("NFKC", ch) for ch in text]
-        where = [i for i, piece in enumerate(pieces) for _ in piece]
-        m = self.pattern.search("".join(pieces))
+        flat, where = normal_indexed(text)
+        m = self.pattern.search(flat)
         return (where[m.start()], m[0]) if m else None

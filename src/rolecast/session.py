@@ -6,7 +6,6 @@ import logging
 import random
 import re
 import time
-from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -15,7 +14,7 @@ from .assistant_talk import first_assistant_talk
 from .backends.base import LLM, GenerationParams
 from .character.model import Character
 from .errors import InputError, NoReplyError
-from .identity import WrongSelf
+from .identity import WrongSelf, alternation
 from .overlap import Gram, grams, grams_of, plain, shared_run, similarity, spans, tokens
 from .prompt.assemble import (
     Assembly,
@@ -96,7 +95,7 @@ class ReplyCleaner:
     @cached_property
     def _role_play(self) -> re.Pattern[str]:
         """A line that starts by saying whom it plays: "As Sheldon, I…", "作为林小满，我…"."""
-        names = "|".join(re.escape(n) for n in sorted(self.self_names, key=len, reverse=True))
+        names = alternation(self.self_names)
         return re.compile(rf"^\s*(?:(?i:as)\s+|作为|身为)(?:{names})\s*[,，、:：]\s*")
 
     def _line(self, line: str) -> tuple[str, bool]:
@@ -240,22 +239,21 @@ def other_speakers(character: Character, limit: int = STOP_SPEAKERS) -> list[str
     """Everyone but the character: the user role, the narrators and the canon's other
     speakers (the most frequent ``limit``)."""
     selves = {character.name, *character.aliases}
-    counts = Counter(
-        ln.speaker.strip() for s in character.scenes for ln in s.lines if ln.speaker.strip()
-    )
+    counts = character.speaker_counts()
     names = [character.user_role, *character.narrators]
     names += [n for n, _ in counts.most_common() if n not in selves][:limit]
     return list(dict.fromkeys(n for n in names if n and n not in selves))
 
 
 def speaker_stops(character: Character, limit: int = STOP_SPEAKERS) -> tuple[str, ...]:
-    """Stop strings for everyone but the character (``other_speakers``), each as a new
-    line's ``Name:`` and as ``Name:「`` in both colon widths, so the model stops where it
-    would speak for them."""
-    stops: list[str] = []
-    for name in other_speakers(character, limit):
-        stops += [f"\n{name}:", f"\n{name}：", f"{name}:「", f"{name}：「"]
-    return tuple(stops)
+    """Stop strings for everyone but the character (``other_speakers``)."""
+    return stops_for(other_speakers(character, limit))
+
+
+def stops_for(names: Iterable[str]) -> tuple[str, ...]:
+    """Each name as a new line's ``Name:`` and as ``Name:「`` in both colon widths, so the
+    model stops where it would speak for them."""
+    return tuple(s for n in names for s in (f"\n{n}:", f"\n{n}：", f"{n}:「", f"{n}：「"))
 
 
 def retry_params(params: GenerationParams, attempt: int) -> GenerationParams:
@@ -340,8 +338,8 @@ def unrecited(
             if run is None and said is None:  # a loop: what it said before stays
                 pass
             elif run is not None and found[run.start][1] == start:
-                toks = [t for t, _, _ in found[run.start : run.end]]
-                if any(tuple(toks[i : i + recital.n]) in recital.prompt for i in range(len(toks))):
+                ran = toks[run.start : run.end]
+                if any(tuple(ran[i : i + recital.n]) in recital.prompt for i in range(len(ran))):
                     log.info("reply cut where it recites the prompt: %r", run.text)
                 else:  # a canon line copied: better said than nothing, if every try does
                     log.info("reply cut where it copies the canon: %r", run.text)
@@ -467,13 +465,13 @@ class Session:
         self.recital = Recital.for_character(self.character)
         self.wrong_self = WrongSelf.for_character(self.character)
         # the caller's stops first (an endpoint may take only a few), then every other speaker
-        stops = dict.fromkeys([*self.params.stop, *speaker_stops(self.character)])
+        self.others = other_speakers(self.character)
+        stops = dict.fromkeys([*self.params.stop, *stops_for(self.others)])
         # no reply begins like the canon block ("下面是李云龙在原作里的经典片段…", recited back
         # from the system message right before the line in the split order)
         header = fixed_texts(self.character)[-1]
         avoid = dict.fromkeys([*self.params.avoid, header])
         self.params = replace(self.params, stop=tuple(stops), avoid=tuple(avoid))
-        self.others = other_speakers(self.character)
 
     def prepare(
         self, text: str, as_role: str | None = None, exclude: Collection[str] = ()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 DEFAULT_NARRATORS = ("旁白", "narrator", "scene")
@@ -100,6 +101,13 @@ class Character:
 
     def is_self(self, speaker: str) -> bool:
         return speaker.strip() in {self.name, *self.aliases}
+
+    def speaker_counts(self) -> Counter[str]:
+        """Lines per speaker in the canon (names stripped, unnamed lines left out), in the
+        order speakers first speak."""
+        return Counter(
+            ln.speaker.strip() for s in self.scenes for ln in s.lines if ln.speaker.strip()
+        )
 
     def canon_hash(self) -> str:
         """Content hash of everything retrieval indexes: changes whenever the canon does."""

@@ -53,10 +53,7 @@ def voice_for(character: Character) -> Voice:
 def character_names(character: Character, limit: int = MAX_NAMES) -> list[str]:
     """Names a translation should keep: the character's, the user's role, canon speakers."""
     counts = Counter(
-        ln.speaker.strip()
-        for scene in character.scenes
-        for ln in scene.lines
-        if ln.speaker.strip() and not character.is_narrator(ln.speaker)
+        {n: k for n, k in character.speaker_counts().items() if not character.is_narrator(n)}
     )
     names = [character.name, *character.aliases, character.user_role]
     names += [n for n, _ in counts.most_common(limit)]
