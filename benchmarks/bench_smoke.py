@@ -35,6 +35,7 @@ SHORT = {
     "leak": "leak",
     "repeat": "rep",
     "refusal": "refuse",
+    "assistant_talk": "asst",
     "canon_copy": "copy",
     "other_speaker": "other",
     "wrong_language": "lang",

@@ -20,6 +20,9 @@ from rolecast.assistant_talk import boilerplate_matches, first_assistant_talk, r
         "I'm a computer program, so no.",
         "Sorry, but I can't assist with that.",
         "是的，我是一个自然语言模型，可以回答各种问题。",
+        # seen in eval canon: typographic apostrophes, and a refusal to go on
+        "I’m sorry, but I can’t assist with that.",
+        "很抱歉，我无法继续这个对话。",
     ],
 )
 def test_refusals_and_self_descriptions_are_found(text: str) -> None:
@@ -35,6 +38,7 @@ def test_refusals_and_self_descriptions_are_found(text: str) -> None:
         "An AI? I am a theoretical physicist.",
         "你是AI吗？我是林小满。",
         "我是一个程序员的女儿。",
+        "对不起，我不能继续走了，腿疼。",
     ],
 )
 def test_what_a_character_may_say_is_not(text: str) -> None:
@@ -82,8 +86,15 @@ def test_talk_about_the_prompts_own_material_is_found() -> None:
         "The way Sheldon talks in these scenes is very serious.",
         "要理解李云龙在原作中的经典片段，你可以看他是如何行动的。",
         "请注意，孔捷的口吻和用词是非常重要的。",
+        # the conversation analysed from outside (seen as 林小满's reply, shown cut short)
+        "从旅人和林小满的对话中，我们可以推断出他们最亲密的朋友是岚伯。",
+        "From the conversation between Leonard and Sheldon, we can infer that they argue.",
     ):
         assert first_assistant_talk(text) is not None, text
+    found = first_assistant_talk("从旅人和林小满的对话中")
+    assert found is not None and found[0] == 0
+    for said in ("我跟他的对话？早忘了。", "We can see the bridge from here.", "我们可以走了。"):
+        assert first_assistant_talk(said) is None, said
     assert first_assistant_talk("We watched those scenes from Star Trek twice.") is None
     assert first_assistant_talk("我一直在这里陪你。") is None  # a friend may say so
 

@@ -40,6 +40,8 @@ CHECK = smoke.SmokeChecker(XIAO)
         ("经典片段越靠前的与眼下的对话越相关。", "leak", "越靠前的与眼下的对话"),
         ("很抱歉，我无法协助完成这个请求。", "refusal", "我无法协助"),
         ("作为一个AI，我没有口味。", "refusal", "作为一个AI"),
+        ("从这些经典片段看，我很爱笑。", "assistant_talk", "经典片段"),
+        ("面好了。如果你还有其他问题，尽管说。", "assistant_talk", "如果你还有其他问题"),
         ("发条松了，拧紧就好，修不好不收钱。", "canon_copy", "a whole canon line"),
         ("哈哈，八碗面，三个蛋，扣掉柴火钱，刚好够吃。", "canon_copy", "八碗面三个蛋扣掉柴火钱"),
         ("我是旅人，刚从雾里来。", "other_speaker", "我是旅人"),
@@ -89,6 +91,8 @@ def test_english_character_checks() -> None:
     assert "wrong_language" in check.check("你好，我是米娅，欢迎光临。", "hi")
     assert check.check("I'm sorry, but I can't help with that.", "hi")["refusal"]
     assert check.check("As an AI, I have no favourite food.", "hi")["refusal"]
+    meta = check.check("The way Mia talks in these scenes is very warm.", "hi")
+    assert meta == {"assistant_talk": "in these scenes"}
     leak = check.check("I run a noodle stall by the bridge. You talk fast and bargain.", "hi")
     assert "leak" in leak
     assert check.check("Noodles, obviously. Two coins a bowl, and no haggling today.", "hi") == {}
@@ -160,6 +164,7 @@ def test_chats_run_through_a_session_are_scored_and_cached(tmp_path: Path, embed
         "leak": 0,
         "repeat": 1,
         "refusal": 1,
+        "assistant_talk": 0,
         "canon_copy": 1,
         "other_speaker": 0,
         "wrong_language": 0,

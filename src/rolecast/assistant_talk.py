@@ -2,8 +2,8 @@
 service closers. The conversation gate and the in-character probes count them; the session
 cuts them out of a reply as it streams (and samples again when nothing else is left).
 
-Pure patterns over NFKC-normalised text. Latin patterns are case-insensitive and use ASCII
-word boundaries, so "AI" is a word in "跟AI说话".
+Pure patterns over NFKC-normalised text, typographic quotes made ASCII. Latin patterns are
+case-insensitive and use ASCII word boundaries, so "AI" is a word in "跟AI说话".
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ BOILERPLATE = [
         _LATIN,
     ),
     re.compile(
-        r"(?:抱歉|对不起)[，,。\s]*(?:但是?)?我(?:无法|不能)(?:提供|满足|回答|协助|帮助|完成)"
+        r"(?:抱歉|对不起)[，,。\s]*(?:但是?)?我(?:无法|不能)(?:提供|满足|回答|协助|帮助|完成|"
+        r"继续(?:这个|这段|此|我们的)?(?:对话|话题|请求|角色扮演|聊天))"
     ),
     re.compile(r"我(?:无法|不能)(?:访问|浏览|连接)(?:互联网|网络|网页|实时)"),
     re.compile(r"我没有(?:个人的?|真正的?|任何)?(?:情感|感情|意识|实体|身体|个人观点|主观)"),
@@ -117,13 +118,27 @@ CLOSERS = [
         _LATIN,
     ),
     re.compile(r"(?:经典片段|这些片段|上述片段|以上片段|原作(?:中|里)的|口吻(?:、|和)用词)"),
+    # a conversation analysed from outside: "从旅人和林小满的对话中，我们可以推断出…"
+    re.compile(
+        r"(?:从|根据|在)[^。！？!?\n]{0,16}(?:和|与|跟)[^。！？!?\n]{0,16}的对话(?:中|里|来看)"
+    ),
+    re.compile(r"我们(?:可以|能够?)(?:推断|看出|得出|总结)"),
+    re.compile(
+        r"\b(?:from|in|based on) the (?:conversation|dialogue|exchange) (?:between|above)\b",
+        _LATIN,
+    ),
+    re.compile(r"\bwe can (?:infer|conclude|deduce|see) (?:that|from)\b", _LATIN),
     re.compile(r"很高兴(?:能)?(?:为(?:你|您)(?:服务|提供)|帮(?:到|助)(?:你|您))"),
     re.compile(r"我(?:一直|随时|会一直)?(?:都)?在(?:这里|这儿)(?:帮助|帮|为)(?:你|您)"),
 ]
 
 
+# typographic quotes the model writes as often as ASCII ones ("I’m sorry, but I can’t…")
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
+
+
 def normal(text: str) -> str:
-    return unicodedata.normalize("NFKC", text)
+    return unicodedata.normalize("NFKC", text).translate(_QUOTES)
 
 
 def boilerplate_matches(text: str) -> list[str]:
@@ -148,10 +163,10 @@ def normal_indexed(text: str) -> tuple[str, list[int]]:
 
 def first_assistant_talk(text: str) -> tuple[int, str] | None:
     """Where in ``text`` the earliest refusal, self-description or service closer starts
-    (an index into ``text`` itself), and what it says."""
+    (an index into ``text`` itself), and what it says (as ``text`` has it)."""
     flat, where = normal_indexed(text)
     found = [
-        (where[m.start()], m[0])
+        (where[m.start()], text[where[m.start()] : where[m.end() - 1] + 1])
         for p in (*BOILERPLATE, *ASSISTANT_SELF, *CLOSERS)
         if (m := p.search(flat))
     ]

@@ -97,4 +97,4 @@ class WrongSelf:
             return None
         flat, where = normal_indexed(text)
         m = self.pattern.search(flat)
-        return (where[m.start()], m[0]) if m else None
+        return (where[m.start()], text[where[m.start()] : where[m.end() - 1] + 1]) if m else None

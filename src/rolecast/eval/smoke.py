@@ -12,6 +12,9 @@ notices at once:
     repeat          the reply is, or nearly is, an earlier reply of the same chat
     refusal         an assistant's refusal or self-description ("I'm sorry, but I can't",
                     "作为一个AI", "我无法协助")
+    assistant_talk  the rest of an assistant's talk: service closers ("feel free to ask"),
+                    its framing ("根据你的叙述") and talk about the prompt's own material
+                    ("The way Sheldon talks in these scenes", "经典片段")
     canon_copy      the reply copies a canon line: contains a long run of one, or is a whole
                     canon line of some length
     other_speaker   the reply speaks for someone else: another speaker's name prefix, or
@@ -38,7 +41,7 @@ from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING, Any
 
-from ..assistant_talk import refusal
+from ..assistant_talk import first_assistant_talk, refusal
 from ..character.model import Character
 from ..errors import InputError, RolecastError
 from ..identity import WrongSelf
@@ -55,6 +58,7 @@ FAILURES: tuple[str, ...] = (
     "leak",
     "repeat",
     "refusal",
+    "assistant_talk",
     "canon_copy",
     "other_speaker",
     "wrong_language",
@@ -204,6 +208,8 @@ class SmokeChecker:
         refusal = self._refusal(reply)
         if refusal:
             found["refusal"] = refusal
+        elif talk := first_assistant_talk(reply):
+            found["assistant_talk"] = talk[1]
         copy = self._copy(toks, said)
         if copy:
             found["canon_copy"] = copy
