@@ -454,3 +454,33 @@ def test_a_recital_is_cut_in_a_session_and_an_all_recital_reply_sampled_again(
     assert s.reply("你是谁？") == "我是林小满"
     s.llm.enqueue("在青雾渡石桥头守着一个夜面摊“满记”。").enqueue("雾散了再说。")
     assert s.reply("你住哪？") == "雾散了再说。"
+
+
+@pytest.mark.parametrize("order", ["split", "cache", "classic"])
+def test_warm_gives_the_backend_the_start_every_prompt_of_the_chat_shares(
+    order: str, tmp_path: Path, embedder
+) -> None:
+    c = make_character()
+    warmed: list[list[dict[str, str]]] = []
+
+    class Warmable(ScriptedLLM):
+        def warm(self, prefix):  # type: ignore[no-untyped-def]
+            warmed.append([dict(m) for m in prefix])
+            return "built"
+
+    llm = Warmable(context_window=4096)
+    s = Session(c, load_index(c, embedder, tmp_path), llm, order=order)  # type: ignore[arg-type]
+    assert s.warm() == "built"
+    llm.enqueue("哟，来了。")
+    s.reply("今天的面多少钱？")
+    prompt = llm.requests[-1][0]
+    (prefix,) = warmed
+    assert prefix and prefix[0]["role"] == "system" and c.name in prefix[0]["content"]
+    if order == "classic":  # the canon joins the persona's message: they share its start
+        assert prompt[0]["content"].startswith(prefix[0]["content"]) and len(prefix) == 1
+    else:  # the persona's message whole, and nothing that changes from turn to turn
+        assert prompt[: len(prefix)] == prefix
+    # later the history is part of what stays
+    s.warm()
+    assert warmed[-1][: len(prefix)] == prefix and warmed[-1][-1]["content"] == "哟，来了。"
+    assert ScriptedLLM().warm(prefix) == "none"  # a backend without a cache has nothing to do

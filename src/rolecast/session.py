@@ -497,6 +497,15 @@ class Session:
         )
         return TurnReport(line, assembly, hits, exclude=frozenset(exclude))
 
+    def warm(self) -> str:
+        """Have the backend ready for this chat: the stable start of every prompt (persona,
+        rules, the history so far) evaluated now, or loaded where the backend saved it, so
+        that the next reply evaluates only what follows. Says what the backend did."""
+        assert self.budget is not None and self.counter is not None
+        line = Turn(self.character.user_role, "…")
+        a = assemble(self.character, [], self.history, line, self.budget, self.counter, self.order)
+        return self.llm.warm(a.messages[:-1])
+
     def say(
         self,
         text: str,

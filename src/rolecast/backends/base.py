@@ -55,6 +55,12 @@ class LLM:
         """The exact tokenizer of the model, when the backend has it."""
         return None
 
+    def warm(self, prefix: Sequence[dict[str, str]]) -> str:
+        """Get ready for prompts that begin with the messages ``prefix`` (a character's
+        persona and rules): a backend with a KV cache evaluates it now, or loads it saved.
+        Says what it did: "loaded", "built" or "none" (nothing to do for this backend)."""
+        return "none"
+
     def close(self) -> None:
         """Release resources (models, connections)."""
 
@@ -98,6 +104,10 @@ class LockedLLM(LLM):
 
     def token_counter(self) -> TokenCounter | None:
         return self.inner.token_counter()
+
+    def warm(self, prefix: Sequence[dict[str, str]]) -> str:
+        with self.lock:
+            return self.inner.warm(prefix)
 
     def close(self) -> None:
         self.inner.close()

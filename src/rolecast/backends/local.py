@@ -8,6 +8,7 @@ comes first (``--order cache``, the default here) reuses the KV cache across tur
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -15,9 +16,11 @@ from typing import Any
 
 from ..errors import BackendError, MissingDependencyError
 from ..prompt.tokens import FunctionCounter
+from . import kvstate
 from .base import LLM, GenerationParams
 from .models import Progress, resolve_model
 
+log = logging.getLogger(__name__)
 DEFAULT_CONTEXT = 4096
 _load_lock = threading.Lock()
 
@@ -98,6 +101,9 @@ class LocalLLM(LLM):
         self.context_window = n_ctx
         self.model = path.name
         self.path = path
+        self.states = kvstate.states_dir()
+        self._build = llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
+        self._version = llama_cpp.__version__
 
     def stream(self, messages: Sequence[dict[str, str]], params: GenerationParams) -> Iterator[str]:
         extra: dict[str, Any] = {}
@@ -130,6 +136,83 @@ class LocalLLM(LLM):
             if ids and ids[0] not in found:
                 found.append(ids[0])
         return found
+
+    def warm(self, prefix: Sequence[dict[str, str]]) -> str:
+        """Start the next prompt that begins with ``prefix`` from llama.cpp's state after it:
+        loaded from the cache folder when saved for this model, build, context size and
+        prefix, else evaluated now and saved there (atomically). A saved state for anything
+        else, or a damaged one, is never loaded: it is rebuilt."""
+        if not prefix:
+            return "none"
+        key = {
+            "model": self.model,
+            "model_bytes": self.path.stat().st_size,
+            "n_ctx": self.context_window,
+            "llama_cpp": self._version,
+            "build": self._build,
+            "prefix": kvstate.prefix_digest(prefix),
+        }
+        path = kvstate.path_for(key, self.states)
+        saved = kvstate.read(path, key)
+        if saved is not None and self._load_state(saved):
+            return "loaded"
+        tokens = self._evaluate_prefix(prefix)
+        payload = self._state_bytes()
+        try:
+            kvstate.write(path, key, tokens, payload)
+        except Exception as exc:  # a cache that cannot be written costs time, not the chat
+            log.warning("could not save the prefix state to %s: %s", path, exc)
+        return "built"
+
+    def _evaluate_prefix(self, prefix: Sequence[dict[str, str]]) -> list[int]:
+        """Evaluate ``prefix`` as the chat template renders it, and keep only it in the KV
+        cache. Its tokens are what two prompts that go on differently after it share (the
+        template's rendering, whatever it is); the second costs a few tokens."""
+        llm = self._llm
+        seen = []
+        for probe in ("1", "2"):
+            messages = [*map(dict, prefix), {"role": "user", "content": probe}]
+            for _ in llm.create_chat_completion(  # type: ignore[union-attr]
+                messages=messages,  # type: ignore[arg-type]
+                max_tokens=1,
+                temperature=0.0,
+                stream=True,
+            ):
+                pass
+            seen.append([int(t) for t in llm.input_ids[: llm.n_tokens]])
+        n = kvstate.common_prefix(*seen)
+        llm._ctx.kv_cache_seq_rm(-1, n, -1)
+        llm.n_tokens = n
+        return seen[0][:n]
+
+    def _state_bytes(self) -> bytes:
+        import ctypes
+
+        from llama_cpp import llama_cpp as low
+
+        ctx = self._llm._ctx.ctx
+        size = low.llama_state_get_size(ctx)
+        buf = (ctypes.c_uint8 * size)()
+        written = low.llama_state_get_data(ctx, buf, size)
+        return bytes(buf)[:written]
+
+    def _load_state(self, saved: kvstate.Saved) -> bool:
+        import ctypes
+
+        from llama_cpp import llama_cpp as low
+
+        llm = self._llm
+        n = len(saved.tokens)
+        if n >= self.context_window:
+            return False
+        buf = (ctypes.c_uint8 * len(saved.payload)).from_buffer_copy(saved.payload)
+        if low.llama_state_set_data(llm._ctx.ctx, buf, len(saved.payload)) != len(saved.payload):
+            log.warning("llama.cpp did not take the saved prefix state: it will be rebuilt")
+            llm.reset()
+            return False
+        llm.input_ids[:n] = saved.tokens
+        llm.n_tokens = n
+        return True
 
     def token_counter(self) -> FunctionCounter:
         tokenize = self._llm.tokenize

@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import __version__, config
 from ..errors import NoReplyError, RolecastError
 
+log = logging.getLogger(__name__)
 DEFAULT_BACKEND = config.SETTINGS["backend"][1] or "local"
 EXPORT_FORMATS = ("card-png", "card-json", "charx", "chatharuhi-jsonl")  # formats.detect has them
 
@@ -25,12 +26,12 @@ def _load(name: str | None):
     return store.load(name or store.DEFAULT_CHARACTER)
 
 
-def _session(args: argparse.Namespace):
+def _session(args: argparse.Namespace, character=None):  # type: ignore[no-untyped-def]
     from ..backends.base import get_llm
     from ..retrieval.index import load_index
     from ..session import Session
 
-    character = _load(args.name)
+    character = character or _load(args.name)
     index = load_index(character, args.embedder or config.resolve("embedder") or "use")
     file = config.read_file()
     backend = config.resolve("backend", args.backend, file=file) or DEFAULT_BACKEND
@@ -182,17 +183,91 @@ def _print_reply(session, text: str, as_role: str | None) -> None:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    session = _session(args)
-    voice = None
-    if args.speak:
-        from .voice import ChatVoice
-
-        voice = ChatVoice(args, session)
+    character = _load(args.name)
+    if args.once is not None:
+        session = _session(args, character)
+        session.warm()  # the persona's saved state, when an earlier chat left one
+        voice = _voice(args, session)
+        try:
+            _turn(session, voice, args.once, args.as_role or character.user_role, strict=True)
+        finally:
+            if voice is not None:
+                voice.close()
+        return 0
+    # the greeting at once; the model loads, and reads the persona, while the user types
+    role = args.as_role or character.user_role
+    if character.greetings:
+        print(f"{character.name}: {character.greetings[0]}")
+    print(f"(you are {role}; /help lists the commands, /quit leaves)", flush=True)
+    ready = _ChatReady(args, character)
     try:
-        return _chat(args, session, voice)
+        return _chat(ready, role)
     finally:
-        if voice is not None:
-            voice.close()
+        ready.close()
+
+
+def _voice(args: argparse.Namespace, session):  # type: ignore[no-untyped-def]
+    if not args.speak:
+        return None
+    from .voice import ChatVoice
+
+    return ChatVoice(args, session)
+
+
+def _turn(session, voice, text: str, role: str, strict: bool = False) -> None:  # type: ignore[no-untyped-def]
+    before = session.last
+    _print_reply(session, text, role)
+    if voice is not None and session.last is not before:  # a complete reply
+        voice.say(session.last.reply, strict=strict)
+
+
+class _ChatReady:
+    """The chat's session and voice, made in a thread from the start: the model loads and
+    evaluates (or loads saved) the persona while the greeting is read and a line typed. The
+    first line waits for it; an error in it is raised there."""
+
+    def __init__(self, args: argparse.Namespace, character) -> None:  # type: ignore[no-untyped-def]
+        import threading
+
+        self.character = character
+        self.session = None
+        self.voice = None
+        self.error: BaseException | None = None
+        self.loaded = threading.Event()
+        self.thread = threading.Thread(target=self._make, args=(args, character), daemon=True)
+        self.thread.start()
+
+    def _make(self, args: argparse.Namespace, character) -> None:  # type: ignore[no-untyped-def]
+        from ..backends.base import shared
+
+        try:
+            session = _session(args, character)
+            session.llm = shared(session.llm)  # the first reply waits for warm() to finish
+            self.session = session
+            self.voice = _voice(args, session)
+        except BaseException as exc:  # raised where the chat asks for the session
+            self.error = exc
+            return
+        finally:
+            self.loaded.set()
+        if self.voice is not None:
+            self.voice.warm_up()
+        try:
+            session.warm()
+        except Exception as exc:  # the chat works without it, only slower
+            log.warning("could not get the model ready ahead of the first line: %s", exc)
+
+    def get(self):  # type: ignore[no-untyped-def]
+        if not self.loaded.is_set():
+            print("(the model is still loading…)", file=sys.stderr, flush=True)
+            self.loaded.wait()
+        if self.error is not None:
+            raise self.error
+        return self.session, self.voice
+
+    def close(self) -> None:
+        if self.loaded.is_set() and self.voice is not None:
+            self.voice.close()
 
 
 CHAT_COMMAND = re.compile(r"\s*(?P<word>/[^\s/]\S*)(?P<rest>.*)$", re.DOTALL)
@@ -204,26 +279,8 @@ CHAT_HELP = """commands:
 Ctrl-C while a reply streams stops it."""
 
 
-def _chat(args: argparse.Namespace, session, voice) -> int:  # type: ignore[no-untyped-def]
-    c = session.character
-    role = args.as_role or c.user_role
-
-    def turn(text: str, strict: bool = False) -> None:
-        before = session.last
-        _print_reply(session, text, role)
-        if voice is not None and session.last is not before:  # a complete reply
-            voice.say(session.last.reply, strict=strict)
-
-    if args.once is not None:
-        turn(args.once, strict=True)
-        return 0
-    if voice is not None:  # load the voice while the user types
-        import threading
-
-        threading.Thread(target=voice.warm_up, daemon=True).start()
-    if c.greetings:
-        print(f"{c.name}: {c.greetings[0]}")
-    print(f"(you are {role}; /help lists the commands, /quit leaves)")
+def _chat(ready: _ChatReady, role: str) -> int:
+    c = ready.character
     while True:
         try:
             text = input(f"{role}> ")
@@ -233,8 +290,10 @@ def _chat(args: argparse.Namespace, session, voice) -> int:  # type: ignore[no-u
         command = CHAT_COMMAND.match(text)
         if command is None:
             if text.strip():
+                session, voice = ready.get()
                 try:
-                    turn(text.strip()[1:] if text.strip().startswith("//") else text)
+                    line = text.strip()[1:] if text.strip().startswith("//") else text
+                    _turn(session, voice, line, role)
                 except NoReplyError as exc:  # the chat goes on: the next line may do better
                     print(f"rolecast: {exc}", file=sys.stderr)
             continue
