@@ -1,7 +1,11 @@
 """Backend figures: local decode speed against raw llama-cpp-python, KV-cache reuse per prompt
-order, and the time to first token that rolecast adds over the raw backend.
+order, the time to first token that rolecast adds over the raw backend, prompt evaluation
+speed with and without llama.cpp's weight repacking, and what a person waits for in
+`rolecast chat`: the greeting, the first reply of `--once` with and without the persona's
+saved state, and later turns.
 
     python benchmarks/bench_backends.py [--model qwen2.5-0.5b] [--turns 4] [--tokens 48]
+        [--parts decode,kv,ttft,prompt,chat]
 
 Run it on a quiet machine: llama.cpp's threads spin and slow down badly when the cores are shared.
 """
@@ -161,13 +165,126 @@ def ttft_added(llm, raw, character, index, tokens: int, repeat: int) -> dict[str
     return {"prepare_ms": p, "rolecast_ms": o, "raw_ms": t, "added_ms": p + o - t}
 
 
+def prompt_speed(model: str, repeat: int, n_tokens: int = 1000) -> dict[str, float]:
+    """Prompt evaluation tokens/s of a fresh ``n_tokens`` prompt, the model loaded as rolecast
+    loads it (weight repacking off) and with llama.cpp's repacking on, same build."""
+    import llama_cpp
+
+    from rolecast.backends.local import _no_weight_repacking
+    from rolecast.backends.models import resolve_model
+
+    path = str(resolve_model(model))
+    text = "旅人问林小满：今天的面多少钱一碗？她说八文，不讲价。" * 80
+    found: dict[str, float] = {}
+    for label in ("repack_off", "repack_on"):
+        if label == "repack_off":
+            with _no_weight_repacking(llama_cpp.llama):
+                llm = llama_cpp.Llama(model_path=path, n_ctx=4096, verbose=False)
+        else:
+            llm = llama_cpp.Llama(model_path=path, n_ctx=4096, verbose=False)
+        tokens = llm.tokenize(text.encode())[:n_tokens]
+        speeds = []
+        for _ in range(repeat):
+            llm.reset()
+            start = time.perf_counter()
+            llm.eval(tokens)
+            speeds.append(len(tokens) / (time.perf_counter() - start))
+        found[label] = statistics.median(speeds)
+        llm.close()
+    found["ratio"] = found["repack_on"] / found["repack_off"]
+    return found
+
+
+def chat_waits(model: str, repeat: int, turns: int) -> dict[str, float]:
+    """What a person waits for, in seconds (medians): process start to the greeting of
+    `rolecast chat`; process start to the first reply text of `rolecast chat --once` with the
+    model cache warm, without and then with the persona's saved state; and the first text of
+    turns 2..``turns`` of one chat (in process, the persona warmed first)."""
+    import subprocess
+
+    from rolecast.backends.base import GenerationParams
+    from rolecast.backends.local import LocalLLM
+    from rolecast.character import store
+    from rolecast.retrieval.index import load_index
+    from rolecast.session import Session
+
+    env = {**os.environ, "ROLECAST_MODEL": model}
+    states = Path(os.environ["ROLECAST_HOME"]) / "cache" / "kv"
+
+    def first_output(argv: list[str], stdin: bool = False) -> float:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rolecast.cli.main", *argv],
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        assert proc.stdout is not None
+        proc.stdout.read(1)
+        took = time.perf_counter() - start
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.stdout.read()
+        proc.wait(timeout=600)
+        return took
+
+    line = "今天的面多少钱？"
+    subprocess.run(  # the model cache assembled, the index built: what "warm" means here
+        [sys.executable, "-m", "rolecast.cli.main", "chat", "--once", line],
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+    greeting = statistics.median(first_output(["chat"], stdin=True) for _ in range(repeat))
+    cold, saved = [], []
+    for _ in range(repeat):
+        for f in states.glob("*.kv"):
+            f.unlink()
+        cold.append(first_output(["chat", "--once", line]))
+        saved.append(first_output(["chat", "--once", line]))
+
+    character = store.load(store.DEFAULT_CHARACTER)
+    llm = LocalLLM(model=model, seed=1)
+    session = Session(
+        character,
+        load_index(character, "use"),
+        llm,
+        order=llm.prompt_order,  # type: ignore[arg-type]
+        params=GenerationParams(max_tokens=64, seed=1),
+    )
+    session.warm()
+    later = []
+    for i in range(turns):
+        start = time.perf_counter()
+        stream = session.say(QUESTIONS[i % len(QUESTIONS)])
+        next(iter(stream), None)
+        took = time.perf_counter() - start
+        for _ in stream:
+            pass
+        if i:
+            later.append(took)
+    llm.close()
+    return {
+        "greeting_s": greeting,
+        "once_cold_s": statistics.median(cold),
+        "once_saved_s": statistics.median(saved),
+        "later_p50_s": statistics.median(later),
+        "later_n": len(later),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="qwen2.5-0.5b")
     ap.add_argument("--turns", type=int, default=4)
     ap.add_argument("--tokens", type=int, default=48)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--parts", default="decode,kv,ttft", help="comma-separated: decode,kv,ttft")
+    ap.add_argument(
+        "--parts",
+        default="decode,kv,ttft,prompt,chat",
+        help="comma-separated: decode,kv,ttft,prompt,chat",
+    )
     args = ap.parse_args(argv)
     parts = set(args.parts.split(","))
     os.environ.setdefault("ROLECAST_HOME", tempfile.mkdtemp(prefix="rolecast-bench-"))
@@ -206,6 +323,24 @@ def main(argv: list[str] | None = None) -> int:
         print_kv(llm, character, index, args)
     if "ttft" in parts:
         print_ttft(ttft_added(llm, raw, character, index, args.tokens, args.repeat), args)
+    llm.close()
+    raw.close()
+    if "prompt" in parts:
+        p = prompt_speed(args.model, args.repeat)
+        print("## Prompt evaluation (tokens/s, 1,000-token prompt, median of", args.repeat, ")\n")
+        print("| repacking off (rolecast) | repacking on | ratio |\n|---|---|---|")
+        print(f"| {p['repack_off']:.1f} | {p['repack_on']:.1f} | {p['ratio']:.2f} |\n")
+    if "chat" in parts:
+        w = chat_waits(args.model, args.repeat, max(args.turns, 10))
+        print(f"## What a person waits for (s, median of {args.repeat})\n")
+        print(
+            "| greeting shown | --once first text, no saved state | --once, persona saved "
+            f"| turns 2-{w['later_n'] + 1} first text p50 |\n|---|---|---|---|"
+        )
+        print(
+            f"| {w['greeting_s']:.2f} | {w['once_cold_s']:.2f} | {w['once_saved_s']:.2f} | "
+            f"{w['later_p50_s']:.2f} |\n"
+        )
     return 0
 
 
@@ -221,7 +356,7 @@ def print_decode(d: dict[str, float], args: argparse.Namespace) -> None:
 def print_kv(llm, character, index, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
     print("## KV cache: prompt tokens evaluated per turn (the rest reused)\n")
     print("| order | turn | prompt tokens | evaluated | from cache |\n|---|---|---|---|---|")
-    for order in ("classic", "cache"):
+    for order in ("classic", "split", "cache"):
         for row in kv_reuse(llm, character, index, order, args.turns, args.tokens):
             print(
                 f"| {order} | {row['turn']} | {row['prompt_tokens']} | {row['evaluated']} | "
