@@ -390,3 +390,40 @@ def test_chat_goes_on_after_the_model_gives_no_answer(monkeypatch, capsys) -> No
     assert "the model gave no answer as 林小满 after 3 tries" in captured.err
     assert "林小满: 来了。" in captured.out and "我替她说了" not in captured.out
     assert len(llm.requests) == 4
+
+
+def test_chat_greets_before_the_model_is_ready_and_waits_for_it(monkeypatch, capsys) -> None:
+    import threading
+
+    from rolecast.cli import main as cli_main
+
+    release = threading.Event()
+    real_session = cli_main._session
+    order: list[str] = []
+
+    def slow_session(args, character=None):  # type: ignore[no-untyped-def]
+        order.append("loading")
+        release.wait(30)  # a model that takes its time to load
+        return real_session(args, character)
+
+    def typing(_prompt: str) -> str:
+        if not order or order[-1] != "typed":
+            # the greeting is out while the model is still loading
+            assert "林小满: " in capsys.readouterr().out and not release.is_set()
+            order.append("typed")
+            release.set()
+            return "你好"
+        raise EOFError
+
+    monkeypatch.setattr(cli_main, "_session", slow_session)
+    monkeypatch.setattr("builtins.input", typing)
+    assert main(["chat", "xiaoman", "--backend", "echo"]) == 0
+    assert "林小满: 你好" in capsys.readouterr().out  # the line waited for the model
+
+
+def test_chat_a_model_that_fails_to_load_is_said_at_the_first_line(monkeypatch, capsys) -> None:
+    typed(monkeypatch, "你好")
+    assert main(["chat", "xiaoman", "--backend", "gpt9"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.startswith("林小满: ")  # the greeting came first
+    assert "unknown llm 'gpt9'" in captured.err and "Traceback" not in captured.err
