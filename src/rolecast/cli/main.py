@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .. import __version__, config
 from ..errors import NoReplyError, RolecastError
+from ..prompt.assemble import ORDERS
 
 log = logging.getLogger(__name__)
 DEFAULT_BACKEND = config.SETTINGS["backend"][1] or "local"
@@ -536,10 +537,11 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sp.add_argument(
             "--order",
-            choices=("classic", "split", "cache"),
+            choices=ORDERS,
             help="prompt order: classic (canon in the system message), split (canon as a "
             "system message right before the line: persona and history stay a reusable KV "
-            "cache prefix) or cache (canon inside the user's turn); default: split for the "
+            "cache prefix), cache (canon inside the user's turn) or turns (the canon's scenes "
+            "as earlier turns, the character's lines as its own); default: split for the "
             "local backend, classic otherwise",
         )
 
