@@ -2,7 +2,8 @@
 the original lines than the persona alone, pooled over several corpus characters?
 
     ROLECAST_CORPUS=/path/to/chatharuhi python benchmarks/bench_canon_gate.py \
-        [--characters haruhi,liyunlong,Sheldon] [--n 20] [--order O] [--out DIR]
+        [--characters haruhi,liyunlong,Sheldon] [--n 20] [--order O] [--canon-budget N]
+        [--model M] [--out DIR]
 
 Each character runs `rolecast eval canon` (conditions canon and persona, the chat's prompt
 order, the default local model) on ``--n`` held-out turns; the per-turn scores of all
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None)
     p.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: all)")
     p.add_argument("--order", default=None, help="prompt order (default: the backend's, as chat)")
+    p.add_argument(
+        "--canon-budget", type=int, default=None, help="tokens of canon (default: the backend's)"
+    )
     p.add_argument("--out", type=Path, default=Path("bench-canon-gate"))
     args = p.parse_args(argv)
     if not args.corpus:
@@ -48,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         llm = get_llm("local", model=args.model, n_threads=args.threads)
+        if args.canon_budget is not None:
+            llm.canon_budget = args.canon_budget  # type: ignore[misc]
         order = args.order or llm.prompt_order
         for name in args.characters.split(","):
             c = import_story_folder(Path(args.corpus) / "characters" / name).character

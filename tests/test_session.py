@@ -445,6 +445,22 @@ def test_a_refusal_is_sampled_again_and_said_only_when_every_try_refuses(
     assert len(session.llm.requests) == 5
 
 
+def test_the_last_try_goes_without_the_canon_when_the_one_before_talked_about_it(
+    session: Session,
+) -> None:
+    analysis = "从旅人和林小满的对话中，我们可以推断出她很爱笑。"
+    session.llm.enqueue(analysis).enqueue(analysis).enqueue("雾散了再说。")
+    assert session.reply("你最好的朋友是谁？") == "雾散了再说。"
+    systems = [req[0][0]["content"] for req in session.llm.requests]
+    assert "经典片段" in systems[0] and "经典片段" in systems[1]
+    assert "经典片段" not in systems[2]  # the persona alone
+    assert all("经典片段" not in m["content"] for m in session.llm.requests[2][0])
+    # a retry after the first try keeps the canon
+    session.llm.enqueue("很抱歉，我无法协助完成这个请求。").enqueue("明天照开，八文一碗。")
+    assert session.reply("明天还开摊吗？") == "明天照开，八文一碗。"
+    assert "经典片段" in session.llm.requests[-1][0][0]["content"]
+
+
 def test_a_recital_is_cut_in_a_session_and_an_all_recital_reply_sampled_again(
     tmp_path: Path, embedder
 ) -> None:

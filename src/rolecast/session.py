@@ -344,12 +344,12 @@ def unrecited(
                 else:  # a canon line copied: better said than nothing, if every try does
                     log.info("reply cut where it copies the canon: %r", run.text)
                     if not sent and len(tokens(rest)) < TALK_MIN_KEPT:
-                        raise _Unfit(text + "".join(pieces))
+                        raise _Unfit(text + "".join(pieces), "copy")
             else:
                 assert said is not None
                 log.info("reply cut where it talks out of character: %r", said[1])
                 if not sent and len(tokens(rest)) < TALK_MIN_KEPT:  # "Yes, I'm a chatbot"
-                    raise _Unfit(text + "".join(pieces))  # whole, in case every try is like it
+                    raise _Unfit(text + "".join(pieces), "talk")  # whole, as every try may be
             if rest:
                 yield rest
             return
@@ -381,12 +381,14 @@ def _said_again(toks: Sequence[str], n: int) -> int | None:
 
 
 class _Unfit(Exception):
-    """The reply was the user's line or an earlier reply said again, an assistant's
-    refusal, someone else's name or a canon line: nothing of it was shown."""
+    """The reply was the user's line or an earlier reply said again (``kind`` "echo"), an
+    assistant's refusal or someone else's name ("talk") or a canon line ("copy"): nothing of
+    it was shown."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, kind: str = "echo") -> None:
         super().__init__(text)
         self.text = text
+        self.kind = kind
 
 
 def unechoed(pieces: Iterable[str], line: str, replies: Sequence[str] = ()) -> Iterator[str]:
@@ -523,8 +525,10 @@ class Session:
         self.pending = report
         raw: list[str] = []
 
-        def tee(params: GenerationParams, deadline: float | None) -> Iterator[str]:
-            stream = self.llm.stream(report.assembly.messages, params)
+        def tee(
+            messages: list[dict[str, str]], params: GenerationParams, deadline: float | None
+        ) -> Iterator[str]:
+            stream = self.llm.stream(messages, params)
             try:
                 for chunk in stream:
                     raw.append(chunk)
@@ -547,10 +551,11 @@ class Session:
         cut = False
         unfit_text = ""  # the last try that was all echo or refusal
         avoid: list[str] = []  # how the tries that failed began: a retry begins otherwise
+        messages = report.assembly.messages
         for attempt in range(EMPTY_RETRIES + 1):
             raw.clear()
             report.tries = attempt + 1
-            source = tee(params, deadline)
+            source = tee(messages, params, deadline)
             unfit_now = ""
             try:
                 cleaned = self.cleaner.stream(source)
@@ -562,6 +567,10 @@ class Session:
                 cut = True
             except _Unfit as unfit:
                 unfit_text = unfit_now = unfit.text
+                if unfit.kind in ("talk", "copy") and attempt + 1 == EMPTY_RETRIES:
+                    # the canon led the try before the last astray ("从旅人和林小满的对话中，我们
+                    # 可以推断出…", a scene's line copied): the last answers from the persona alone
+                    messages = self._without_canon(report)
             finally:  # not left to the garbage collector: a cut reply holds the model till then
                 source.close()
             report.raw = "".join(raw)
@@ -594,6 +603,13 @@ class Session:
                 f"tries{seen}. Say it another way, or try again"
             )
         self.record(report, "".join(pieces))  # what was shown
+
+    def _without_canon(self, report: TurnReport) -> list[dict[str, str]]:
+        assert self.budget is not None and self.counter is not None
+        log.info("last try without the canon: the tries before talked about it or copied it")
+        return assemble(
+            self.character, [], self.history, report.line, self.budget, self.counter, self.order
+        ).messages
 
     def talk(self, text: str) -> tuple[int, str] | None:
         """Where ``text`` first talks out of character, and what it says: an assistant's
