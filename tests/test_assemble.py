@@ -110,7 +110,7 @@ _words = st.text(alphabet="面汤雨伞猫灯河桥钟abc xyz，。！?", min_si
     canon=st.integers(0, 400),
     hist=st.integers(0, 400),
     total=st.one_of(st.none(), st.integers(24, 600)),
-    order=st.sampled_from(["classic", "split", "cache", "turns"]),
+    order=st.sampled_from(["classic", "split", "cache"]),
 )
 def test_budget_is_never_exceeded(
     counter, scenes, history, line, persona, canon, hist, total, order
@@ -201,31 +201,6 @@ def test_split_order_puts_the_canon_in_a_system_message_before_the_line(counter)
         "split",
     )
     assert b.messages[:3] == a.messages[:3]
-
-
-def test_turns_order_gives_the_canon_as_turns_the_character_has_said(counter) -> None:
-    c = make_character()
-    history = [Turn("旅人", "你好"), Turn("小满", "来碗面？")]
-    scenes = c.scenes[:2]
-    a = assemble(c, scenes, history, Turn("旅人", "多少钱？"), Budget(), counter, "turns")
-    msgs = a.messages
-    assert msgs[0]["role"] == "system" and "原话" in msgs[0]["content"]
-    assert msgs[-3:] == [
-        {"role": "user", "content": "你好"},
-        {"role": "assistant", "content": "来碗面？"},
-        {"role": "user", "content": "多少钱？"},
-    ]
-    assert msgs[-4] == {"role": "system", "content": "以上是原作里的片段。下面是眼下的对话。"}
-    canon = msgs[1:-4]
-    own = [ln.text for sc in scenes for ln in sc.lines if c.is_self(ln.speaker)]
-    said = "\n".join(m["content"] for m in canon if m["role"] == "assistant")
-    assert own and all(text in said for text in own) and "小满:" not in said
-    assert all(x["role"] != y["role"] for x, y in zip(canon, canon[1:], strict=False))  # merged
-    assert a.scene_ids == [s.id for s in scenes]
-    # no scenes: no notes either
-    bare = assemble(c, [], history, Turn("旅人", "多少钱？"), Budget(), counter, "turns")
-    assert [m["role"] for m in bare.messages] == ["system", "user", "assistant", "user"]
-    assert "原话" not in bare.messages[0]["content"]
 
 
 def test_the_users_lines_go_as_said_and_other_roles_keep_their_names(counter) -> None:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from .. import __version__, config
 from ..errors import NoReplyError, RolecastError
-from ..prompt.assemble import ORDERS
 
 log = logging.getLogger(__name__)
 DEFAULT_BACKEND = config.SETTINGS["backend"][1] or "local"
@@ -537,11 +536,10 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sp.add_argument(
             "--order",
-            choices=ORDERS,
+            choices=("classic", "split", "cache"),
             help="prompt order: classic (canon in the system message), split (canon as a "
             "system message right before the line: persona and history stay a reusable KV "
-            "cache prefix), cache (canon inside the user's turn) or turns (the canon's scenes "
-            "as earlier turns, the character's lines as its own); default: split for the "
+            "cache prefix) or cache (canon inside the user's turn); default: split for the "
             "local backend, classic otherwise",
         )
 

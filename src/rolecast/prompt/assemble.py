@@ -5,9 +5,6 @@
                    system = retrieved canon;  user = the new line
     cache order:   system = persona + pinned canon;  history ...;
                    user = retrieved canon + the new line
-    turns order:   system = persona + pinned canon + a note;  the retrieved scenes as
-                   turns (the character's lines as the assistant's);  system = a note;
-                   history ...;  user = the new line
 The split and cache orders keep what is stable first and what changes each turn last, so
 a local backend can reuse its KV cache across turns (the kept history moves in steps).
 The split order keeps the canon and its instructions out of the user's turn: a small
@@ -35,8 +32,8 @@ from ..character.dialogue import format_line
 from ..character.model import Character, Line, Scene
 from .tokens import TokenCounter, truncate
 
-Order = Literal["classic", "split", "cache", "turns"]
-ORDERS: tuple[Order, ...] = ("classic", "split", "cache", "turns")
+Order = Literal["classic", "split", "cache"]
+ORDERS: tuple[Order, ...] = ("classic", "split", "cache")
 MESSAGE_OVERHEAD = 4  # tokens a chat template adds around each message (role markers, separators)
 CANON_SHARE, HISTORY_SHARE = 0.42, 0.33  # of the prompt budget, when the context window is known
 SCENE_SEP = "\n\n"
@@ -134,39 +131,9 @@ def render_turn(turn: Turn, character: Character) -> dict[str, str]:
 
 def fixed_texts(character: Character) -> list[str]:
     """The prompt's text that is the same every turn, as the model sees it: the persona,
-    the standing rules, the turns order's notes and the canon block's instructions, last
-    (what a reply must not recite)."""
+    the standing rules and the canon block's instructions (what a reply must not recite)."""
     header = canon_block(character, ["\0"]).split("\0")[0]
-    return [persona_text(character), reply_rules(character), *turns_notes(character), header]
-
-
-def turns_notes(character: Character) -> tuple[str, str]:
-    """The turns order's note before the scenes (in the system message) and after them."""
-    text = _template("turns", character.language).substitute(
-        name=character.name,
-        source=character.source
-        or ("原作" if character.language.startswith(("zh", "ja")) else "the original work"),
-        scenes="\0",
-    )
-    head, _, tail = text.partition("\0")
-    return head.strip(), tail.strip()
-
-
-def scene_turns(scenes: Sequence[Scene], character: Character) -> list[dict[str, str]]:
-    """Scenes as chat turns: the character's lines as the assistant's, everyone else's
-    (named, as in the canon) as the user's; a role's lines in a row are one message."""
-    out: list[dict[str, str]] = []
-    for scene in scenes:
-        for ln in scene.lines:
-            if character.is_self(ln.speaker):
-                role, text = "assistant", ln.text
-            else:
-                role, text = "user", format_line(ln, character.narrators)
-            if out and out[-1]["role"] == role:
-                out[-1] = {"role": role, "content": f"{out[-1]['content']}\n{text}"}
-            else:
-                out.append({"role": role, "content": text})
-    return out
+    return [persona_text(character), reply_rules(character), header]
 
 
 def canon_block(character: Character, blocks: Sequence[str]) -> str:
@@ -310,7 +277,7 @@ def assemble(
     if order == "cache":  # history carries the canon sent with each line: give it the rest
         hist_cap = budget.history + budget.canon - canon_used
         step = HISTORY_STEP
-    elif order in ("split", "turns"):
+    elif order == "split":
         hist_cap, step = budget.history, HISTORY_STEP
     else:
         hist_cap, step = budget.history, 1
@@ -332,19 +299,6 @@ def assemble(
                 {"role": "system", "content": system},
                 *hist_msgs,
                 *([{"role": "system", "content": late}] if late else []),
-                {"role": "user", "content": line_msg["content"]},
-            ]
-        elif order == "turns":
-            late_scenes = taken[n_pinned:]
-            head, tail = turns_notes(character) if late_scenes else ("", "")
-            system = "\n\n".join(
-                p for p in (persona, canon_block(character, blocks[:n_pinned]), head) if p
-            )
-            return [
-                {"role": "system", "content": system},
-                *scene_turns(late_scenes, character),
-                *([{"role": "system", "content": tail}] if tail else []),
-                *hist_msgs,
                 {"role": "user", "content": line_msg["content"]},
             ]
         else:
