@@ -407,6 +407,11 @@ def test_a_reply_that_recites_the_persona_is_cut_where_the_recital_starts() -> N
     own = "拿来我补，两文钱，补完比新的还结实。"
     r = _recital("你是小满。你常说：拿来我补，两文钱，补完比新的还结实。")
     assert "".join(unrecited(iter([own[:5], own[5:]]), r)) == own
+    # 8 characters of the persona in a row are a recital too (as the gate counts a leak)
+    said = "我也说不清，那人白天顺手帮街坊修伞呢。"
+    assert "".join(unrecited(iter([said]), _recital())) == "我也说不清"
+    nine = "白天顺手帮街坊修伞"  # 9 < RECITE_CJK: only the prompt's shorter check finds it
+    assert nine in XIAOMAN_PERSONA and len(nine) == 9
     # an ordinary reply streams, only the last few tokens held back until the end
     out = unrecited(iter(["哟，来得正好，汤刚滚，", "坐下先吃一碗再说吧。"]), _recital())
     assert next(out) == "哟，来得正好，汤刚滚"  # whole clauses, once they cannot start one

@@ -47,6 +47,7 @@ TALK_MIN_KEPT = 3  # fewer tokens before assistant talk ("Yes, I'm a chatbot") a
 # instructions) or of a canon line in a row is cut where the recital starts: a clause, not a
 # shared phrase (the same lengths as the gate's leak and copy checks)
 RECITE_CJK, RECITE_WORDS = 10, 8
+PROMPT_RECITE_CJK, PROMPT_RECITE_WORDS = 8, 7  # the prompt's own text: as the gate counts a leak
 _TRAILING = "，、,;；:：—-–… \n\t"
 _BOUNDARY = "。！？!?\n，,；;."
 HOLD_CLAUSE_CHARS = 40  # a clause longer than this streams before its end
@@ -278,6 +279,11 @@ class Recital:
     n: int
     prompt: frozenset[Gram]
     canon: frozenset[Gram]
+    # a shorter run of the prompt's own text is a recital too (the gate's leak), unless the
+    # canon says it as well: ``prompt_n`` tokens, the prompt's and the canon's grams of it
+    prompt_n: int = 0
+    prompt_short: frozenset[Gram] = frozenset()
+    canon_short: frozenset[Gram] = frozenset()
 
     @cached_property
     def source(self) -> frozenset[Gram]:
@@ -292,10 +298,17 @@ class Recital:
         """``exclude``: scene ids kept out of the prompt (an evaluation's held-out scene),
         whose lines the model cannot have read and so cannot copy."""
         cjk = character.language.lower().startswith(("zh", "ja"))
-        n = RECITE_CJK if cjk else RECITE_WORDS
-        lines = (ln.text for sc in character.scenes if sc.id not in exclude for ln in sc.lines)
-        prompt = frozenset(grams_of(fixed_texts(character), n))
-        return cls(n, prompt, frozenset(grams_of(lines, n)))
+        n, short = (RECITE_CJK, PROMPT_RECITE_CJK) if cjk else (RECITE_WORDS, PROMPT_RECITE_WORDS)
+        lines = [ln.text for sc in character.scenes if sc.id not in exclude for ln in sc.lines]
+        fixed = fixed_texts(character)
+        return cls(
+            n,
+            frozenset(grams_of(fixed, n)),
+            frozenset(grams_of(lines, n)),
+            short,
+            frozenset(grams_of(fixed, short)),
+            frozenset(grams_of(lines, short)),
+        )
 
 
 Talk = Callable[[str], "tuple[int, str] | None"]  # where out-of-character talk starts, and what
@@ -316,13 +329,19 @@ def unrecited(
     character from its first words raises ``_Unfit``: nothing is shown and the caller may
     sample again."""
     allowed = recital.allowed | grams(tokens(line), recital.n)
-    keep = recital.n - 1
+    short_allowed = recital.canon_short | grams(tokens(line), recital.prompt_n or 1)
+    keep = max(recital.n, recital.prompt_n) - 1
     text, sent = "", 0
     for piece in pieces:
         text += piece
         found = spans(text)
         toks = [t for t, _, _ in found]
         run = shared_run(toks, recital.source, recital.n, allowed)
+        leaked = False
+        if recital.prompt_n:
+            leak = shared_run(toks, recital.prompt_short, recital.prompt_n, short_allowed)
+            if leak is not None and (run is None or leak.start < run.start):
+                run, leaked = leak, True
         start = found[run.start][1] if run is not None else None
         said = talk(text)
         if said is not None and (start is None or said[0] < start):
@@ -339,7 +358,9 @@ def unrecited(
                 pass
             elif run is not None and found[run.start][1] == start:
                 ran = toks[run.start : run.end]
-                if any(tuple(ran[i : i + recital.n]) in recital.prompt for i in range(len(ran))):
+                if leaked or any(
+                    tuple(ran[i : i + recital.n]) in recital.prompt for i in range(len(ran))
+                ):
                     log.info("reply cut where it recites the prompt: %r", run.text)
                 else:  # a canon line copied: better said than nothing, if every try does
                     log.info("reply cut where it copies the canon: %r", run.text)
