@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 
 _LATIN = re.I | re.ASCII
 # the apology a refusal starts with belongs to it ("I'm sorry, but I don't have access...")
@@ -161,12 +162,19 @@ def normal_indexed(text: str) -> tuple[str, list[int]]:
     return "".join(pieces), [i for i, piece in enumerate(pieces) for _ in piece]
 
 
+def as_written(text: str, where: Sequence[int], m: re.Match[str]) -> tuple[int, str]:
+    """Where a match ``m`` in ``normal_indexed(text)`` starts in ``text``, and its text as
+    ``text`` has it (``where`` is that function's index map)."""
+    start = where[m.start()]
+    return start, text[start : where[m.end() - 1] + 1]
+
+
 def first_assistant_talk(text: str) -> tuple[int, str] | None:
     """Where in ``text`` the earliest refusal, self-description or service closer starts
     (an index into ``text`` itself), and what it says (as ``text`` has it)."""
     flat, where = normal_indexed(text)
     found = [
-        (where[m.start()], text[where[m.start()] : where[m.end() - 1] + 1])
+        as_written(text, where, m)
         for p in (*BOILERPLATE, *ASSISTANT_SELF, *CLOSERS)
         if (m := p.search(flat))
     ]

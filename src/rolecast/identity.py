@@ -18,7 +18,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .assistant_talk import normal_indexed
+from .assistant_talk import as_written, normal_indexed
 from .character.model import Character
 
 CLAIM_SHARE = 0.02  # a speaker with at least this share of the canon's lines is claimable
@@ -97,4 +97,4 @@ class WrongSelf:
             return None
         flat, where = normal_indexed(text)
         m = self.pattern.search(flat)
-        return (where[m.start()], text[where[m.start()] : where[m.end() - 1] + 1]) if m else None
+        return as_written(text, where, m) if m else None

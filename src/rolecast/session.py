@@ -43,11 +43,11 @@ ECHO_MIN_CHARS = 6  # shorter lines are not guarded: "你好" may well be answer
 ECHO_HOLD_CHARS = 120  # a longer user line is guarded only against a reply that starts like it
 TALK_HOLD_TOKENS = 12  # tokens of a reply held back before any is shown: refusals start early
 TALK_MIN_KEPT = 3  # fewer tokens before assistant talk ("Yes, I'm a chatbot") are no reply
-# A reply that recites this many tokens of its own prompt (persona, rules, the canon's
-# instructions) or of a canon line in a row is cut where the recital starts: a clause, not a
-# shared phrase (the same lengths as the gate's leak and copy checks)
+# A reply that recites this many tokens of a canon line in a row, or PROMPT_RECITE_* of its
+# own prompt (persona, rules, the canon's instructions), is cut where the recital starts: a
+# clause, not a shared phrase. The gate counts copies and leaks at the same lengths.
 RECITE_CJK, RECITE_WORDS = 10, 8
-PROMPT_RECITE_CJK, PROMPT_RECITE_WORDS = 8, 7  # the prompt's own text: as the gate counts a leak
+PROMPT_RECITE_CJK, PROMPT_RECITE_WORDS = 8, 7
 _TRAILING = "，、,;；:：—-–… \n\t"
 _BOUNDARY = "。！？!?\n，,；;."
 HOLD_CLAUSE_CHARS = 40  # a clause longer than this streams before its end
@@ -524,10 +524,8 @@ class Session:
         """Have the backend ready for this chat: the stable start of every prompt (persona,
         rules, the history so far) evaluated now, or loaded where the backend saved it, so
         that the next reply evaluates only what follows. Says what the backend did."""
-        assert self.budget is not None and self.counter is not None
         line = Turn(self.character.user_role, "…")
-        a = assemble(self.character, [], self.history, line, self.budget, self.counter, self.order)
-        return self.llm.warm(a.messages[:-1])
+        return self.llm.warm(self._without_canon(line)[:-1])
 
     def say(
         self,
@@ -591,7 +589,8 @@ class Session:
                 if unfit.kind in ("talk", "copy") and attempt + 1 == EMPTY_RETRIES:
                     # the canon led the try before the last astray ("从旅人和林小满的对话中，我们
                     # 可以推断出…", a scene's line copied): the last answers from the persona alone
-                    messages = self._without_canon(report)
+                    log.info("last try without the canon: the try before talked of it or copied it")
+                    messages = self._without_canon(report.line)
             finally:  # not left to the garbage collector: a cut reply holds the model till then
                 source.close()
             report.raw = "".join(raw)
@@ -625,11 +624,11 @@ class Session:
             )
         self.record(report, "".join(pieces))  # what was shown
 
-    def _without_canon(self, report: TurnReport) -> list[dict[str, str]]:
+    def _without_canon(self, line: Turn) -> list[dict[str, str]]:
+        """The messages for ``line`` after this history, with no canon: persona and rules."""
         assert self.budget is not None and self.counter is not None
-        log.info("last try without the canon: the tries before talked about it or copied it")
         return assemble(
-            self.character, [], self.history, report.line, self.budget, self.counter, self.order
+            self.character, [], self.history, line, self.budget, self.counter, self.order
         ).messages
 
     def talk(self, text: str) -> tuple[int, str] | None:

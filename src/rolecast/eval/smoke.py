@@ -47,6 +47,7 @@ from ..errors import InputError, RolecastError
 from ..identity import WrongSelf
 from ..overlap import cjk_count, grams, join, plain, shared_run, similarity, tokens
 from ..prompt.assemble import fixed_texts as prompt_texts
+from ..session import PROMPT_RECITE_CJK, PROMPT_RECITE_WORDS, RECITE_CJK, RECITE_WORDS
 from .report import Cache, to_jsonable
 from .runner import Progress, run_items
 
@@ -76,11 +77,11 @@ TARGETS: dict[str, float] = {
 
 # Runs of tokens (CJK characters, or words elsewhere) shared with the prompt's fixed text
 # that make a leak. 8 CJK characters is a clause ("不要写名字前缀" is 7); a catchphrase the
-# canon also has is never counted.
-LEAK_CJK, LEAK_WORDS = 8, 7
-# Copying the canon: a run this long of one canon line, or a whole canon line of at least
-# COPY_WHOLE_* tokens ("一碗面的事儿" alone is a catchphrase, not a copy).
-COPY_CJK, COPY_WORDS = 10, 8
+# canon also has is never counted. The session cuts a reply at the same lengths.
+LEAK_CJK, LEAK_WORDS = PROMPT_RECITE_CJK, PROMPT_RECITE_WORDS
+# Copying the canon: a run this long of one canon line (as the session cuts it), or a whole
+# canon line of at least COPY_WHOLE_* tokens ("一碗面的事儿" alone is a catchphrase, not a copy).
+COPY_CJK, COPY_WORDS = RECITE_CJK, RECITE_WORDS
 COPY_WHOLE_CJK, COPY_WHOLE_WORDS = 7, 5
 NEAR_REPEAT = 0.8  # similarity (difflib ratio of normalised texts) of a near repeat
 REPEAT_MIN_CHARS = 4  # a near repeat needs this many characters (an exact one always counts)
