@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -114,6 +115,49 @@ def test_a_damaged_part_is_refused_and_nothing_is_left(tmp_path: Path, monkeypat
     )
     with pytest.raises(BackendError, match="needs the package 'no_such_pkg_xyz'.*pip x"):
         models.assemble(missing, tmp_path / "models")
+
+
+def _fake_model(tmp_path: Path, monkeypatch, name: str) -> models.ModelSpec:
+    import hashlib
+
+    pkg = tmp_path / name
+    (pkg / "data").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "data" / "a.bin").write_bytes(b"GGUF" + b"x" * 12)
+    (pkg / "data" / "b.bin").write_bytes(b"y" * 16)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop(name, None)
+    whole = b"GGUF" + b"x" * 12 + b"y" * 16
+    return models.ModelSpec(
+        "fake",
+        "fake.gguf",
+        ((name, "data/a.bin"), (name, "data/b.bin")),
+        size=len(whole),
+        sha256=hashlib.sha256(whole).hexdigest(),
+        install="pip install fake",
+        description="",
+    )
+
+
+def test_an_assembled_model_is_trusted_by_size_and_mtime_and_hashed_again_when_touched(
+    tmp_path: Path, monkeypatch
+) -> None:
+    spec = _fake_model(tmp_path, monkeypatch, "fake_model_stamp")
+    hashed: list[Path] = []
+    real = models._sha256
+    monkeypatch.setattr(models, "_sha256", lambda p: hashed.append(p) or real(p))
+    path = models.assemble(spec, tmp_path / "models")
+    assert path.read_bytes()[:4] == b"GGUF"
+    assert models.assemble(spec, tmp_path / "models") == path and not hashed  # no re-hash
+    # the same bytes under a new mtime (a copy, a restore): hashed once, then trusted again
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert models.assemble(spec, tmp_path / "models") == path and hashed == [path]
+    assert models.assemble(spec, tmp_path / "models") == path and hashed == [path]
+    # changed in place, same size: found by the hash and assembled again from the parts
+    path.write_bytes(b"GGUF" + b"z" * (spec.size - 4))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 2 * 10**9))
+    assert models.assemble(spec, tmp_path / "models") == path
+    assert path.read_bytes() == b"GGUF" + b"x" * 12 + b"y" * 16
 
 
 def test_default_model_answers_a_chinese_question_in_character(tmp_path: Path, embedder) -> None:

@@ -92,13 +92,32 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _stamp_text(spec: ModelSpec, path: Path) -> str:
+    st = path.stat()
+    return f"{spec.sha256} {st.st_size} {st.st_mtime_ns}\n"
+
+
+def _write_stamp(stamp: Path, text: str) -> None:
+    tmp = stamp.with_name(f".{stamp.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, stamp)
+
+
 def assemble(spec: ModelSpec, dest_dir: Path, progress: Progress | None = None) -> Path:
-    """Concatenate the parts of ``spec`` into ``dest_dir``, verified, atomically."""
+    """Concatenate the parts of ``spec`` into ``dest_dir``, verified, atomically.
+
+    A file assembled before is trusted while its size and mtime match the stamp written
+    beside it; otherwise it is hashed once more (a copied or restored file keeps its bytes
+    and is stamped again) and assembled anew only when the hash does not match."""
     parts = [_part_path(pkg, inner, spec) for pkg, inner in spec.parts]
     dest = dest_dir / spec.filename
     stamp = dest.with_name(dest.name + ".sha256")
-    if dest.is_file() and dest.stat().st_size == spec.size and stamp.is_file():
-        if stamp.read_text().strip() == spec.sha256:
+    if dest.is_file() and dest.stat().st_size == spec.size:
+        now = _stamp_text(spec, dest)
+        if stamp.is_file() and stamp.read_text() == now:
+            return dest
+        if _sha256(dest) == spec.sha256:
+            _write_stamp(stamp, now)
             return dest
     dest_dir.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
@@ -121,7 +140,7 @@ def assemble(spec: ModelSpec, dest_dir: Path, progress: Progress | None = None) 
                 f"sha256 {spec.sha256[:12]}. Reinstall: {spec.install}"
             )
         os.replace(tmp, dest)
-        stamp.write_text(spec.sha256 + "\n")
+        _write_stamp(stamp, _stamp_text(spec, dest))
     finally:
         tmp.unlink(missing_ok=True)
     return dest
