@@ -2,10 +2,11 @@
 order, the time to first token that rolecast adds over the raw backend, prompt evaluation
 speed with and without llama.cpp's weight repacking, and what a person waits for in
 `rolecast chat`: the greeting, the first reply of `--once` with and without the persona's
-saved state, and later turns.
+saved state, and later turns; and (quant) what re-quantizing the model for llama.cpp's repacked
+4-bit kernels buys in prompt speed and costs in likelihood of the canon's own text.
 
     python benchmarks/bench_backends.py [--model qwen2.5-0.5b] [--turns 4] [--tokens 48]
-        [--parts decode,kv,ttft,prompt,chat]
+        [--parts decode,kv,ttft,prompt,chat,quant]
 
 Run it on a quiet machine: llama.cpp's threads spin and slow down badly when the cores are shared.
 """
@@ -13,6 +14,7 @@ Run it on a quiet machine: llama.cpp's threads spin and slow down badly when the
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -195,6 +197,74 @@ def prompt_speed(model: str, repeat: int, n_tokens: int = 1000) -> dict[str, flo
     return found
 
 
+def requantized(model: str, repeat: int, corpus: str | None, kinds: str) -> list[dict]:
+    """What re-quantizing the model for llama.cpp's repacked 4-bit kernels would buy and
+    cost: prompt evaluation tokens/s (repacking off and on) and the mean negative
+    log-likelihood per token of canon text (a character's own lines: lower is better), for
+    the model as shipped and for each type in ``kinds`` made from it with
+    ``llama_model_quantize`` (requantizing: the shipped file is all there is offline)."""
+    import ctypes
+    import glob
+
+    import llama_cpp
+    import numpy as np
+
+    from rolecast.backends.local import _no_weight_repacking
+    from rolecast.backends.models import resolve_model
+
+    shipped = str(resolve_model(model))
+    texts = ["旅人问林小满：今天的面多少钱一碗？她说八文，不讲价。" * 30]
+    if corpus:
+        files = sorted(glob.glob(f"{corpus}/**/*.txt", recursive=True))
+        texts = [Path(f).read_text("utf-8", "replace")[:600] for f in files[:400:20]]
+    speed_text = "旅人问林小满：今天的面多少钱一碗？她说八文，不讲价。" * 80
+    rows = []
+    work = Path(tempfile.mkdtemp(prefix="rolecast-quant-"))
+    for kind in ["shipped", *kinds.split(",")]:
+        path = shipped
+        if kind != "shipped":
+            path = str(work / f"{kind}.gguf")
+            q = llama_cpp.llama_model_quantize_default_params()
+            q.nthread, q.allow_requantize = os.cpu_count() or 1, True
+            q.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{kind.upper()}")
+            if llama_cpp.llama_model_quantize(shipped.encode(), path.encode(), ctypes.byref(q)):
+                raise SystemExit(f"llama.cpp could not quantize to {kind}")
+        row: dict = {"kind": kind, "mb": Path(path).stat().st_size / 2**20}
+        for label in ("off", "on"):
+            if label == "off":
+                with _no_weight_repacking(llama_cpp.llama):
+                    llm = llama_cpp.Llama(model_path=path, n_ctx=4096, verbose=False)
+            else:
+                llm = llama_cpp.Llama(model_path=path, n_ctx=4096, verbose=False)
+            tokens = llm.tokenize(speed_text.encode())[:700]
+            speeds = []
+            for _ in range(repeat):
+                llm.reset()
+                start = time.perf_counter()
+                llm.eval(tokens)
+                speeds.append(len(tokens) / (time.perf_counter() - start))
+            row[f"prompt_{label}"] = statistics.median(speeds)
+            llm.close()
+        llm = llama_cpp.Llama(model_path=path, n_ctx=2048, logits_all=True, verbose=False)
+        total, n = 0.0, 0
+        for text in texts:
+            ids = llm.tokenize(text.encode())[:400]
+            llm.reset()
+            llm.eval(ids)
+            logits = np.array(llm.scores[: len(ids) - 1], dtype=np.float64)
+            logits -= logits.max(axis=1, keepdims=True)
+            logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+            total -= float(logp[np.arange(len(ids) - 1), ids[1:]].sum())
+            n += len(ids) - 1
+        llm.close()
+        row["nll"], row["tokens"] = total / n, n
+        rows.append(row)
+        if kind != "shipped":
+            Path(path).unlink()
+    work.rmdir()
+    return rows
+
+
 def chat_waits(model: str, repeat: int, turns: int) -> dict[str, float]:
     """What a person waits for, in seconds (medians): process start to the greeting of
     `rolecast chat`; process start to the first reply text of `rolecast chat --once` with the
@@ -283,7 +353,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--parts",
         default="decode,kv,ttft,prompt,chat",
-        help="comma-separated: decode,kv,ttft,prompt,chat",
+        help="comma-separated: decode,kv,ttft,prompt,chat,quant",
+    )
+    ap.add_argument(
+        "--kinds", default="q4_0,iq4_nl", help="quant part: llama.cpp types to re-quantize to"
     )
     args = ap.parse_args(argv)
     parts = set(args.parts.split(","))
@@ -330,6 +403,21 @@ def main(argv: list[str] | None = None) -> int:
         print("## Prompt evaluation (tokens/s, 1,000-token prompt, median of", args.repeat, ")\n")
         print("| repacking off (rolecast) | repacking on | ratio |\n|---|---|---|")
         print(f"| {p['repack_off']:.1f} | {p['repack_on']:.1f} | {p['ratio']:.2f} |\n")
+    if "quant" in parts:
+        rows = requantized(args.model, args.repeat, os.environ.get("ROLECAST_CORPUS"), args.kinds)
+        base = rows[0]
+        print(f"## Re-quantized for repacking ({rows[0]['tokens']} tokens of canon text)\n")
+        print(
+            "| weights | MB | prompt tok/s, repack off | repack on | on / shipped | NLL/token | "
+            "perplexity vs shipped |\n|---|---|---|---|---|---|---|"
+        )
+        for r in rows:
+            print(
+                f"| {r['kind']} | {r['mb']:.0f} | {r['prompt_off']:.1f} | {r['prompt_on']:.1f} "
+                f"| {r['prompt_on'] / base['prompt_off']:.2f} | {r['nll']:.4f} "
+                f"| {math.exp(r['nll'] - base['nll']):.3f} |"
+            )
+        print()
     if "chat" in parts:
         w = chat_waits(args.model, args.repeat, max(args.turns, 10))
         print(f"## What a person waits for (s, median of {args.repeat})\n")
