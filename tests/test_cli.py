@@ -427,3 +427,18 @@ def test_chat_a_model_that_fails_to_load_is_said_at_the_first_line(monkeypatch, 
     captured = capsys.readouterr()
     assert captured.out.startswith("林小满: ")  # the greeting came first
     assert "unknown llm 'gpt9'" in captured.err and "Traceback" not in captured.err
+
+
+def test_chat_evaluates_the_next_prompts_start_after_each_reply(monkeypatch, capsys) -> None:
+    from rolecast.backends.scripted import EchoLLM
+
+    filled: list[int] = []
+
+    def prefill(self, prefix):  # type: ignore[no-untyped-def]
+        filled.append(len(prefix))
+        return "evaluated"
+
+    monkeypatch.setattr(EchoLLM, "prefill", prefill, raising=False)
+    typed(monkeypatch, "你好", "面多少钱？", "/quit")
+    assert main(["chat", "xiaoman", "--backend", "echo", "--order", "split"]) == 0
+    assert filled == [3, 5]  # persona + the history after each reply, in the background

@@ -84,9 +84,15 @@ def test_a_saved_prefix_is_loaded_and_replies_stay_the_same(
     assert smollm2._llm.n_tokens == prefix_tokens
     assert "".join(smollm2.stream(TURN, GREEDY)) == cold  # from the state it loaded
 
+    # the KV cache already begins with it (the next turn of the same chat): nothing to do
+    assert smollm2.warm(PERSONA) == "kept" and smollm2._llm.n_tokens > prefix_tokens
+
     # another persona is never given this state: it gets its own
     other = [{"role": "system", "content": "You are Coal, a cat. You answer in meows."}]
     assert smollm2.warm(other) == "built" and len(list(tmp_path.glob("*.kv"))) == 2
+    # back to the first (a server or page that serves both): loaded, not evaluated again
+    assert smollm2.warm(PERSONA) == "loaded" and smollm2._llm.n_tokens == prefix_tokens
+    assert "".join(smollm2.stream(TURN, GREEDY)) == cold
 
 
 def test_a_damaged_state_is_rebuilt_not_crashed_on(smollm2: LocalLLM, tmp_path: Path) -> None:
@@ -119,3 +125,21 @@ def _key_of(blob: bytes) -> dict:
 
     end = blob.index(b"\n", len(kvstate.MAGIC))
     return json.loads(blob[len(kvstate.MAGIC) : end])["key"]
+
+
+def test_prefill_leaves_the_next_prompts_start_in_the_cache(smollm2: LocalLLM) -> None:
+    history = [
+        *PERSONA,
+        {"role": "user", "content": "What do you sell?"},
+        {"role": "assistant", "content": "Noodles, eight coins a bowl."},
+    ]
+    turn = [*history, {"role": "user", "content": "Any cheaper?"}]
+    smollm2._llm.reset()
+    cold = "".join(smollm2.stream(turn, GREEDY))
+    smollm2._llm.reset()
+    assert smollm2.prefill(history) == "evaluated"
+    held = smollm2._llm.n_tokens
+    said = len(smollm2._llm.tokenize(history[-1]["content"].encode(), add_bos=False))
+    assert held > said + len(smollm2._llm.tokenize(PERSONA[0]["content"].encode()))
+    assert "".join(smollm2.stream(turn, GREEDY)) == cold  # the same reply, sooner
+    assert LockedLLM(smollm2).prefill([]) == "none"

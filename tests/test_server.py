@@ -81,6 +81,22 @@ def test_stateless_request_uses_the_client_history(chars: Path) -> None:
     assert float(r.headers["X-Rolecast-Prepare-Ms"]) > 0
 
 
+def test_personas_are_warmed_at_start_and_before_each_reply(chars: Path) -> None:
+    client, llm, _ = make_client(chars)
+    warmed: list[str] = []
+    llm.warm = lambda prefix: warmed.append(prefix[0]["content"]) or "built"  # type: ignore[method-assign]
+    with client:  # start-up: every character's persona, ready for its first request
+        assert any("小满" in w for w in warmed) and any("Mia" in w for w in warmed)
+        warmed.clear()
+        llm.enqueue("小满:「两文钱。」")
+        r = client.post(
+            "/v1/chat/completions",
+            json={"model": "xm", "messages": [{"role": "user", "content": "多少钱？"}]},
+        )
+        assert r.status_code == 200, r.text
+        assert len(warmed) == 1 and "小满" in warmed[0]  # through the request's timed view
+
+
 def test_session_mode_keeps_the_history_on_the_server(chars: Path) -> None:
     client, llm, state = make_client(chars)
     llm.enqueue("坐。").enqueue("面来了。")

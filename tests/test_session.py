@@ -495,13 +495,57 @@ def test_warm_gives_the_backend_the_start_every_prompt_of_the_chat_shares(
     llm.enqueue("哟，来了。")
     s.reply("今天的面多少钱？")
     prompt = llm.requests[-1][0]
-    (prefix,) = warmed
+    prefix = warmed[0]
     assert prefix and prefix[0]["role"] == "system" and c.name in prefix[0]["content"]
     if order == "classic":  # the canon joins the persona's message: they share its start
         assert prompt[0]["content"].startswith(prefix[0]["content"]) and len(prefix) == 1
     else:  # the persona's message whole, and nothing that changes from turn to turn
         assert prompt[: len(prefix)] == prefix
-    # later the history is part of what stays
-    s.warm()
-    assert warmed[-1][: len(prefix)] == prefix and warmed[-1][-1]["content"] == "哟，来了。"
+    assert len(prefix) == 1  # the persona's message: the same for every chat with them
+    # every turn warms it first (a backend that already holds it does nothing; one that
+    # served another character since loads it), and the history never joins it
+    assert warmed == [prefix, prefix]
+    llm.enqueue("还是八文。")
+    s.reply("能便宜点吗？")
+    assert warmed == [prefix] * 3 and s.warm() == "built" and warmed[-1] == prefix
     assert ScriptedLLM().warm(prefix) == "none"  # a backend without a cache has nothing to do
+
+
+def test_prefill_evaluates_the_next_prompts_start_while_the_user_types(
+    tmp_path: Path, embedder
+) -> None:
+    c = make_character()
+    filled: list[list[dict[str, str]]] = []
+
+    class Prefillable(ScriptedLLM):
+        def prefill(self, prefix):  # type: ignore[no-untyped-def]
+            filled.append([dict(m) for m in prefix])
+            return "evaluated"
+
+    llm = Prefillable(context_window=4096)
+    s = Session(c, load_index(c, embedder, tmp_path), llm, order="split")  # type: ignore[arg-type]
+    assert s.budget is not None
+    s.budget = replace(s.budget, history=90)  # a short history: the kept part steps soon
+    assert s.prefill() == "none"  # nothing said yet: the persona is warm() 's
+    lines = ["今天的面多少钱？", "能便宜点吗？", "煤球是谁的猫？", "明天还开摊吗？", "雾大吗？"]
+    answers = [
+        "八文一碗，不讲价。",
+        "便宜不了，葱花多给你。",
+        "煤球是河对岸张婆的猫。",
+        "开，雾再大也开。",
+        "大得看不见船灯。",
+    ]
+    for line, answer in zip(lines, answers, strict=True):
+        llm.enqueue(answer)
+        s.reply(line)
+        assert s.prefill() == "evaluated"
+        prefix = filled[-1]
+        assert prefix[0]["role"] == "system" and prefix[-1]["content"] == answer
+        llm.enqueue("好。")
+        s.reply("嗯。")
+        sent = llm.requests[-1][0]
+        assert sent[: len(prefix)] == prefix  # the next prompt begins with what was evaluated
+        s.history = s.history[:-2]  # as if "嗯" was not said: the loop goes on from the reply
+    starts = {f[1]["content"] for f in filled}
+    assert len(starts) > 1  # the kept history stepped on the way, and prefill followed it
+    assert ScriptedLLM().prefill(filled[-1]) == "none"  # a backend without a cache

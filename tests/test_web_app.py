@@ -39,6 +39,26 @@ def test_load_shows_the_default_character(app: WebApp) -> None:
     assert ("小满 (xm)", "xm") in app.characters() and ("Mia (mia)", "mia") in app.characters()
 
 
+def test_a_shown_character_is_warmed_in_the_background(app: WebApp) -> None:
+    import threading
+
+    warmed: list[str] = []
+    done = threading.Event()
+    inner = scripted(app)
+
+    def warm(prefix):  # type: ignore[no-untyped-def]
+        warmed.append(prefix[0]["content"])
+        done.set()
+        return "built"
+
+    inner.warm = warm  # type: ignore[method-assign]
+    state = app.on_load(None)[0]
+    assert done.wait(10) and "小满" in warmed[-1]  # the persona of the character on show
+    done.clear()
+    app.on_pick("mia", state)
+    assert done.wait(10) and "Mia" in warmed[-1]  # and of the one picked next
+
+
 def test_send_streams_views_and_clears_the_box(app: WebApp) -> None:
     state = app.on_load(None)[0]
     scripted(app).enqueue("小满:「煤球又来了？看我的。」")

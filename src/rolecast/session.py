@@ -521,11 +521,25 @@ class Session:
         return TurnReport(line, assembly, hits, exclude=frozenset(exclude))
 
     def warm(self) -> str:
-        """Have the backend ready for this chat: the stable start of every prompt (persona,
-        rules, the history so far) evaluated now, or loaded where the backend saved it, so
-        that the next reply evaluates only what follows. Says what the backend did."""
+        """Have the backend ready for this character: the start every prompt of every chat
+        with them shares (the persona's message: persona and rules) kept, loaded where the
+        backend saved it, or evaluated now, so that a reply evaluates only what follows.
+        Each turn does this first: a backend that served another character since (a server,
+        a page with tabs) loads the persona instead of evaluating it. Says what it did."""
+        assert self.budget is not None and self.counter is not None
         line = Turn(self.character.user_role, "…")
-        return self.llm.warm(self._without_canon(line)[:-1])
+        persona = assemble(self.character, [], [], line, self.budget, self.counter, self.order)
+        return self.llm.warm(persona.messages[:1])
+
+    def prefill(self) -> str:
+        """After a reply, while the user reads it and types: have the backend evaluate the
+        start of the next prompt (persona and the history with this reply in it). The next
+        reply then evaluates only its canon and line, and a turn where the kept history
+        steps costs no more than any other. Says what the backend did."""
+        if not self.history or self.order == "classic":  # classic: the canon leads the prompt
+            return "none"
+        line = Turn(self.character.user_role, "…")
+        return self.llm.prefill(self._without_canon(line)[:-1])
 
     def say(
         self,
@@ -542,6 +556,7 @@ class Session:
         if report is None:
             report = self.prepare(text, as_role, exclude)
         self.pending = report
+        self.warm()
         raw: list[str] = []
 
         def tee(

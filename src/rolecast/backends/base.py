@@ -58,7 +58,14 @@ class LLM:
     def warm(self, prefix: Sequence[dict[str, str]]) -> str:
         """Get ready for prompts that begin with the messages ``prefix`` (a character's
         persona and rules): a backend with a KV cache evaluates it now, or loads it saved.
-        Says what it did: "loaded", "built" or "none" (nothing to do for this backend)."""
+        Says what it did: "kept" (it held it already), "loaded", "built" or "none"
+        (nothing to do for this backend)."""
+        return "none"
+
+    def prefill(self, prefix: Sequence[dict[str, str]]) -> str:
+        """Evaluate the messages ``prefix`` (persona and the history so far: the start of
+        the next prompt) now, while the user reads and types, and keep nothing on disk.
+        Says what it did: "evaluated" or "none" (nothing to do for this backend)."""
         return "none"
 
     def close(self) -> None:
@@ -108,6 +115,10 @@ class LockedLLM(LLM):
     def warm(self, prefix: Sequence[dict[str, str]]) -> str:
         with self.lock:
             return self.inner.warm(prefix)
+
+    def prefill(self, prefix: Sequence[dict[str, str]]) -> str:
+        with self.lock:
+            return self.inner.prefill(prefix)
 
     def close(self) -> None:
         self.inner.close()

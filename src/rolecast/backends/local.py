@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from ..errors import BackendError, MissingDependencyError
@@ -102,6 +103,7 @@ class LocalLLM(LLM):
         self.model = path.name
         self.path = path
         self.states = kvstate.states_dir()
+        self._prefixes: dict[Path, list[int]] = {}  # saved states this process knows the tokens of
         self._build = llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
         self._version = llama_cpp.__version__
 
@@ -139,9 +141,10 @@ class LocalLLM(LLM):
 
     def warm(self, prefix: Sequence[dict[str, str]]) -> str:
         """Start the next prompt that begins with ``prefix`` from llama.cpp's state after it:
-        loaded from the cache folder when saved for this model, build, context size and
-        prefix, else evaluated now and saved there (atomically). A saved state for anything
-        else, or a damaged one, is never loaded: it is rebuilt."""
+        kept when the KV cache already begins with it, loaded from the cache folder when
+        saved for this model, build, context size and prefix, else evaluated now and saved
+        there (atomically). A saved state for anything else, or a damaged one, is never
+        loaded: it is rebuilt."""
         if not prefix:
             return "none"
         key = {
@@ -153,16 +156,32 @@ class LocalLLM(LLM):
             "prefix": kvstate.prefix_digest(prefix),
         }
         path = kvstate.path_for(key, self.states)
+        known = self._prefixes.get(path)
+        if known is not None and self._holds(known):
+            return "kept"
         saved = kvstate.read(path, key)
         if saved is not None and self._load_state(saved):
+            self._prefixes[path] = saved.tokens
             return "loaded"
         tokens = self._evaluate_prefix(prefix)
+        self._prefixes[path] = tokens
         payload = self._state_bytes()
         try:
             kvstate.write(path, key, tokens, payload)
         except Exception as exc:  # a cache that cannot be written costs time, not the chat
             log.warning("could not save the prefix state to %s: %s", path, exc)
         return "built"
+
+    def prefill(self, prefix: Sequence[dict[str, str]]) -> str:
+        if not prefix:
+            return "none"
+        self._evaluate_prefix(prefix)  # what the KV cache holds already is not evaluated again
+        return "evaluated"
+
+    def _holds(self, tokens: Sequence[int]) -> bool:
+        """Whether the KV cache begins with ``tokens`` (the next turn of the same chat)."""
+        llm, n = self._llm, len(tokens)
+        return llm.n_tokens >= n and [int(t) for t in llm.input_ids[:n]] == list(tokens)
 
     def _evaluate_prefix(self, prefix: Sequence[dict[str, str]]) -> list[int]:
         """Evaluate ``prefix`` as the chat template renders it, and keep only it in the KV

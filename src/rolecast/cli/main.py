@@ -234,6 +234,7 @@ class _ChatReady:
         self.voice = None
         self.error: BaseException | None = None
         self.loaded = threading.Event()
+        self.background: threading.Thread | None = None
         self.thread = threading.Thread(target=self._make, args=(args, character), daemon=True)
         self.thread.start()
 
@@ -265,7 +266,25 @@ class _ChatReady:
             raise self.error
         return self.session, self.voice
 
+    def prefill(self) -> None:
+        """After a reply: the next prompt's start evaluated while the user reads and types
+        (the next line waits for it, as for the loading)."""
+        import threading
+
+        def run() -> None:
+            try:
+                self.session.prefill()  # type: ignore[union-attr]
+            except Exception as exc:  # the chat works without it, only slower
+                log.warning("could not get the model ready for the next line: %s", exc)
+
+        self.background = threading.Thread(target=run, daemon=True)
+        self.background.start()
+
     def close(self) -> None:
+        # the model is in use until these end: freed under them, llama.cpp would crash
+        for thread in (self.thread, self.background):
+            if thread is not None:
+                thread.join()
         if self.loaded.is_set() and self.voice is not None:
             self.voice.close()
 
@@ -296,6 +315,8 @@ def _chat(ready: _ChatReady, role: str) -> int:
                     _turn(session, voice, line, role)
                 except NoReplyError as exc:  # the chat goes on: the next line may do better
                     print(f"rolecast: {exc}", file=sys.stderr)
+                else:
+                    ready.prefill()
             continue
         word, rest = command["word"].lower(), command["rest"].strip()
         if word in ("/quit", "/exit"):

@@ -113,6 +113,13 @@ class TimedLLM(LLM):
     def token_counter(self):  # type: ignore[no-untyped-def]
         return self.inner.token_counter()
 
+    def warm(self, prefix):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        try:
+            return self.inner.warm(prefix)
+        finally:
+            self.waited += time.perf_counter() - start
+
 
 @dataclass
 class ServerState:
@@ -178,11 +185,13 @@ class ServerState:
 
     def warm_up(self) -> None:
         """Load what the first requests would otherwise wait for: every allowed character's
-        index (and the embedder), the default model and its token counter."""
+        index (and the embedder), the default model and its token counter, and each
+        character's persona in the model (saved, so that a later start loads it)."""
         started = time.perf_counter()
+        loaded = []
         for cid in self.allowed.character_ids(self.installed()):
             try:
-                self.character(cid)
+                loaded.append(self.character(cid))
             except (ApiError, RolecastError) as exc:
                 log.warning("character %s not loaded: %s", cid, exc)
             except Exception:  # one character must not keep the server from starting
@@ -191,6 +200,8 @@ class ServerState:
             llm = self.llm(None)
             if llm.token_counter() is None:
                 quicktok_counter(encoding_for_model(llm.model))
+            for character, index in loaded:
+                Session(character, index, llm, order=llm.prompt_order).warm()  # type: ignore[arg-type]
         except (ApiError, RolecastError) as exc:
             log.warning("model not loaded: %s", exc)
         log.info("warmed up in %.1f s", time.perf_counter() - started)

@@ -53,7 +53,6 @@ class WebApp:
         self._indexes: dict[str, tuple[CanonIndex, SceneImages]] = {}
         self._llms: dict[tuple[str, str | None], LLM] = {}
         self._lock = threading.Lock()
-        self._warming = False
         self.stream_interval = STREAM_INTERVAL
         # speech: one speaker per character and chat model, shared by tabs (one at a time)
         self._speakers: dict[tuple[str, str, str | None], tuple[Any, threading.Lock]] = {}
@@ -87,17 +86,19 @@ class WebApp:
                 self._llms[key] = shared(get_llm(key[0], model=key[1], **self.llm_options))
             return self._llms[key]
 
-    def warm_up(self) -> None:
-        """Load the model in the background once a page is shown, so the first reply is quicker."""
-        with self._lock:
-            if self._warming:
-                return
-            self._warming = True
-        threading.Thread(target=self._load_quietly, name="rolecast-warm-up", daemon=True).start()
+    def warm_up(self, tab: ChatTab | None = None) -> None:
+        """Load the model in the background once a page is shown, with the shown
+        character's persona ready in it (saved or evaluated), so the first reply is quicker."""
+        threading.Thread(
+            target=self._load_quietly, args=(tab,), name="rolecast-warm-up", daemon=True
+        ).start()
 
-    def _load_quietly(self) -> None:
+    def _load_quietly(self, tab: ChatTab | None) -> None:
         try:
-            self.llm()
+            if tab is None:
+                self.llm()
+            else:
+                tab.session.warm()  # loads the tab's model first
         except RolecastError as exc:  # shown again, to the user, on the first message
             log.warning("could not load the model: %s", exc)
 
@@ -207,7 +208,7 @@ class WebApp:
     def on_load(self, state: dict[str, Any] | None) -> Outputs:
         state = state if state is not None else {}
         tab = self.tab(state)
-        self.warm_up()
+        self.warm_up(tab)
         return (state, tab.character.id, *self.character_view(tab), *self.view(tab))
 
     def on_pick(self, cid: str, state: dict[str, Any]) -> Outputs:
@@ -218,6 +219,7 @@ class WebApp:
         if current is not None and current.streaming:
             current.stop()  # what was said so far stays in that character's chat
         tab = self.tab(state, cid)
+        self.warm_up(tab)
         return (state, *self.character_view(tab), *self.view(tab))
 
     def _run(self, state: dict[str, Any], stream: Iterator[ChatMessage]) -> Iterator[Outputs]:

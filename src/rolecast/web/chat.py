@@ -64,6 +64,7 @@ class ChatTab:
         self.character, self.index, self.order = character, index, order
         self._llm = llm
         self._session: Session | None = None
+        self._making = threading.Lock()
         self.images = images if images is not None else SceneImages(index)
         self.messages: list[ChatMessage] = []
         self.streaming = False
@@ -74,11 +75,12 @@ class ChatTab:
     @property
     def session(self) -> Session:
         """Made on first use: a page can show a character before its model has loaded."""
-        if self._session is None:
-            llm = self._llm if isinstance(self._llm, LLM) else self._llm()
-            order = self.order or llm.prompt_order
-            self._session = Session(self.character, self.index, llm, order=order)  # type: ignore[arg-type]
-        return self._session
+        with self._making:  # the page's warm-up and a first message may ask at once
+            if self._session is None:
+                llm = self._llm if isinstance(self._llm, LLM) else self._llm()
+                order = self.order or llm.prompt_order
+                self._session = Session(self.character, self.index, llm, order=order)  # type: ignore[arg-type]
+            return self._session
 
     # ------------------------------------------------------------ what the page shows
 
