@@ -114,3 +114,14 @@ def test_use_tokenises_with_the_cpp_sentencepiece(embedder) -> None:
     assert isinstance(embedder._model._sp, sentencepiece.SentencePieceProcessor)
     ids = embedder._model._sp.encode("你好 world", out_type=int, add_bos=True, add_eos=True)
     assert ids[0] != ids[-1] and len(ids) >= 4
+
+
+def test_no_warning_reaches_the_user_when_chinese_is_segmented() -> None:
+    import subprocess
+    import sys
+
+    code = "from rolecast.retrieval.lexical import tokenize; print(tokenize('今天的面多少钱'))"
+    done = subprocess.run(
+        [sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, check=True
+    )
+    assert "面" in done.stdout and done.stderr == ""

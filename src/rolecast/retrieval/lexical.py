@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from ..files import write_atomic
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _TOKENS = re.compile(
@@ -28,9 +30,7 @@ def _trimmed_dictionary(jieba_module) -> str:  # type: ignore[no-untyped-def]
     if not dest.is_file():
         with open(src, encoding="utf-8") as f:
             kept = [ln for ln in f if int(ln.split(" ", 2)[1]) >= JIEBA_MIN_FREQ]
-        tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
-        tmp.write_text("".join(kept), encoding="utf-8")
-        os.replace(tmp, dest)
+        write_atomic(dest, "".join(kept))
     return str(dest)
 
 
@@ -38,7 +38,9 @@ def _segmenter():  # type: ignore[no-untyped-def]
     """jieba with a trimmed dictionary, loaded on the first CJK text seen (~0.5 s)."""
     global _jieba
     if _jieba is None:
-        import jieba
+        with warnings.catch_warnings():  # jieba 0.42 imports pkg_resources, which warns
+            warnings.simplefilter("ignore")
+            import jieba
 
         jieba.setLogLevel(logging.WARNING)
         _jieba = jieba.Tokenizer(dictionary=_trimmed_dictionary(jieba))
