@@ -122,7 +122,7 @@ def test_unknown_character(argv, capsys) -> None:
 
 
 def test_progress_lines_in_a_log(capsys) -> None:
-    from rolecast.cli.main import _progress
+    from rolecast.cli.common import progress as _progress
 
     show = _progress("preparing")
     for done in range(0, 101, 5):
@@ -150,7 +150,7 @@ def test_ctrl_c_stops_the_reply_and_the_chat_goes_on(monkeypatch, capsys) -> Non
             yield chunk
 
     llm.stream = interrupted
-    monkeypatch.setattr("rolecast.backends.base.get_llm", lambda *_a, **_k: llm)
+    monkeypatch.setattr("rolecast.backends.spec.BackendSpec.open", lambda *_a, **_k: llm)
     lines = iter(["第一句", "第二句", "/quit"])
     monkeypatch.setattr("builtins.input", lambda _prompt: next(lines))
     assert main(["chat", "xiaoman"]) == 0
@@ -297,7 +297,7 @@ def scripted(monkeypatch, *replies):  # type: ignore[no-untyped-def]
     from rolecast.backends.scripted import ScriptedLLM
 
     llm = ScriptedLLM(replies)
-    monkeypatch.setattr("rolecast.backends.base.get_llm", lambda *_a, **_k: llm)
+    monkeypatch.setattr("rolecast.backends.spec.BackendSpec.open", lambda *_a, **_k: llm)
     return llm
 
 
@@ -352,7 +352,7 @@ def test_chat_connection_failure_says_to_check_the_server(monkeypatch, capsys) -
         s.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
     llm = OpenAILLM(model="m", base_url=url, api_key="k", retries=0, timeout=5)
-    monkeypatch.setattr("rolecast.backends.base.get_llm", lambda *_a, **_k: llm)
+    monkeypatch.setattr("rolecast.backends.spec.BackendSpec.open", lambda *_a, **_k: llm)
     assert main(["chat", "xiaoman", "--once", "你好"]) == 1
     captured = capsys.readouterr()
     assert "林小满" not in captured.out
@@ -395,10 +395,10 @@ def test_chat_goes_on_after_the_model_gives_no_answer(monkeypatch, capsys) -> No
 def test_chat_greets_before_the_model_is_ready_and_waits_for_it(monkeypatch, capsys) -> None:
     import threading
 
-    from rolecast.cli import main as cli_main
+    from rolecast.cli import chat as cli_chat
 
     release = threading.Event()
-    real_session = cli_main._session
+    real_session = cli_chat.open_session
     order: list[str] = []
 
     def slow_session(args, character=None):  # type: ignore[no-untyped-def]
@@ -415,7 +415,7 @@ def test_chat_greets_before_the_model_is_ready_and_waits_for_it(monkeypatch, cap
             return "你好"
         raise EOFError
 
-    monkeypatch.setattr(cli_main, "_session", slow_session)
+    monkeypatch.setattr(cli_chat, "open_session", slow_session)
     monkeypatch.setattr("builtins.input", typing)
     assert main(["chat", "xiaoman", "--backend", "echo"]) == 0
     assert "林小满: 你好" in capsys.readouterr().out  # the line waited for the model

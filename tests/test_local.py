@@ -181,10 +181,10 @@ def test_default_model_answers_a_chinese_question_in_character(tmp_path: Path, e
 
 
 def test_local_backend_defaults_to_the_split_order(monkeypatch) -> None:
-    from rolecast.cli import main as cli
+    from rolecast.cli import common, main
 
     built = []
-    monkeypatch.setattr(cli, "_load", lambda name: make_english_character())
+    monkeypatch.setattr(common, "load_character", lambda name: make_english_character())
     monkeypatch.setattr(
         "rolecast.session.Session.__init__", lambda self, *a, **kw: built.append(kw)
     )
@@ -206,5 +206,5 @@ def test_local_backend_defaults_to_the_split_order(monkeypatch) -> None:
         ),
         (["prompt", "mia", "hi", "--backend", "echo"], "classic"),
     ):
-        cli._session(cli.build_parser().parse_args(argv))
+        common.open_session(main.build_parser().parse_args(argv))
         assert built.pop()["order"] == order

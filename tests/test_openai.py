@@ -167,7 +167,7 @@ def _session(llm, tmp_path: Path, embedder) -> Session:
 
 
 def test_streams_a_reply_from_a_real_server(server: str, tmp_path: Path, embedder) -> None:
-    llm = OpenAILLM(base_url=server, model="smollm2", environ={})
+    llm = OpenAILLM(base_url=server, model="smollm2")
     s = _session(llm, tmp_path, embedder)
     line = "The cat is back and it took your fish!"
     chunks = list(llm.stream(s.prepare(line).assembly.messages, PARAMS))
@@ -181,7 +181,7 @@ def test_streams_a_reply_from_a_real_server(server: str, tmp_path: Path, embedde
 
 def test_429_with_retry_after_is_retried(proxy: FaultProxy, tmp_path: Path, embedder) -> None:
     waits: list[float] = []
-    llm = OpenAILLM(base_url=proxy.url, model="m", environ={}, sleep=waits.append)
+    llm = OpenAILLM(base_url=proxy.url, model="m", sleep=waits.append)
     proxy.plan.extend(["429", "500"])
     reply = _session(llm, tmp_path, embedder).reply("Hello there")
     assert reply and proxy.seen == ["429", "500", "pass"]
@@ -189,7 +189,7 @@ def test_429_with_retry_after_is_retried(proxy: FaultProxy, tmp_path: Path, embe
 
 
 def test_gives_up_after_the_retries(proxy: FaultProxy, tmp_path: Path, embedder) -> None:
-    llm = OpenAILLM(base_url=proxy.url, model="m", environ={}, retries=2, sleep=lambda _s: None)
+    llm = OpenAILLM(base_url=proxy.url, model="m", retries=2, sleep=lambda _s: None)
     proxy.plan.extend(["500"] * 3)
     s = _session(llm, tmp_path, embedder)
     with pytest.raises(BackendError, match=r"failed 3 times, last: 500"):
@@ -200,7 +200,7 @@ def test_gives_up_after_the_retries(proxy: FaultProxy, tmp_path: Path, embedder)
 def test_dropped_stream_is_not_retried_and_history_is_kept(
     proxy: FaultProxy, tmp_path: Path, embedder
 ) -> None:
-    llm = OpenAILLM(base_url=proxy.url, model="m", environ={}, sleep=lambda _s: None)
+    llm = OpenAILLM(base_url=proxy.url, model="m", sleep=lambda _s: None)
     s = _session(llm, tmp_path, embedder)
     s.reply("Hello")
     before = list(s.history)
@@ -214,7 +214,7 @@ def test_dropped_stream_is_not_retried_and_history_is_kept(
 
 
 def test_stalled_server_times_out(proxy: FaultProxy, tmp_path: Path, embedder) -> None:
-    llm = OpenAILLM(base_url=proxy.url, model="m", environ={}, timeout=0.5, retries=0)
+    llm = OpenAILLM(base_url=proxy.url, model="m", timeout=0.5, retries=0)
     proxy.plan.append("stall")
     s = _session(llm, tmp_path, embedder)
     started = time.monotonic()
@@ -227,7 +227,7 @@ def test_stalled_server_times_out(proxy: FaultProxy, tmp_path: Path, embedder) -
     "fault, message", [("401", "refused the API key"), ("404", "does not know the model 'm'")]
 )
 def test_bad_key_and_unknown_model_are_clear(proxy, tmp_path, embedder, fault, message) -> None:
-    llm = OpenAILLM(base_url=proxy.url, model="m", environ={}, sleep=lambda _s: None)
+    llm = OpenAILLM(base_url=proxy.url, model="m", sleep=lambda _s: None)
     proxy.plan.append(fault)
     with pytest.raises(BackendError, match=message):
         _session(llm, tmp_path, embedder).reply("Hello")
@@ -236,16 +236,21 @@ def test_bad_key_and_unknown_model_are_clear(proxy, tmp_path, embedder, fault, m
 
 def test_settings_come_from_the_environment_then_the_config_file(rolecast_home: Path) -> None:
     from rolecast import config
+    from rolecast.backends.spec import backend_spec
 
     config.write_setting("model", "from-file")
     env = {"ROLECAST_HOME": str(rolecast_home), "OPENAI_BASE_URL": "http://127.0.0.1:1/v1"}
-    llm = OpenAILLM(environ=env)
+    llm = backend_spec("openai", environ=env).open()
+    assert isinstance(llm, OpenAILLM)
     assert (llm.model, llm.base_url) == ("from-file", "http://127.0.0.1:1/v1")
     env["ROLECAST_MODEL"] = "from-env"
-    assert OpenAILLM(environ=env).model == "from-env"
-    assert OpenAILLM(model="explicit", environ=env).model == "explicit"
+    assert backend_spec("openai", environ=env).open().model == "from-env"
+    assert backend_spec("openai", "explicit", environ=env).open().model == "explicit"
     with pytest.raises(BackendError, match="needs an API key for api.openai.com"):
-        OpenAILLM(model="x", environ={"ROLECAST_HOME": str(rolecast_home)})
+        backend_spec("openai", "x", environ={"ROLECAST_HOME": str(rolecast_home)}).open()
+    # the backend itself reads no settings: what it is not given, it does not have
+    with pytest.raises(BackendError, match="needs a model"):
+        OpenAILLM(base_url="http://127.0.0.1:1/v1")
 
 
 def test_retry_after_forms() -> None:

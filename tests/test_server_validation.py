@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 import rolecast.server.app as server_app
 from rolecast.backends.base import LockedLLM
 from rolecast.backends.scripted import ScriptedLLM
+from rolecast.backends.spec import BackendSpec
 from rolecast.character.package import save_character
 from rolecast.errors import BackendError, InputError, ParseError
 from rolecast.server.allowed import Allowed
@@ -30,6 +31,11 @@ from rolecast.server.run import build_state
 from conftest import make_character, make_english_character
 
 KEY = "key-aaaa-1111"
+
+
+def opening(load: Any) -> Any:
+    """BackendSpec.open as ``load(name, model=..., **extra)``: what a test sees loaded."""
+    return lambda spec, **extra: load(spec.name, model=spec.model, **extra)
 
 
 @pytest.fixture
@@ -78,7 +84,7 @@ def no_loading(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         calls.append((args, kwargs))
         raise AssertionError(f"loaded {args} {kwargs}")
 
-    monkeypatch.setattr(server_app, "get_llm", refuse)
+    monkeypatch.setattr(BackendSpec, "open", opening(refuse))
     monkeypatch.setattr(server_app, "load_character", refuse)
     return calls
 
@@ -202,7 +208,7 @@ def test_a_slow_model_load_holds_up_no_other_request(
         assert release.wait(30)
         return ScriptedLLM(["慢。"])
 
-    monkeypatch.setattr(server_app, "get_llm", slow_get_llm)
+    monkeypatch.setattr(BackendSpec, "open", opening(slow_get_llm))
     got: list[Any] = []
     waiting = threading.Thread(target=lambda: got.append(post(client, line(model="xm@slow"))))
     waiting.start()
@@ -449,7 +455,7 @@ def test_no_error_body_shows_a_server_path(
     def unreadable_index(character: Any, embedder: str) -> Any:
         raise ParseError("bad index", chars / "indexes" / "mia.npz")
 
-    monkeypatch.setattr(server_app, "get_llm", missing_model)
+    monkeypatch.setattr(BackendSpec, "open", opening(missing_model))
     bodies.append(post(client, line(model="xm@gone")).text)
     monkeypatch.setattr(server_app, "load_index", unreadable_index)
     bodies.append(post(client, line("hi", model="mia")).text)

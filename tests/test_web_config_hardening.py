@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from rolecast import config
 from rolecast.backends.base import LockedLLM
 from rolecast.backends.scripted import ScriptedLLM
+from rolecast.backends.spec import BackendSpec
 from rolecast.character.package import save_character
 from rolecast.cli.main import main
 from rolecast.errors import InputError
@@ -37,6 +38,11 @@ from conftest import make_character, make_english_character
 CLEANER = ReplyCleaner.for_character(make_character())
 
 # ---------------------------------------------------------------- 11: ReplyCleaner.stream
+
+
+def opening(load: Any) -> Any:
+    """BackendSpec.open as ``load(name, model=..., **extra)``: what a test sees loaded."""
+    return lambda spec, **extra: load(spec.name, model=spec.model, **extra)
 
 
 def reference_clean(cleaner: ReplyCleaner, raw: str) -> str:
@@ -323,7 +329,7 @@ def _recording_get_llm(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]
         loaded.append((name, options.get("model")))
         return ScriptedLLM()
 
-    monkeypatch.setattr("rolecast.web.app.get_llm", get_llm)
+    monkeypatch.setattr(BackendSpec, "open", opening(get_llm))
     return loaded
 
 

@@ -83,7 +83,6 @@ class LocalLLM(LLM):
         seed: int | None = None,
         progress: Progress | None = None,
         verbose: bool = False,
-        **_: Any,
     ) -> None:
         try:
             import llama_cpp

@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .. import config
 from ..errors import BackendError, MissingDependencyError
 from .base import LLM, GenerationParams
 
 OPENAI_URL = "https://api.openai.com/v1"
+DEFAULT_TIMEOUT = 60.0  # seconds to wait for data
 MAX_STOPS = 4  # the OpenAI API accepts at most four stop sequences
 MAX_DELAY = 30.0  # seconds: the longest wait between two tries
 
@@ -71,17 +71,14 @@ class OpenAILLM(LLM):
         context_window: int | None = None,
         client: Any = None,
         sleep: Callable[[float], None] = time.sleep,
-        environ: Mapping[str, str] | None = None,
-        **_: Any,
     ) -> None:
         try:
             import openai
         except ImportError:
             raise MissingDependencyError("the openai backend", "openai", extra="openai") from None
         self._openai = openai
-        file = config.read_file(environ)
-        self.base_url = config.resolve("base_url", base_url, environ, file) or OPENAI_URL
-        key = config.resolve("api_key", api_key, environ, file)
+        self.base_url = base_url or OPENAI_URL
+        key = api_key
         if not key:
             if self.base_url == OPENAI_URL:
                 raise BackendError(
@@ -90,16 +87,13 @@ class OpenAILLM(LLM):
                     "'rolecast config set api_key KEY'; for a local server set ROLECAST_BASE_URL"
                 )
             key = "no-key"  # local servers take any key
-        model = config.resolve("model", model, environ, file)
         if not model:
             raise BackendError(
                 "the openai backend needs a model: pass --model, set ROLECAST_MODEL or run "
                 "'rolecast config set model NAME'"
             )
         self.model = model
-        seconds = float(
-            timeout if timeout is not None else config.resolve("timeout", None, environ, file) or 60
-        )
+        seconds = float(timeout if timeout is not None else DEFAULT_TIMEOUT)
         self.retries, self.backoff, self._sleep = retries, backoff, sleep
         self.context_window = context_window
         self._client = client or openai.OpenAI(

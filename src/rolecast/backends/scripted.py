@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
 
 from ..errors import BackendError
 from .base import LLM, GenerationParams
@@ -25,13 +24,13 @@ class ScriptedLLM(LLM):
         replies: Iterable[str | Sequence[str]] = (),
         context_window: int | None = None,
         chunk_size: int = 3,
-        **_: Any,
+        model: str | None = None,
     ) -> None:
         self.queue: deque[str | Sequence[str | BaseException]] = deque(replies)
         self.requests: list[tuple[list[dict[str, str]], GenerationParams]] = []
         self.context_window = context_window
         self.chunk_size = chunk_size
-        self.model = "scripted"
+        self.model = model or "scripted"  # a test may name the model it stands in for
 
     def enqueue(self, reply: str | Sequence[str | BaseException]) -> ScriptedLLM:
         self.queue.append(reply)
@@ -59,7 +58,7 @@ class EchoLLM(LLM):
 
     name = "echo"
 
-    def __init__(self, **_: Any) -> None:
+    def __init__(self) -> None:
         self.model = "echo"
 
     def stream(self, messages: Sequence[dict[str, str]], params: GenerationParams) -> Iterator[str]:

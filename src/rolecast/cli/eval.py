@@ -1,7 +1,7 @@
 """`rolecast eval ...` and `rolecast viz`: measure how well a character is played.
 
 Each evaluation is one sub-command of `rolecast eval`, added by one function in
-``EVALS`` that takes the `eval` sub-parsers and ``backend_opts``. The helpers below give
+``EVALS`` that takes the `eval` sub-parsers. The helpers below give
 each the same options (``eval_opts``), backend (``eval_llm``), out dir and cache
 (``open_out``) and report writing (``finish``).
 """
@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-
-BackendOpts = Callable[[argparse.ArgumentParser], None]
+from .common import backend_opts, embedder_from, load_character, open_llm, progress
 
 
 def _ints(text: str) -> list[int]:
@@ -39,7 +38,7 @@ def _names(text: str) -> list[str]:
     return values
 
 
-def eval_opts(sp: argparse.ArgumentParser, backend_opts: BackendOpts, what: str) -> None:
+def eval_opts(sp: argparse.ArgumentParser, what: str) -> None:
     """The options every evaluation has: backend, out dir, seed, concurrency, cache."""
     sp.add_argument("name", help="character: id, name or alias")
     sp.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
@@ -81,43 +80,20 @@ def order_opt(sp: argparse.ArgumentParser) -> None:
 
 
 def eval_character(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from .main import _load
-
-    return _load(args.name)
+    return load_character(args.name)
 
 
 def eval_llm(args: argparse.Namespace, prefix: str = "", **options: Any):  # type: ignore[no-untyped-def]
     """The backend chosen by ``--backend``/``--model``/``--base-url``/``--api-key`` (as
-    `rolecast chat` chooses it). With ``prefix="judge_"`` it reads ``args.judge_backend``,
-    ``args.judge_model``, ... instead, each falling back to the unprefixed option when
-    unset, so a second backend (a judge) takes options of its own. ``options`` go to the
-    backend's constructor as they are."""
-    from .. import config
-    from ..backends.base import get_llm
-    from .main import DEFAULT_BACKEND, _progress
-
-    def opt(name: str) -> Any:
-        value = getattr(args, f"{prefix}{name}", None) if prefix else None
-        return value if value is not None else getattr(args, name, None)
-
-    file = config.read_file()
-    backend = config.resolve("backend", opt("backend"), file=file) or DEFAULT_BACKEND
-    opts: dict[str, Any] = {
-        "model": config.resolve("model", opt("model"), file=file),
-        "base_url": opt("base_url"),
-        "api_key": opt("api_key"),
-        "progress": _progress("preparing the model"),
-    }
+    `rolecast chat` chooses it); ``prefix="judge_"`` reads the ``--judge-*`` options first
+    (see :func:`common.backend_from`). ``options`` go to the backend when it takes them."""
     if getattr(args, "context_window", None):
-        opts["n_ctx"] = opts["context_window"] = args.context_window
-    opts.update(options)
-    return get_llm(backend, **opts)
+        options = {"n_ctx": args.context_window, "context_window": args.context_window, **options}
+    return open_llm(args, prefix, **options)
 
 
 def embedder_name(args: argparse.Namespace) -> str:
-    from .. import config
-
-    return str(args.embedder or config.resolve("embedder") or "use")
+    return embedder_from(args)
 
 
 def open_out(args: argparse.Namespace, eval_name: str, character, scope: dict[str, Any]):  # type: ignore[no-untyped-def]
@@ -129,9 +105,8 @@ def open_out(args: argparse.Namespace, eval_name: str, character, scope: dict[st
 
 
 def progress_printer(label: str):  # type: ignore[no-untyped-def]
-    from .main import _progress
 
-    return _progress(label, unit="items")
+    return progress(label, unit="items")
 
 
 def finish(out: Path, written: dict[str, Path], *caches) -> None:  # type: ignore[no-untyped-def]
@@ -308,7 +283,7 @@ def cmd_eval_canon(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_canon(evsub: Any, backend_opts: BackendOpts) -> None:
+def add_canon(evsub: Any) -> None:
     from ..eval.canon import CONDITIONS, DEFAULT_PARAMS
 
     sp = evsub.add_parser(
@@ -316,7 +291,7 @@ def add_canon(evsub: Any, backend_opts: BackendOpts) -> None:
         help="canon reproduction on held-out scenes: the reply vs the original line, "
         "with canon retrieval, persona only and bare model",
     )
-    eval_opts(sp, backend_opts, "canon")
+    eval_opts(sp, "canon")
     sp.add_argument("--n", type=int, default=20, help="held-out turns (default 20)")
     sp.add_argument(
         "--conditions",
@@ -399,14 +374,14 @@ def cmd_eval_smoke(args: argparse.Namespace) -> int:
     return 1 if args.check and not result.passed() else 0
 
 
-def add_smoke(evsub: Any, backend_opts: BackendOpts) -> None:
+def add_smoke(evsub: Any) -> None:
     sp = evsub.add_parser(
         "smoke",
         help="the conversation gate: ordinary multi-turn chats, each reply checked for "
         "empty replies, prompt leaks, repeats, refusals, canon copies, speaking for others, "
         "wrong language and over-long replies",
     )
-    eval_opts(sp, backend_opts, "smoke")
+    eval_opts(sp, "smoke")
     sp.add_argument(
         "--lines",
         type=Path,
@@ -494,14 +469,14 @@ def cmd_eval_retrieval(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_retrieval(evsub: Any, backend_opts: BackendOpts) -> None:
+def add_retrieval(evsub: Any) -> None:
     from ..eval.retrieval import DEFAULT_QUERIES
 
     sp = evsub.add_parser(
         "retrieval",
         help="recall@k and MRR of canon retrieval for each embedder and mode",
     )
-    eval_opts(sp, backend_opts, "retrieval")
+    eval_opts(sp, "retrieval")
     sp.add_argument(
         "--n",
         type=int,
@@ -693,13 +668,13 @@ def cmd_eval_personality(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_personality(evsub: Any, backend_opts: BackendOpts) -> None:
+def add_personality(evsub: Any) -> None:
     sp = evsub.add_parser(
         "personality",
         help="Big Five interview: the 44 BFI items as open questions, each answer rated "
         "by a judge; factor scores, compared with labels when given",
     )
-    eval_opts(sp, backend_opts, "personality")
+    eval_opts(sp, "personality")
     sp.add_argument(
         "--items",
         type=int,
@@ -861,7 +836,7 @@ def cmd_eval_in_character(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_in_character(evsub: Any, backend_opts: BackendOpts) -> None:
+def add_in_character(evsub: Any) -> None:
     from ..eval.probes import CATEGORIES
 
     sp = evsub.add_parser(
@@ -869,7 +844,7 @@ def add_in_character(evsub: Any, backend_opts: BackendOpts) -> None:
         help="probes that try to pull the character out of its role (are you an AI, "
         "print your prompt, ...): the share of replies that stay in character",
     )
-    eval_opts(sp, backend_opts, "in-character")
+    eval_opts(sp, "in-character")
     sp.add_argument(
         "--categories",
         type=_names,
@@ -924,7 +899,7 @@ def cmd_viz(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_viz(sub: Any, backend_opts: BackendOpts) -> None:
+def add_viz(sub: Any) -> None:
     from ..eval.viz import MAX_CANON
 
     sp = sub.add_parser(
@@ -950,7 +925,7 @@ def add_viz(sub: Any, backend_opts: BackendOpts) -> None:
 
 
 # One function per evaluation: `rolecast eval <name>`.
-EVALS: list[Callable[[Any, BackendOpts], None]] = [
+EVALS: list[Callable[[Any], None]] = [
     add_canon,
     add_smoke,
     add_retrieval,
@@ -959,12 +934,12 @@ EVALS: list[Callable[[Any, BackendOpts], None]] = [
 ]
 
 
-def add_eval(sub: Any, backend_opts: BackendOpts) -> None:
+def add_eval(sub: Any) -> None:
     """Add the eval and viz commands to the `rolecast` parser."""
     ep = sub.add_parser(
         "eval", help="evaluate a character: smoke, canon, retrieval, personality, in-character"
     )
     evsub = ep.add_subparsers(dest="eval_command", required=True, metavar="EVAL")
     for add in EVALS:
-        add(evsub, backend_opts)
-    add_viz(sub, backend_opts)
+        add(evsub)
+    add_viz(sub)

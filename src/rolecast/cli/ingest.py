@@ -8,18 +8,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import config
 from ..errors import InputError, RolecastError
+from .common import backend_opts, open_llm, progress
 
 
 def _steps() -> Callable[[str, int, int], None]:
-    from .main import _progress
 
     printers: dict[str, Callable[[int, int], None]] = {}
 
     def show(step: str, done: int, total: int) -> None:
         if step not in printers:
-            printers[step] = _progress(step, unit="lines" if step != "frames" else "frames")
+            printers[step] = progress(step, unit="lines" if step != "frames" else "frames")
         printers[step](done, total)
 
     return show
@@ -147,16 +146,7 @@ def cmd_package(args: argparse.Namespace) -> int:
         raise RolecastError(f"a character {dest.name!r} already exists at {dest}; use --force")
     persona = None
     if not args.no_persona:
-        from ..backends.base import get_llm
-
-        file = config.read_file()
-        backend = config.resolve("backend", args.backend, file=file) or "local"
-        options: dict[str, Any] = {
-            "model": config.resolve("model", args.model, file=file),
-            "base_url": args.base_url,
-            "api_key": args.api_key,
-        }
-        persona = draft_persona(get_llm(backend, **options))
+        persona = draft_persona(open_llm(args))
     c = package(
         work,
         args.speaker,
@@ -175,7 +165,7 @@ def cmd_package(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_ingest(sub: Any, backend_opts: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_ingest(sub: Any) -> None:
     p = sub.add_parser("ingest", help="build a character from subtitled episodes")
     steps = p.add_subparsers(dest="step", required=True, metavar="STEP")
     sp = steps.add_parser("episode", help="read subtitles, cut clips, take frames")

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import config
 from ..errors import InputError, RolecastError, VoiceError
+from .common import backend_from, backend_opts, progress
 
 DEFAULT_AUDIO_DIR = "rolecast-audio"
 NO_PLAYER = (
@@ -47,7 +47,7 @@ def voice_opts(sp: argparse.ArgumentParser) -> None:
     )
 
 
-def add_voice(sub: Any, backend_opts: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_voice(sub: Any) -> None:
     """Add the `say` command to the `rolecast` parser."""
     sp = sub.add_parser(
         "say",
@@ -85,20 +85,12 @@ def _tts_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _lazy_llm(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The LLM that translates, made only when a translation is not in the cache."""
-    from ..backends.base import get_llm
     from ..voice.translate import LazyLLM
-    from .main import DEFAULT_BACKEND, _progress
 
-    file = config.read_file()
-    backend = config.resolve("backend", args.backend, file=file) or DEFAULT_BACKEND
-    model = config.resolve("model", args.model, file=file)
-    options = {
-        "model": model,
-        "base_url": args.base_url,
-        "api_key": args.api_key,
-        "progress": _progress("preparing the model"),
-    }
-    return LazyLLM(lambda: get_llm(backend, **options), backend, model)
+    spec = backend_from(args)
+    return LazyLLM(
+        lambda: spec.open(progress=progress("preparing the model")), spec.name, spec.model
+    )
 
 
 def make_speaker(args: argparse.Namespace, character, llm=None):  # type: ignore[no-untyped-def]

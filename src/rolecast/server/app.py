@@ -28,7 +28,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..backends.base import LLM, GenerationParams, LockedLLM, get_llm, shared
+from ..backends.base import LLM, GenerationParams, LockedLLM, shared
+from ..backends.spec import BackendSpec
 from ..character import store as characters
 from ..character.model import Character
 from ..character.package import TOML, load_character
@@ -127,7 +128,7 @@ class ServerState:
     keys: Keys
     backend: str = "local"
     model: str | None = None
-    llm_options: dict[str, Any] = field(default_factory=dict)
+    spec: BackendSpec | None = None  # the backend with its settings (default: backend, model)
     embedder: str = "use"
     max_body: int = MAX_BODY
     body_timeout: float = BODY_TIMEOUT  # seconds a client has to send its request body
@@ -145,6 +146,9 @@ class ServerState:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
+        if self.spec is None:
+            self.spec = BackendSpec(name=self.backend, model=self.model)
+        self.backend, self.model = self.spec.name, self.spec.model
         self.allowed = Allowed.parse(self.models, self.model)
         self._indexes = BoundedCache(self.max_loaded_characters)
         self._llms = BoundedCache(self.max_loaded_models)
@@ -213,7 +217,8 @@ class ServerState:
 
         def load() -> LLM:
             try:
-                return shared(get_llm(self.backend, model=model, **self.llm_options))
+                assert self.spec is not None
+                return shared(self.spec.with_model(model).open())
             except UnknownNameError as exc:
                 log.warning("backend model %r not loaded: %s", model, exc)
                 raise not_found(model or self.backend) from None

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from .. import config
+from ..backends.spec import BackendSpec
 from ..character import store as characters
 from ..errors import InputError
 from .allowed import Allowed
@@ -23,9 +23,8 @@ def build_state(
     *,
     api_keys: Sequence[str] = (),
     database_url: str | None = None,
-    backend: str = "local",
+    backend: BackendSpec | str = "local",
     model: str | None = None,
-    llm_options: dict[str, Any] | None = None,
     embedder: str = "use",
     rate: int = RATE_PER_MINUTE,
     max_body: int = MAX_BODY,
@@ -38,7 +37,8 @@ def build_state(
     installed character with the default backend model."""
     env = os.environ if environ is None else environ
     keys = Keys.parse(api_keys, env.get("ROLECAST_SERVER_KEYS"))
-    allowed = Allowed.parse(models, model)  # before anything is opened: a wrong list stops here
+    spec = backend if isinstance(backend, BackendSpec) else BackendSpec(name=backend, model=model)
+    allowed = Allowed.parse(models, spec.model)  # before anything opens: a wrong list stops here
     installed = characters.package_dirs(environ)
     missing = [c for c in allowed.characters() if c not in installed]
     if missing:
@@ -51,9 +51,7 @@ def build_state(
     return ServerState(
         store=store,
         keys=keys,
-        backend=backend,
-        model=model,
-        llm_options=llm_options or {},
+        spec=spec,
         embedder=embedder,
         max_body=max_body,
         body_timeout=body_timeout,

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..backends.base import LLM, get_llm, shared
+from ..backends.base import LLM, shared
+from ..backends.spec import BackendSpec
 from ..character import store
 from ..character.package import IMAGES, load_character
 from ..errors import InputError, RolecastError
@@ -39,15 +40,16 @@ class WebApp:
     def __init__(
         self,
         default: str | None = None,
-        backend: str = "local",
+        backend: BackendSpec | str = "local",
         model: str | None = None,
         embedder: str = "use",
-        llm_options: dict[str, Any] | None = None,
         allowed_models: Iterable[str] = (),
     ) -> None:
         self.default = store.load(default or store.DEFAULT_CHARACTER).id
-        self.backend, self.model, self.embedder = backend, model, embedder
-        self.llm_options = llm_options or {}
+        self.spec = (
+            backend if isinstance(backend, BackendSpec) else BackendSpec(name=backend, model=model)
+        )
+        self.backend, self.model, self.embedder = self.spec.name, self.spec.model, embedder
         # what the settings panel may load: never a path or hf: download the operator did not name
         self.models = ModelPolicy(model, tuple(allowed_models))
         self._indexes: dict[str, tuple[CanonIndex, SceneImages]] = {}
@@ -83,7 +85,10 @@ class WebApp:
         key = (backend or self.backend, model if model is not None else self.model)
         with self._lock:
             if key not in self._llms:
-                self._llms[key] = shared(get_llm(key[0], model=key[1], **self.llm_options))
+                spec = self.spec
+                if key[0] != spec.name:  # another backend picked in the settings: its defaults
+                    spec = BackendSpec(key[0], None, spec.base_url, spec.api_key, spec.timeout)
+                self._llms[key] = shared(spec.with_model(key[1]).open())
             return self._llms[key]
 
     def warm_up(self, tab: ChatTab | None = None) -> None:
