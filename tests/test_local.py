@@ -208,3 +208,40 @@ def test_local_backend_defaults_to_the_split_order(monkeypatch) -> None:
     ):
         common.open_session(main.build_parser().parse_args(argv))
         assert built.pop()["order"] == order
+
+
+def test_prompt_counts_with_the_models_tokenizer_and_loads_no_weights(
+    smollm2: LocalLLM, tmp_path: Path, embedder, capsys, rolecast_home: Path, monkeypatch
+) -> None:
+    import json
+
+    from rolecast.character.package import save_character
+    from rolecast.cli.main import main
+
+    c = make_english_character()
+    save_character(c, rolecast_home / "characters" / "mia")
+    line = "The cat is back and it took your fish!"
+    loaded = Session(c, load_index(c, embedder, tmp_path), smollm2, order="split")
+    expected = loaded.prepare(line).assembly.parts
+    counter = LocalLLM(model="smollm2", n_ctx=2048, vocab_only=True)
+    assert counter.token_counter().count(line) == smollm2.token_counter().count(line)
+    with pytest.raises(BackendError, match="count tokens only"):
+        next(counter.stream([{"role": "user", "content": "hi"}], GenerationParams()))
+    assert counter.warm([{"role": "system", "content": "x"}]) == "none"
+    import functools
+
+    made: list[dict] = []
+    real = LocalLLM.__init__
+
+    @functools.wraps(real)  # the same signature: BackendSpec gives it what LocalLLM takes
+    def spy(self, **k):  # type: ignore[no-untyped-def]
+        made.append(k)
+        real(self, **k)
+
+    monkeypatch.setattr(LocalLLM, "__init__", spy)
+    argv = ["prompt", "mia", line, "--json", "--model", "smollm2", "--embedder", "use"]
+    assert main(argv) == 0
+    assert [k.get("vocab_only") for k in made] == [True]
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["parts"]["line"] == expected["line"]
+    assert shown["parts"]["persona"] == expected["persona"]

@@ -83,7 +83,10 @@ class LocalLLM(LLM):
         seed: int | None = None,
         progress: Progress | None = None,
         verbose: bool = False,
+        vocab_only: bool = False,
     ) -> None:
+        """``vocab_only``: load the tokenizer and not the weights (under a second), for what
+        only counts tokens (``rolecast prompt``); such a backend cannot generate."""
         try:
             import llama_cpp
             import llama_cpp.llama
@@ -93,6 +96,9 @@ class LocalLLM(LLM):
         options: dict[str, Any] = {"n_ctx": n_ctx, "n_threads": n_threads or os.cpu_count() or 1}
         if seed is not None:
             options["seed"] = seed
+        if vocab_only:
+            options["vocab_only"] = True
+        self.vocab_only = vocab_only
         try:
             with _no_weight_repacking(llama_cpp.llama):
                 self._llm = llama_cpp.Llama(model_path=str(path), verbose=verbose, **options)
@@ -107,6 +113,8 @@ class LocalLLM(LLM):
         self._version = llama_cpp.__version__
 
     def stream(self, messages: Sequence[dict[str, str]], params: GenerationParams) -> Iterator[str]:
+        if self.vocab_only:
+            raise BackendError(f"{self.model} was loaded to count tokens only, not to reply")
         extra: dict[str, Any] = {}
         banned = self._first_tokens(params.avoid)
         if banned:
@@ -144,7 +152,7 @@ class LocalLLM(LLM):
         saved for this model, build, context size and prefix, else evaluated now and saved
         there (atomically). A saved state for anything else, or a damaged one, is never
         loaded: it is rebuilt."""
-        if not prefix:
+        if not prefix or self.vocab_only:
             return "none"
         key = {
             "model": self.model,
@@ -172,7 +180,7 @@ class LocalLLM(LLM):
         return "built"
 
     def prefill(self, prefix: Sequence[dict[str, str]]) -> str:
-        if not prefix:
+        if not prefix or self.vocab_only:
             return "none"
         self._evaluate_prefix(prefix)  # what the KV cache holds already is not evaluated again
         return "evaluated"

@@ -36,7 +36,7 @@ def add_chat(sub: Any) -> None:
 
 
 def cmd_prompt(args: argparse.Namespace) -> int:
-    session = open_session(args)
+    session = open_session(args, replies=False)  # counts tokens; loads no model weights
     report = session.prepare(args.text, args.as_role)
     a = report.assembly
     if args.json:

@@ -147,9 +147,12 @@ def embedder_from(args: argparse.Namespace) -> str:
     return embedder_name(getattr(args, "embedder", None))
 
 
-def open_session(args: argparse.Namespace, character: Character | None = None) -> Session:
+def open_session(
+    args: argparse.Namespace, character: Character | None = None, replies: bool = True
+) -> Session:
     """A session with the character the options name, their backend and embedder. A wrong
-    backend or embedder name fails before anything loads."""
+    backend or embedder name fails before anything loads. ``replies=False``: the session
+    only assembles prompts, and a local model loads its tokenizer, not its weights."""
     from ..retrieval.index import load_index
     from ..session import Session
 
@@ -157,5 +160,6 @@ def open_session(args: argparse.Namespace, character: Character | None = None) -
     embedder = embedder_from(args)
     character = character or load_character(args.name)
     index = load_index(character, embedder)
-    llm = spec.open(progress=progress("preparing the model"))
+    extra = {} if replies else {"vocab_only": True}
+    llm = spec.open(progress=progress("preparing the model"), **extra)
     return Session(character, index, llm, order=args.order or llm.prompt_order)
