@@ -5,7 +5,7 @@ speed with and without llama.cpp's weight repacking, and what a person waits for
 saved state, and later turns; and (quant) what re-quantizing the model for llama.cpp's repacked
 4-bit kernels buys in prompt speed and costs in likelihood of the canon's own text.
 
-    python benchmarks/bench_backends.py [--model qwen2.5-0.5b] [--turns 4] [--tokens 48]
+    python benchmarks/bench_backends.py [--model qwen2.5-coder-0.5b] [--turns 4] [--tokens 48]
         [--parts decode,kv,ttft,prompt,chat,quant]
 
 Run it on a quiet machine: llama.cpp's threads spin and slow down badly when the cores are shared.
@@ -351,7 +351,7 @@ def chat_waits(model: str, repeat: int, turns: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="qwen2.5-0.5b")
+    ap.add_argument("--model", default="qwen2.5-coder-0.5b")
     ap.add_argument("--turns", type=int, default=4)
     ap.add_argument("--tokens", type=int, default=48)
     ap.add_argument("--repeat", type=int, default=3)

@@ -70,7 +70,7 @@ def test_whole_pipeline_with_a_real_model(smollm2: LocalLLM, tmp_path: Path, emb
 
 
 def test_unknown_model_lists_the_catalogue() -> None:
-    with pytest.raises(UnknownNameError, match="unknown model 'gpt-7'.*qwen2.5-0.5b.*smollm2"):
+    with pytest.raises(UnknownNameError, match="unknown model 'gpt-7'.*qwen2.5-coder-0.5b.*smollm2"):
         models.resolve_model("gpt-7")
 
 
@@ -83,12 +83,13 @@ def test_default_model_is_assembled_verified_and_reused(rolecast_home: Path) -> 
     seen: list[tuple[int, int]] = []
     path = models.resolve_model(None, progress=lambda d, n: seen.append((d, n)))
     assert path.parent == rolecast_home / "models"
-    assert path.stat().st_size == models.MODELS["qwen2.5-0.5b"].size
+    assert path.stat().st_size == models.MODELS["qwen2.5-coder-0.5b"].size
     assert seen[-1] == (path.stat().st_size,) * 2
     with open(path, "rb") as f:
         assert f.read(4) == b"GGUF"
     seen.clear()
     assert models.resolve_model("qwen") == path and not seen  # verified once, then reused
+    assert models.resolve_model("qwen2.5-0.5b") == path  # the name it had before
 
 
 def test_a_damaged_part_is_refused_and_nothing_is_left(tmp_path: Path, monkeypatch) -> None:

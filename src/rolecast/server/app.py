@@ -2,7 +2,7 @@
 ``POST /v1/audio/speech`` speaks (see ``speech.py``).
 
 ``model`` is a character (``"xiaoman"``) or a character and a backend model
-(``"xiaoman@qwen2.5-0.5b"``). Without a session id the request is stateless: the client's
+(``"xiaoman@qwen2.5-coder-0.5b"``). Without a session id the request is stateless: the client's
 messages are the history, fitted into the budget with the retrieved canon. With one (header
 ``X-Session-Id`` or the ``user`` field) the server keeps the history; the client sends the new
 line. Errors have OpenAI's shape: ``{"error": {"message", "type", "code"}}``.
