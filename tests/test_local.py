@@ -246,3 +246,22 @@ def test_prompt_counts_with_the_models_tokenizer_and_loads_no_weights(
     shown = json.loads(capsys.readouterr().out)
     assert shown["parts"]["line"] == expected["line"]
     assert shown["parts"]["persona"] == expected["persona"]
+
+
+def test_a_model_a_package_carries_whole_is_checked_once_and_when_it_changes(
+    tmp_path: Path, monkeypatch, rolecast_home: Path
+) -> None:
+    spec = _fake_model(tmp_path, monkeypatch, "fake_model_whole")
+    whole = tmp_path / "whole.gguf"
+    whole.write_bytes(b"GGUF" + b"x" * 12 + b"y" * 16)
+    hashed: list[Path] = []
+    real = models._sha256
+    monkeypatch.setattr(models, "_sha256", lambda p: hashed.append(p) or real(p))
+    assert models.verified(spec, whole, tmp_path / "stamps") == whole and hashed == [whole]
+    assert models.verified(spec, whole, tmp_path / "stamps") == whole and hashed == [whole]
+    whole.write_bytes(b"GGUF" + b"z" * (spec.size - 4))  # damaged in place, same size
+    os.utime(whole, ns=(whole.stat().st_atime_ns, whole.stat().st_mtime_ns + 10**9))
+    with pytest.raises(BackendError, match="damaged \\(its sha256 differs\\).*pip install fake"):
+        models.verified(spec, whole, tmp_path / "stamps")
+    assert models.resolve_model("smollm2").name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert (rolecast_home / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf.sha256").is_file()

@@ -35,8 +35,6 @@ class GenerationParams:
 
 class LLM:
     name: ClassVar[str] = "base"
-    can_stream: ClassVar[bool] = True
-    needs_key: ClassVar[bool] = False
     thread_safe: ClassVar[bool] = False  # may stream several replies at once from threads
     context_window: int | None = None  # tokens, when known
     model: str = ""

@@ -109,6 +109,22 @@ def _write_stamp(stamp: Path, text: str) -> None:
     os.replace(tmp, stamp)
 
 
+def verified(spec: ModelSpec, path: Path, stamps: Path) -> Path:
+    """``path`` (a model file a package carries whole) once its sha256 is checked: hashed on
+    first use and again whenever its size or mtime changes; a stamp in ``stamps`` says so."""
+    if not path.is_file() or path.stat().st_size != spec.size:
+        raise BackendError(f"model file {path} is missing or damaged: {spec.install}")
+    stamp = stamps / (spec.filename + ".sha256")
+    now = _stamp_text(spec, path)
+    if stamp.is_file() and stamp.read_text() == now:
+        return path
+    if _sha256(path) != spec.sha256:
+        raise BackendError(f"model file {path} is damaged (its sha256 differs): {spec.install}")
+    stamps.mkdir(parents=True, exist_ok=True)
+    _write_stamp(stamp, now)
+    return path
+
+
 def assemble(spec: ModelSpec, dest_dir: Path, progress: Progress | None = None) -> Path:
     """Concatenate the parts of ``spec`` into ``dest_dir``, verified, atomically.
 
@@ -163,10 +179,7 @@ def resolve_model(
     if name in MODELS:
         spec = MODELS[name]
         if len(spec.parts) == 1:  # the package carries the whole file: use it where it lies
-            path = _part_path(*spec.parts[0], spec)
-            if not path.is_file() or path.stat().st_size != spec.size:
-                raise BackendError(f"model file {path} is missing or damaged: {spec.install}")
-            return path
+            return verified(spec, _part_path(*spec.parts[0], spec), models_dir(environ))
         return assemble(spec, models_dir(environ), progress)
     if name.startswith("hf:"):
         return _from_hub(name[3:])

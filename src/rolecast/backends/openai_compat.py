@@ -58,7 +58,6 @@ def _penalties(params: GenerationParams) -> dict[str, float]:
 class OpenAILLM(LLM):
     thread_safe = True  # one HTTP client, one request per stream
     name = "openai"
-    needs_key = True
 
     def __init__(
         self,
