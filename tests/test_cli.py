@@ -442,3 +442,17 @@ def test_chat_evaluates_the_next_prompts_start_after_each_reply(monkeypatch, cap
     typed(monkeypatch, "你好", "面多少钱？", "/quit")
     assert main(["chat", "xiaoman", "--backend", "echo", "--order", "split"]) == 0
     assert filled == [3, 5]  # persona + the history after each reply, in the background
+
+
+def test_the_readme_lists_every_command_as_help_does() -> None:
+    from rolecast.cli.main import command_list
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- commands: scripts/readme-commands -->\n```text\n", 1)[1]
+    assert block.split("```\n<!-- /commands -->", 1)[0] == command_list(), (
+        "the README's command list is stale: run scripts/readme-commands"
+    )
+    listed = command_list()
+    for command in ("rolecast chat [NAME]", "rolecast eval smoke NAME", "rolecast ingest label"):
+        assert command in listed
+    assert max(len(line) for line in listed.splitlines()) <= 100

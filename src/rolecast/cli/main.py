@@ -14,6 +14,7 @@ from .. import __version__
 from ..errors import RolecastError
 from . import apps, characters, chat, eval, ingest, voice
 
+README_WIDTH = 100  # the command list's lines in the README
 # the commands in the order `rolecast --help` lists them
 COMMANDS: tuple[Callable[[Any], None], ...] = (
     characters.add_list,
@@ -45,6 +46,43 @@ def build_parser() -> argparse.ArgumentParser:
     for add in COMMANDS:
         add(sub)
     return p
+
+
+def command_list() -> str:
+    """Every command with its arguments and what it does, as the README lists them: made
+    from the parser itself, so the README cannot drift from `--help` (a test compares)."""
+    rows: list[tuple[str, str]] = []
+
+    def walk(parser: argparse.ArgumentParser, words: list[str]) -> None:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            return
+        helps = {a.dest: a.help or "" for a in subs[0]._choices_actions}
+        for name, sp in subs[0].choices.items():
+            if name not in helps:  # an alias of a command already listed
+                continue
+            args = []
+            for a in sp._actions:
+                if a.option_strings or isinstance(a, argparse._SubParsersAction):
+                    continue
+                shown = a.metavar if isinstance(a.metavar, str) else a.dest.upper()
+                args.append(f"[{shown}]" if a.nargs in ("?", "*") else shown)
+            nested = any(isinstance(a, argparse._SubParsersAction) for a in sp._actions)
+            if not nested:
+                rows.append((" ".join(["rolecast", *words, name, *args]), helps[name]))
+            walk(sp, [*words, name])
+
+    walk(build_parser(), [])
+    import textwrap
+
+    width = max(len(command) for command, _ in rows) + 2
+    lines = []
+    for command, what in rows:
+        for i, part in enumerate(
+            textwrap.wrap(what, README_WIDTH - width - 2, break_on_hyphens=False) or [""]
+        ):
+            lines.append(f"{command if i == 0 else '':<{width}}# {part}".rstrip())
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
