@@ -70,7 +70,55 @@ class LLM:
         """Release resources (models, connections)."""
 
 
-class LockedLLM(LLM):
+class WrappedLLM(LLM):
+    """A backend seen through a wrapper: what the wrapper does not change (its name, model,
+    context window, prompt order, calls) is the inner backend's."""
+
+    def __init__(self, inner: LLM) -> None:
+        self.inner = inner
+
+    @property  # type: ignore[override]
+    def name(self) -> str:  # type: ignore[override]
+        return self.inner.name
+
+    @property  # type: ignore[override]
+    def context_window(self) -> int | None:  # type: ignore[override]
+        return self.inner.context_window
+
+    @property  # type: ignore[override]
+    def model(self) -> str:  # type: ignore[override]
+        return self.inner.model
+
+    @property  # type: ignore[override]
+    def prompt_order(self) -> str:  # type: ignore[override]
+        return self.inner.prompt_order
+
+    @property  # type: ignore[override]
+    def canon_budget(self) -> int | None:  # type: ignore[override]
+        return self.inner.canon_budget
+
+    def __getattr__(self, attr: str) -> Any:  # anything else the inner backend has
+        if attr == "inner":  # not set yet (a copy being made): no recursion
+            raise AttributeError(attr)
+        return getattr(self.inner, attr)
+
+    def stream(self, messages: Sequence[dict[str, str]], params: GenerationParams) -> Iterator[str]:
+        return self.inner.stream(messages, params)
+
+    def token_counter(self) -> TokenCounter | None:
+        return self.inner.token_counter()
+
+    def warm(self, prefix: Sequence[dict[str, str]]) -> str:
+        return self.inner.warm(prefix)
+
+    def prefill(self, prefix: Sequence[dict[str, str]]) -> str:
+        return self.inner.prefill(prefix)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class LockedLLM(WrappedLLM):
     """A backend shared by threads that must not generate at once (an in-process model).
 
     A reply holds the lock from its first chunk until its generator ends or is closed: a
@@ -78,13 +126,8 @@ class LockedLLM(LLM):
     """
 
     def __init__(self, inner: LLM) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.lock = threading.Lock()
-        self.name = inner.name  # type: ignore[misc]
-        self.context_window = inner.context_window
-        self.model = inner.model
-        self.prompt_order = inner.prompt_order  # type: ignore[misc]
-        self.canon_budget = inner.canon_budget  # type: ignore[misc]
 
     def stream(
         self,
@@ -107,9 +150,6 @@ class LockedLLM(LLM):
         finally:
             self.lock.release()
 
-    def token_counter(self) -> TokenCounter | None:
-        return self.inner.token_counter()
-
     def warm(self, prefix: Sequence[dict[str, str]]) -> str:
         with self.lock:
             return self.inner.warm(prefix)
@@ -117,9 +157,6 @@ class LockedLLM(LLM):
     def prefill(self, prefix: Sequence[dict[str, str]]) -> str:
         with self.lock:
             return self.inner.prefill(prefix)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def shared(llm: LLM) -> LLM:

@@ -28,7 +28,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..backends.base import LLM, GenerationParams, LockedLLM, shared
+from ..backends.base import LLM, GenerationParams, LockedLLM, WrappedLLM, shared
 from ..backends.spec import BackendSpec
 from ..character import store as characters
 from ..character.model import Character
@@ -70,17 +70,12 @@ MAX_LOADED_VOICES = 4
 WORKER_THREADS = 256  # concurrent requests in threads (a streaming reply holds one throughout)
 
 
-class TimedLLM(LLM):
+class TimedLLM(WrappedLLM):
     """One request's view of the shared backend: counts the time spent waiting on it, and
     ends its generation (``ClientGone``) at the next chunk once ``stop`` is set."""
 
     def __init__(self, inner: LLM) -> None:
-        self.inner = inner
-        self.name = inner.name  # type: ignore[misc]
-        self.context_window = inner.context_window
-        self.model = inner.model
-        self.prompt_order = inner.prompt_order  # type: ignore[misc]
-        self.canon_budget = inner.canon_budget  # type: ignore[misc]
+        super().__init__(inner)
         self.waited = 0.0
         self.called_at: float | None = None
         self.first_chunk_at: float | None = None
@@ -110,9 +105,6 @@ class TimedLLM(LLM):
             raise ClientGone
         finally:
             getattr(chunks, "close", lambda: None)()  # the backend's lock goes with it, now
-
-    def token_counter(self):  # type: ignore[no-untyped-def]
-        return self.inner.token_counter()
 
     def warm(self, prefix):  # type: ignore[no-untyped-def]
         start = time.perf_counter()
