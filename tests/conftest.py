@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+from servers import free_port
 
 from rolecast.character.model import Character, Line, Scene
 
@@ -132,7 +133,6 @@ def _pg_bin() -> Path | None:
 def postgres_url():  # type: ignore[no-untyped-def]
     """A real PostgreSQL server on 127.0.0.1 for the session (Debian's postgresql package)."""
     import shutil
-    import socket
     import subprocess
 
     bin_dir = _pg_bin()
@@ -151,9 +151,7 @@ def postgres_url():  # type: ignore[no-untyped-def]
         as_postgres = ["runuser", "-u", "postgres", "--"]
         shutil.chown(base, "postgres")
         shutil.chown(sock, "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
 
     def run(*cmd: str) -> None:
         done = subprocess.run([*as_postgres, *cmd], capture_output=True, timeout=120)

@@ -344,13 +344,11 @@ def test_chat_prints_the_name_only_with_the_reply(monkeypatch, capsys) -> None:
 
 def test_chat_connection_failure_says_to_check_the_server(monkeypatch, capsys) -> None:
     pytest.importorskip("openai")
-    import socket
+    from servers import free_port
 
     from rolecast.backends.openai_compat import OpenAILLM
 
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"  # a port nothing listens on
     llm = OpenAILLM(model="m", base_url=url, api_key="k", retries=0, timeout=5)
     monkeypatch.setattr("rolecast.backends.spec.BackendSpec.open", lambda *_a, **_k: llm)
     assert main(["chat", "xiaoman", "--once", "你好"]) == 1

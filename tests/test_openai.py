@@ -10,12 +10,12 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from servers import free_port, wait_for_url
 
 from rolecast.backends.base import GenerationParams
 from rolecast.backends.models import resolve_model
@@ -29,16 +29,10 @@ from conftest import make_english_character
 PARAMS = GenerationParams(max_tokens=24, seed=1)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     """llama.cpp's OpenAI-compatible server with SmolLM2, on loopback."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     cmd = [
         sys.executable,
@@ -56,17 +50,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/models", timeout=2) as answer:
-                answer.read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"llama.cpp server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.3)
+    wait_for_url(url + "/models", proc, log)
     yield url
     proc.terminate()
     proc.wait(timeout=30)

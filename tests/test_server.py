@@ -6,15 +6,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
+from servers import free_port, uvicorn_thread
 from starlette.testclient import TestClient
 
 from rolecast.backends.base import LockedLLM
@@ -82,10 +81,12 @@ def test_stateless_request_uses_the_client_history(chars: Path) -> None:
 
 
 def test_personas_are_warmed_at_start_and_before_each_reply(chars: Path) -> None:
-    client, llm, _ = make_client(chars)
+    client, llm, state = make_client(chars)
     warmed: list[str] = []
     llm.warm = lambda prefix: warmed.append(prefix[0]["content"]) or "built"  # type: ignore[method-assign]
-    with client:  # start-up: every character's persona, ready for its first request
+    with client:  # start-up: every character's persona, in the background
+        assert state.warming is not None
+        state.warming.join(10)
         assert any("小满" in w for w in warmed) and any("Mia" in w for w in warmed)
         warmed.clear()
         llm.enqueue("小满:「两文钱。」")
@@ -229,29 +230,12 @@ def test_rate_limiter_refills() -> None:
 # ---------------------------------------------------------------- on 127.0.0.1, real model
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def live_server(chars: Path):  # type: ignore[no-untyped-def]
-    import uvicorn
 
     state = build_state(api_keys=[KEY_A], backend="local", model="smollm2-135m")
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(state), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_thread(create_app(state), seconds=30) as base:
+        yield f"{base}/v1"
     state.store.close()
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from servers import uvicorn_thread
 from starlette.testclient import TestClient
 
 from rolecast.backends.base import GenerationParams, LockedLLM
@@ -73,35 +74,15 @@ def slow_state(keys: Sequence[str] = (), **limits: Any) -> tuple[ServerState, Sl
     return state, llm, locked
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def serving(state: ServerState) -> Iterator[str]:
     """``state``'s app under uvicorn on 127.0.0.1, logging through the root logger (caplog).
     Only the character the tests talk to is loaded first (not every one, as at start-up)."""
-    import uvicorn
-
     state.character("xm")
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(state), host="127.0.0.1", port=port, log_config=None, lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        with uvicorn_thread(create_app(state), log_config=None, lifespan="off") as base:
+            yield base
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         state.store.close()
 
 

@@ -3,14 +3,12 @@ official SDK and rolecast's own openai TTS backend against a real server on 127.
 
 from __future__ import annotations
 
-import socket
 import stat
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from servers import uvicorn_thread
 
 from rolecast.character.model import Character
 from rolecast.character.package import save_character
@@ -184,33 +182,14 @@ def test_chat_once_voice_error_fails_the_command(tmp_path: Path, capsys) -> None
 # ---------------------------------------------------------------- /v1/audio/speech
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def speech_server(rolecast_home: Path):  # type: ignore[no-untyped-def]
-    import uvicorn
-
     from rolecast.server.app import create_app
     from rolecast.server.run import build_state
 
     state = build_state(api_keys=[KEY], backend="echo")
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(state), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_thread(create_app(state)) as base:
+        yield f"{base}/v1"
     state.store.close()
 
 

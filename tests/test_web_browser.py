@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from servers import free_port
 
 from rolecast.character.model import Line, Scene
 from rolecast.character.package import save_character
@@ -48,12 +49,6 @@ def _browser_or_skip():  # type: ignore[no-untyped-def]
     return sync_playwright
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _png(rgb: tuple[int, int, int]) -> bytes:
     import io
 
@@ -80,7 +75,7 @@ def server(rolecast_home: Path):  # type: ignore[no-untyped-def]
         rolecast_home / "characters" / "mia",
         images={"portrait.png": _png((40, 90, 160)), "coal.png": _png((200, 30, 30))},
     )
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "ROLECAST_HOME": str(rolecast_home)}
     log = open(rolecast_home / "web.log", "wb")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(

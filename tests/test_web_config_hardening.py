@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from servers import free_port
 
 from rolecast import config
 from rolecast.backends.base import LockedLLM
@@ -430,12 +431,6 @@ def test_the_page_serves_the_packages_images_and_nothing_else_of_them(
     assert web.on_pick("sly", state)[1] is None  # no portrait: not the persona's path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _png() -> bytes:
     from PIL import Image  # comes with gradio
 
@@ -453,7 +448,7 @@ def test_a_served_page_asks_for_login_and_never_serves_the_persona(rolecast_home
     c.portrait = "images/portrait.png"
     package = rolecast_home / "characters" / "mia"
     save_character(c, package, images={"portrait.png": _png()})
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "ROLECAST_HOME": str(rolecast_home), "GRADIO_ANALYTICS_ENABLED": "False"}
     env.pop(AUTH_ENV, None)
     argv = ["web", "mia", "--backend", "echo", "--port", str(port), "--auth", "ann:correct-horse"]

@@ -135,6 +135,7 @@ class ServerState:
     _llms: BoundedCache[LLM] = field(init=False)
     _tts: BoundedCache[Any] = field(init=False)
     _broken: dict[str, int] = field(default_factory=dict)  # id -> its TOML's mtime then
+    warming: threading.Thread | None = field(default=None, init=False)  # personas, at start
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -181,8 +182,9 @@ class ServerState:
 
     def warm_up(self) -> None:
         """Load what the first requests would otherwise wait for: every allowed character's
-        index (and the embedder), the default model and its token counter, and each
-        character's persona in the model (saved, so that a later start loads it)."""
+        index (and the embedder), the default model and its token counter; then, in the
+        background while requests are already served, each character's persona in the model
+        (saved, so that a later start and a switch between characters load it)."""
         started = time.perf_counter()
         loaded = []
         for cid in self.allowed.character_ids(self.installed()):
@@ -196,11 +198,20 @@ class ServerState:
             llm = self.llm(None)
             if llm.token_counter() is None:
                 quicktok_counter(encoding_for_model(llm.model))
-            for character, index in loaded:
-                Session(character, index, llm, order=llm.prompt_order).warm()  # type: ignore[arg-type]
         except (ApiError, RolecastError) as exc:
             log.warning("model not loaded: %s", exc)
+            return
         log.info("warmed up in %.1f s", time.perf_counter() - started)
+
+        def personas() -> None:
+            for character, index in loaded:
+                try:  # one at a time, each under the model's lock: a request waits for one
+                    Session(character, index, llm, order=llm.prompt_order).warm()  # type: ignore[arg-type]
+                except Exception:  # a persona not warmed now is warmed by its first request
+                    log.warning("persona of %s not warmed", character.id, exc_info=True)
+
+        self.warming = threading.Thread(target=personas, name="rolecast-personas", daemon=True)
+        self.warming.start()
 
     def llm(self, model: str | None) -> LLM:
         """The backend model ``model`` (None: the server's default), loaded once and shared.
