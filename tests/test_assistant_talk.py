@@ -23,6 +23,8 @@ from rolecast.assistant_talk import boilerplate_matches, first_assistant_talk, r
         # seen in eval canon: typographic apostrophes, and a refusal to go on
         "I’m sorry, but I can’t assist with that.",
         "很抱歉，我无法继续这个对话。",
+        # seen on the gate as Sheldon (2026-11-30, canon budget 300)
+        "I'm sorry, but I don't have the capability to watch TV or engage in any activities.",
     ],
 )
 def test_refusals_and_self_descriptions_are_found(text: str) -> None:
@@ -39,6 +41,7 @@ def test_refusals_and_self_descriptions_are_found(text: str) -> None:
         "你是AI吗？我是林小满。",
         "我是一个程序员的女儿。",
         "对不起，我不能继续走了，腿疼。",
+        "I don't have the ability to sit still while you hum, Penny.",
     ],
 )
 def test_what_a_character_may_say_is_not(text: str) -> None:
@@ -89,6 +92,8 @@ def test_talk_about_the_prompts_own_material_is_found() -> None:
         # the conversation analysed from outside (seen as 林小满's reply, shown cut short)
         "从旅人和林小满的对话中，我们可以推断出他们最亲密的朋友是岚伯。",
         "From the conversation between Leonard and Sheldon, we can infer that they argue.",
+        # seen on the gate as 林小满 (2026-11-30): the chat itself described from outside
+        "最近我碰到的怪事是旅人和小满姐之间的对话。",
     ):
         assert first_assistant_talk(text) is not None, text
     found = first_assistant_talk("从旅人和林小满的对话中")

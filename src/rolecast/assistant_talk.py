@@ -40,6 +40,12 @@ BOILERPLATE = [
         r"the ability to) (?:browse|access|search) the (?:internet|web)",
         _LATIN,
     ),
+    # "I'm sorry, but I don't have the capability to watch TV…" (seen as Sheldon)
+    re.compile(
+        r"\b(?:sorry|afraid)[,.]? (?:but )?i (?:don't|do not) have the (?:capability|ability|"
+        r"capacity) to|\bi (?:don't|do not) have the (?:capability|capacity) to",
+        _LATIN,
+    ),
     re.compile(
         _SORRY + r"\bi (?:don't|do not) have (?:personal |any )?(?:feelings|emotions|opinions|"
         r"consciousness|a physical (?:body|form)|access to (?:real-time|the internet|current|"
@@ -124,6 +130,7 @@ CLOSERS = [
         r"(?:从|根据|在)[^。！？!?\n]{0,16}(?:和|与|跟)[^。！？!?\n]{0,16}的对话(?:中|里|来看)"
     ),
     re.compile(r"我们(?:可以|能够?)(?:推断|看出|得出|总结)"),
+    re.compile(r"(?:和|与|跟)[^。！？!?\n，,]{1,10}之间的对话"),  # "旅人和小满姐之间的对话"
     re.compile(
         r"\b(?:from|in|based on) the (?:conversation|dialogue|exchange) (?:between|above)\b",
         _LATIN,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
 
 _CJK = "\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff"
@@ -83,9 +83,9 @@ class Run:
 
 def shared_run(
     toks: Sequence[str],
-    source: set[Gram],
+    source: Set[Gram],
     n: int,
-    allowed: set[Gram] = frozenset(),  # type: ignore[assignment]
+    allowed: Set[Gram] = frozenset(),
 ) -> Run | None:
     """The first run of ``n`` or more tokens whose every ``n``-gram is in ``source``, of
     which at least half of ``n`` tokens lie outside every ``allowed`` n-gram (what the canon

@@ -6,7 +6,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -547,7 +547,7 @@ class Session:
         as_role: str | None = None,
         report: TurnReport | None = None,
         exclude: Collection[str] = (),
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         """Stream the character's reply. The turn is recorded only once the reply is
         complete: a failed or interrupted reply leaves the history as it was. ``report`` is
         the result of ``prepare(text, as_role, exclude)`` when the caller already has it."""
@@ -561,7 +561,7 @@ class Session:
 
         def tee(
             messages: list[dict[str, str]], params: GenerationParams, deadline: float | None
-        ) -> Iterator[str]:
+        ) -> Generator[str, None, None]:
             stream = self.llm.stream(messages, params)
             try:
                 for chunk in stream:

@@ -7,10 +7,13 @@ import json
 import logging
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import NoReplyError, RolecastError
 from .common import character_arg, load_character, open_session, turn_opts
+
+if TYPE_CHECKING:
+    from ..session import Session
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +150,8 @@ class _ChatReady:
         import threading
 
         self.character = character
-        self.session = None
-        self.voice = None
+        self.session: Session | None = None
+        self.voice: Any = None
         self.error: BaseException | None = None
         self.loaded = threading.Event()
         self.background: threading.Thread | None = None

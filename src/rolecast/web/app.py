@@ -307,12 +307,13 @@ class WebApp:
     def on_settings(
         self, backend: str, model: str, canon: float, history: float, state: dict[str, Any]
     ) -> str:
-        backend, model = backend.strip() or self.backend, model.strip() or None
+        backend = backend.strip() or self.backend
+        chosen: str | None = model.strip() or None
         if canon < 0 or history < 0:
             raise InputError("token budgets must not be negative")
-        self.models.check(model)  # before anything loads: no path or download from the page
-        llm = self.llm(backend, model)  # an unknown backend or model fails here, clearly
-        state["backend"], state["model"] = backend, model
+        self.models.check(chosen)  # before anything loads: no path or download from the page
+        llm = self.llm(backend, chosen)  # an unknown backend or model fails here, clearly
+        state["backend"], state["model"] = backend, chosen
         for tab in state.get("tabs", {}).values():
             if tab.streaming:
                 raise InputError("a reply is still coming: wait for it or press Stop")
