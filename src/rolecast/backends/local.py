@@ -136,9 +136,10 @@ class LocalLLM(LLM):
             **extra,
         )
         for chunk in chunks:
-            delta = chunk["choices"][0]["delta"].get("content")  # type: ignore[index]
+            choice: Any = chunk["choices"][0]  # type: ignore[index]
+            delta = choice["delta"].get("content")
             if delta:
-                yield delta
+                yield str(delta)
 
     def _first_tokens(self, texts: Sequence[str]) -> list[int]:
         """The token each text begins with, as a reply's first token."""

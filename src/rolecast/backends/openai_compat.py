@@ -110,7 +110,7 @@ class OpenAILLM(LLM):
         while True:
             shown = False
             try:
-                chunks = self._client.chat.completions.create(
+                chunks = self._client.chat.completions.create(  # type: ignore[call-overload]
                     model=self.model,
                     messages=[dict(m) for m in messages],
                     stream=True,

@@ -121,8 +121,8 @@ class AudioOut:
         self.player_name = find_player() if play else None
         if play and self.player_name is None:
             print(f"rolecast: {NO_PLAYER}: writing files only", file=sys.stderr)
-        self._player = None
-        self._previous = None
+        self._player: Any = None  # a voice.wav.Player while a reply is being spoken
+        self._previous: Any = None
 
     def start(self) -> Callable[[Any], None] | None:
         """A callback for :meth:`Speaker.speak` that plays each chunk, or None without a

@@ -588,7 +588,7 @@ def attach_images(
             if (caption in t or t in caption)
             and min(len(t), len(caption)) >= NEAR_SHARE * max(len(t), len(caption))
         ]
-        spot = (exact or near or [None])[0]
+        spot: tuple[int, int] | None = (exact or near or [None])[0]  # type: ignore[list-item]
         if spot is None:
             orphans.append(Line(character.name, stem, image=name))
             continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 from ..character.model import Character
 from ..errors import ParseError
@@ -78,7 +79,7 @@ def import_source(
         from . import chatharuhi
 
         if source.startswith(HF_PREFIX):
-            return chatharuhi.import_hf(source, cid, **choice)
+            return chatharuhi.import_hf(source, cid, speaker=speaker, user_role=user_role)
         return chatharuhi.import_chatharuhi(source, cid, **choice)
     if fmt == "card":
         from . import cards
@@ -107,6 +108,10 @@ def export_bytes(
     if fmt in ("card-png", "card-json", "charx"):
         from .cards import export_card
 
-        kind = {"card-png": "png", "card-json": "json", "charx": "charx"}[fmt]
-        return export_card(character, images_dir, kind)
+        kinds: dict[str, Literal["png", "json", "charx"]] = {
+            "card-png": "png",
+            "card-json": "json",
+            "charx": "charx",
+        }
+        return export_card(character, images_dir, kinds[fmt])
     raise ParseError(f"unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")

@@ -51,8 +51,8 @@ def animeface_detector(min_likelihood: float = 0.5) -> Detector:
         ) from None
 
     def score(path: Path) -> float:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
+        with Image.open(path) as opened:
+            im = opened.convert("RGB")
             area = im.width * im.height
             with warnings.catch_warnings():  # animeface reads pixels with a deprecated call
                 warnings.simplefilter("ignore", DeprecationWarning)

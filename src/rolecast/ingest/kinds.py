@@ -108,4 +108,4 @@ def _top_override(tag: str) -> bool:
     if m:
         return int(m.group(1)) >= 7
     m = _ALIGN_SSA.fullmatch(tag)
-    return bool(m) and int(m.group(1)) in _SSA_TOP
+    return m is not None and int(m.group(1)) in _SSA_TOP

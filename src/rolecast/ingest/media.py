@@ -247,7 +247,8 @@ def load_audio(
                 while True:
                     if got + _CHUNK > buf.nbytes:  # longer than the duration said
                         buf = np.concatenate([buf, np.empty(len(buf) // 2 + _CHUNK, "<f4")])
-                    n = proc.stdout.readinto(memoryview(buf.view(np.uint8))[got : got + _CHUNK])
+                    view = memoryview(buf.view(np.uint8))  # type: ignore[arg-type]
+                    n = proc.stdout.readinto(view[got : got + _CHUNK])  # type: ignore[attr-defined]
                     if not n:
                         break
                     got += n

@@ -283,7 +283,7 @@ def attribute(work: WorkDir, progress: Progress = _noop) -> Any:
 
     def save_cache() -> None:  # kept as it grows: an interrupted run loses little
         buf = io.BytesIO()
-        np.savez(buf, **cache)
+        np.savez(buf, **cache)  # type: ignore[arg-type]  # numpy's stub reads ** as allow_pickle
         write_atomic(cache_path, buf.getvalue())
 
     for i, ln in enumerate(lines):

@@ -108,7 +108,7 @@ class OpenAITTS(TTS):
                 model=self.model,
                 voice=voice,
                 input=text,
-                response_format=self.response_format,
+                response_format=self.response_format,  # type: ignore[arg-type]
                 speed=speed,
             )
             data = response.read()

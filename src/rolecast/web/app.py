@@ -158,7 +158,7 @@ class WebApp:
 
     @staticmethod
     def chat_view(tab: ChatTab) -> list[dict[str, str]]:
-        out = []
+        out: list[dict[str, Any]] = []
         for i, m in enumerate(tab.messages):
             if m.role == "user":
                 prefix = "" if m.speaker == tab.character.user_role else f"**{m.speaker}**: "

@@ -144,6 +144,7 @@ def card_data(obj: Any, path: str | Path | None) -> tuple[str, dict[str, Any]]:
     if not isinstance(obj, dict):
         raise ParseError(f"a character card must be a JSON object, not {type_name(obj)}", path)
     spec = obj.get("spec")
+    data: Any
     if spec is None:
         data, spec = obj, ""
     elif spec in ("chara_card_v2", "chara_card_v3"):

@@ -56,7 +56,7 @@ def compose_persona(data: dict[str, Any], name: str, user: str = "user") -> str:
 
 def parse_mes_example(text: str, name: str, user: str = "user") -> list[Scene]:
     """Canon scenes from a card's ``mes_example``: one scene per ``<START>`` block."""
-    scenes = []
+    scenes: list[Scene] = []
     for block in _START.split(text):
         lines: list[list[str]] = []
         for raw in block.splitlines():
