@@ -77,6 +77,13 @@ def test_repeats_of_earlier_replies_and_of_the_users_line() -> None:
     near = CHECK.check("哟，来得正好，汤刚滚呢。", "x", earlier)["repeat"]
     assert near.endswith("like reply 1")
     assert "repeat" not in CHECK.check("这碗面算我请你的。", "x", earlier)
+    # a sentence of an earlier reply said again (seen on the gate as 春日, three replies ending
+    # "在春日里，我和长门都在忙。"); a short one ("不客气。") may come back
+    loop = ["外面要下雨了。在春日里，我和长门都在忙。", "好的。"]
+    again = CHECK.check("好的，明天就要走了。在春日里，我和长门都在忙。", "x", loop)["repeat"]
+    assert again == "a sentence of reply 1 again: 在春日里，我和长门都在忙。"
+    assert "repeat" not in CHECK.check("外面要下雨了？我去收伞。", "x", loop)
+    assert "repeat" not in CHECK.check("不客气。", "x", ["不客气。谢谢你来。"])
     # parroting the user's own line
     assert "repeat" in CHECK.check("我明天就要走了。", "我明天就要走了。", [])
     # a canon run the user said first is the user's, not a copy

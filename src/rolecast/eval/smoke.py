@@ -85,6 +85,8 @@ COPY_CJK, COPY_WORDS = RECITE_CJK, RECITE_WORDS
 COPY_WHOLE_CJK, COPY_WHOLE_WORDS = 7, 5
 NEAR_REPEAT = 0.8  # similarity (difflib ratio of normalised texts) of a near repeat
 REPEAT_MIN_CHARS = 4  # a near repeat needs this many characters (an exact one always counts)
+SENTENCE_REPEAT_CHARS = 8  # a sentence of an earlier reply said again, this long or longer
+_SENTENCE = re.compile(r"[^。！？!?\n]+[。！？!?]*")
 # Over-long: a chat reply of more than this many CJK characters, or words elsewhere
 LONG_CJK, LONG_WORDS = 180, 140
 LANGUAGE_MIN_LETTERS = 4  # too short to tell its language below this
@@ -155,6 +157,15 @@ def fill_name(chats: Sequence[Sequence[SmokeLine]], character: Character) -> lis
     return [
         [SmokeLine(ln.category, Template(ln.text).safe_substitute(values)) for ln in chat]
         for chat in chats
+    ]
+
+
+def _sentences(text: str) -> list[str]:
+    """The sentences of a reply long enough to count when said again (their end kept)."""
+    return [
+        s
+        for s in _SENTENCE.findall(text)
+        if len(plain(s)) >= SENTENCE_REPEAT_CHARS or len(tokens(s)) >= SENTENCE_REPEAT_CHARS
     ]
 
 
@@ -235,6 +246,10 @@ class SmokeChecker:
                 ratio = similarity(mine, theirs)
                 if ratio >= NEAR_REPEAT:
                     return f"{ratio:.0%} like reply {i}"
+        said = {s.strip(): i for i, before in enumerate(earlier, 1) for s in _sentences(before)}
+        for sentence in _sentences(reply):
+            if sentence.strip() in said:
+                return f"a sentence of reply {said[sentence.strip()]} again: {sentence.strip()}"
         return None
 
     def _parrot(self, reply: str, user_line: str) -> str | None:
