@@ -84,6 +84,11 @@ def test_repeats_of_earlier_replies_and_of_the_users_line() -> None:
     assert again == "a sentence of reply 1 again: 在春日里，我和长门都在忙。"
     assert "repeat" not in CHECK.check("外面要下雨了？我去收伞。", "x", loop)
     assert "repeat" not in CHECK.check("不客气。", "x", ["不客气。谢谢你来。"])
+    first = "I'm just a little bit frustrated, but my day was fine. Pizza with Leonard and Penny?"
+    again = smoke.SmokeChecker(make_english_character()).check(
+        "Italian food. I'm just a little bit frustrated, but my day was fine.", "x", [first]
+    )["repeat"]
+    assert again.startswith("a sentence of reply 1 again: I'm just a little bit frustrated")
     # parroting the user's own line
     assert "repeat" in CHECK.check("我明天就要走了。", "我明天就要走了。", [])
     # a canon run the user said first is the user's, not a copy

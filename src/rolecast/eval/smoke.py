@@ -86,7 +86,7 @@ COPY_WHOLE_CJK, COPY_WHOLE_WORDS = 7, 5
 NEAR_REPEAT = 0.8  # similarity (difflib ratio of normalised texts) of a near repeat
 REPEAT_MIN_CHARS = 4  # a near repeat needs this many characters (an exact one always counts)
 SENTENCE_REPEAT_CHARS = 8  # a sentence of an earlier reply said again, this long or longer
-_SENTENCE = re.compile(r"[^。！？!?\n]+[。！？!?]*")
+_SENTENCE_END = re.compile(r"(?<=[。！？!?])|(?<=\.)\s+|\n")  # "3.5" is not an end
 # Over-long: a chat reply of more than this many CJK characters, or words elsewhere
 LONG_CJK, LONG_WORDS = 180, 140
 LANGUAGE_MIN_LETTERS = 4  # too short to tell its language below this
@@ -164,8 +164,9 @@ def _sentences(text: str) -> list[str]:
     """The sentences of a reply long enough to count when said again (their end kept)."""
     return [
         s
-        for s in _SENTENCE.findall(text)
-        if len(plain(s)) >= SENTENCE_REPEAT_CHARS or len(tokens(s)) >= SENTENCE_REPEAT_CHARS
+        for s in _SENTENCE_END.split(text)
+        if s.strip()
+        and (cjk_count(s) >= SENTENCE_REPEAT_CHARS or len(tokens(s)) >= SENTENCE_REPEAT_CHARS)
     ]
 
 
