@@ -300,3 +300,28 @@ def test_character_speaker_uses_the_package_voice(espeak: EspeakTTS) -> None:
     assert other.plan("你好").translate and not other.plan("Hello").translate
     french = Speaker(espeak, "fr")  # Latin script could be French already: not translated
     assert not french.plan("Bonjour, mon ami.").translate and french.plan("你好").translate
+
+
+def test_tts_settings_are_worked_out_in_one_place_and_the_backend_reads_none() -> None:
+    from rolecast.voice.base import tts_settings
+
+    env = {"ROLECAST_BASE_URL": "http://127.0.0.1:9/v1", "ROLECAST_API_KEY": "k"}
+    found = tts_settings("openai", environ=env, file={"tts_model": "from-file"})
+    assert found == {
+        "model": "from-file",
+        "base_url": "http://127.0.0.1:9/v1",  # the chat endpoint when no TTS one is set
+        "api_key": "k",
+        "timeout": 60.0,
+    }
+    env["ROLECAST_TTS_BASE_URL"] = "http://127.0.0.1:8/v1"
+    assert tts_settings("openai", "tts-2", environ=env, file={})["base_url"].endswith(":8/v1")
+    assert tts_settings("openai", "tts-2", environ=env, file={})["model"] == "tts-2"
+    assert tts_settings("espeak", environ=env, file={}) == {}
+    assert tts_settings("kokoro", "m", environ=env, file={}) == {"model": "m"}
+    pytest.importorskip("openai")
+    from rolecast.voice.openai_tts import OpenAITTS
+
+    with pytest.raises(TypeError):
+        OpenAITTS(environ=env)  # type: ignore[call-arg]
+    with pytest.raises(VoiceError, match="needs an API key for api.openai.com"):
+        OpenAITTS()

@@ -230,9 +230,9 @@ class ServerState:
 
     def tts(self, name: str) -> Any:
         """The TTS backend ``name`` (made once, shared by requests)."""
-        from ..voice.base import get_tts
+        from ..voice.base import get_tts, tts_settings
 
-        return self._tts.get(name, lambda: get_tts(name))
+        return self._tts.get(name, lambda: get_tts(name, **tts_settings(name)))
 
 
 def _mtime(path: Path) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -163,6 +163,36 @@ def join_chunks(chunks: Iterable[Chunk]) -> Audio:
     if not parts:
         raise ValueError("no chunks to join")
     return Audio(np.concatenate(parts), rate)
+
+
+def tts_settings(
+    name: str,
+    model: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    file: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The settings of TTS backend ``name``, worked out here once (argument > environment >
+    config file > default) so that backends read no config: the openai one takes
+    ``tts_base_url`` (else ``base_url``), ``tts_api_key`` (else ``api_key``), ``tts_model`` and
+    ``timeout``; the others take a model when one is given."""
+    from .. import config
+
+    if name not in ("openai", "openai-compatible"):
+        return {"model": model} if model else {}
+    data = config.read_file(environ) if file is None else file
+
+    def setting(key: str, explicit: str | None = None) -> str | None:
+        return config.resolve(key, explicit, environ, data)
+
+    found = {
+        "model": setting("tts_model", model),
+        "base_url": setting("tts_base_url", base_url) or setting("base_url"),
+        "api_key": setting("tts_api_key", api_key) or setting("api_key"),
+        "timeout": float(setting("timeout") or 60),
+    }
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def get_tts(name: str, **options: Any) -> TTS:

@@ -11,10 +11,8 @@ Audio is asked for as ``wav`` (or raw ``pcm``, 24 kHz 16-bit mono as OpenAI send
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from .. import config
 from ..errors import InputError, MissingDependencyError, UnknownNameError, VoiceError
 from .base import TTS, Audio
 from .wav import from_pcm16, parse_wav
@@ -53,8 +51,6 @@ class OpenAITTS(TTS):
         voices: list[str] | None = None,
         default_voice: str | None = None,
         client: Any = None,
-        environ: Mapping[str, str] | None = None,
-        **_: Any,
     ) -> None:
         super().__init__()
         try:
@@ -66,15 +62,8 @@ class OpenAITTS(TTS):
                 f"response format {response_format!r} is not supported; use one of {FORMATS}"
             )
         self._openai = openai
-        file = config.read_file(environ)
-        self.base_url = (
-            config.resolve("tts_base_url", base_url, environ, file)
-            or config.resolve("base_url", None, environ, file)
-            or OPENAI_URL
-        )
-        key = config.resolve("tts_api_key", api_key, environ, file) or config.resolve(
-            "api_key", None, environ, file
-        )
+        self.base_url = base_url or OPENAI_URL
+        key = api_key
         if not key:
             if self.base_url == OPENAI_URL:
                 raise VoiceError(
@@ -83,7 +72,7 @@ class OpenAITTS(TTS):
                     "--tts-api-key, or set ROLECAST_TTS_BASE_URL for a local speech server"
                 )
             key = "no-key"  # local servers take any key
-        self.model = config.resolve("tts_model", model, environ, file) or "tts-1"
+        self.model = model or "tts-1"
         self.response_format = response_format
         # OpenAI's voices are known; another server's are its own business (it says so)
         self._voices = list(voices) if voices is not None else None
@@ -91,9 +80,7 @@ class OpenAITTS(TTS):
             self._voices = list(OPENAI_VOICES)
         if default_voice:
             self.default_voice = default_voice
-        seconds = float(
-            timeout if timeout is not None else config.resolve("timeout", None, environ, file) or 60
-        )
+        seconds = float(timeout if timeout is not None else 60)
         self._client = client or openai.OpenAI(
             base_url=self.base_url, api_key=key, timeout=seconds, max_retries=2
         )

@@ -17,7 +17,16 @@ from typing import Any
 
 from ..character.model import Character, Voice
 from ..errors import InputError, VoiceError
-from .base import TTS, Audio, Chunk, check_speed, get_tts, join_chunks, synthesize_chunks
+from .base import (
+    TTS,
+    Audio,
+    Chunk,
+    check_speed,
+    get_tts,
+    join_chunks,
+    synthesize_chunks,
+    tts_settings,
+)
 from .text import guess_language, has_speakable, speech_chunks, spoken_text
 from .translate import Translator
 
@@ -130,7 +139,14 @@ class Speaker:
         if chosen.model and "model" not in options:
             options["model"] = chosen.model
         if tts is None:
-            tts = get_tts(chosen.backend, **{k: v for k, v in options.items() if v is not None})
+            explicit = {k: v for k, v in options.items() if v is not None}
+            settings = tts_settings(
+                chosen.backend,
+                explicit.pop("model", None),
+                explicit.pop("base_url", None),
+                explicit.pop("api_key", None),
+            )
+            tts = get_tts(chosen.backend, **settings, **explicit)
         return cls(
             tts=tts,
             voice=voice or chosen.voice or None,
