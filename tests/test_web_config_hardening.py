@@ -371,6 +371,20 @@ def test_the_refusal_is_a_message_in_the_page(web: WebApp, monkeypatch: pytest.M
     assert loaded == []
 
 
+def test_the_starting_model_of_a_backend_spec_may_be_picked_again(
+    rolecast_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rolecast web --model PATH` hands the page a BackendSpec: its model is the one started."""
+    save_character(make_character(), rolecast_home / "characters" / "xm")
+    started = str(tmp_path / "started.gguf")
+    app = WebApp("xm", backend=BackendSpec("local", model=started))
+    loaded = _recording_get_llm(monkeypatch)
+    app.on_settings("local", started, 300, 200, {})
+    assert loaded == [("local", started)]
+    with pytest.raises(InputError, match="may not load"):
+        app.on_settings("local", str(tmp_path / "other.gguf"), 300, 200, {})
+
+
 def test_models_the_operator_allowed_may_be_picked(
     rolecast_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

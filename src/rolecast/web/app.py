@@ -51,7 +51,7 @@ class WebApp:
         )
         self.backend, self.model, self.embedder = self.spec.name, self.spec.model, embedder
         # what the settings panel may load: never a path or hf: download the operator did not name
-        self.models = ModelPolicy(model, tuple(allowed_models))
+        self.models = ModelPolicy(self.model, tuple(allowed_models))
         self._indexes: dict[str, tuple[CanonIndex, SceneImages]] = {}
         self._llms: dict[tuple[str, str | None], LLM] = {}
         self._lock = threading.Lock()
