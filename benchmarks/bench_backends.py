@@ -167,16 +167,16 @@ def ttft_added(llm, raw, character, index, tokens: int, repeat: int) -> dict[str
     return {"prepare_ms": p, "rolecast_ms": o, "raw_ms": t, "added_ms": p + o - t}
 
 
-def prompt_speed(model: str, repeat: int, n_tokens: int = 1000) -> dict[str, float]:
-    """Prompt evaluation tokens/s of a fresh ``n_tokens`` prompt, the model loaded as rolecast
-    loads it (weight repacking off) and with llama.cpp's repacking on, same build."""
+SPEED_TEXT = "旅人问林小满：今天的面多少钱一碗？她说八文，不讲价。" * 80
+
+
+def repack_speeds(path: str, repeat: int, n_tokens: int) -> dict[str, float]:
+    """Median prompt evaluation tokens/s of a fresh ``n_tokens`` prompt with the GGUF at
+    ``path``, loaded as rolecast loads it (weight repacking off) and with repacking on."""
     import llama_cpp
 
     from rolecast.backends.local import _no_weight_repacking
-    from rolecast.backends.models import resolve_model
 
-    path = str(resolve_model(model))
-    text = "旅人问林小满：今天的面多少钱一碗？她说八文，不讲价。" * 80
     found: dict[str, float] = {}
     for label in ("repack_off", "repack_on"):
         if label == "repack_off":
@@ -184,7 +184,7 @@ def prompt_speed(model: str, repeat: int, n_tokens: int = 1000) -> dict[str, flo
                 llm = llama_cpp.Llama(model_path=path, n_ctx=4096, verbose=False)
         else:
             llm = llama_cpp.Llama(model_path=path, n_ctx=4096, verbose=False)
-        tokens = llm.tokenize(text.encode())[:n_tokens]
+        tokens = llm.tokenize(SPEED_TEXT.encode())[:n_tokens]
         speeds = []
         for _ in range(repeat):
             llm.reset()
@@ -193,6 +193,14 @@ def prompt_speed(model: str, repeat: int, n_tokens: int = 1000) -> dict[str, flo
             speeds.append(len(tokens) / (time.perf_counter() - start))
         found[label] = statistics.median(speeds)
         llm.close()
+    return found
+
+
+def prompt_speed(model: str, repeat: int, n_tokens: int = 1000) -> dict[str, float]:
+    """Prompt evaluation tokens/s with and without llama.cpp's repacking, same build."""
+    from rolecast.backends.models import resolve_model
+
+    found = repack_speeds(str(resolve_model(model)), repeat, n_tokens)
     found["ratio"] = found["repack_on"] / found["repack_off"]
     return found
 
@@ -209,7 +217,6 @@ def requantized(model: str, repeat: int, corpus: str | None, kinds: str) -> list
     import llama_cpp
     import numpy as np
 
-    from rolecast.backends.local import _no_weight_repacking
     from rolecast.backends.models import resolve_model
 
     shipped = str(resolve_model(model))
@@ -217,7 +224,6 @@ def requantized(model: str, repeat: int, corpus: str | None, kinds: str) -> list
     if corpus:
         files = sorted(glob.glob(f"{corpus}/**/*.txt", recursive=True))
         texts = [Path(f).read_text("utf-8", "replace")[:600] for f in files[:400:20]]
-    speed_text = "旅人问林小满：今天的面多少钱一碗？她说八文，不讲价。" * 80
     rows = []
     work = Path(tempfile.mkdtemp(prefix="rolecast-quant-"))
     for kind in ["shipped", *kinds.split(",")]:
@@ -230,21 +236,8 @@ def requantized(model: str, repeat: int, corpus: str | None, kinds: str) -> list
             if llama_cpp.llama_model_quantize(shipped.encode(), path.encode(), ctypes.byref(q)):
                 raise SystemExit(f"llama.cpp could not quantize to {kind}")
         row: dict = {"kind": kind, "mb": Path(path).stat().st_size / 2**20}
-        for label in ("off", "on"):
-            if label == "off":
-                with _no_weight_repacking(llama_cpp.llama):
-                    llm = llama_cpp.Llama(model_path=path, n_ctx=4096, verbose=False)
-            else:
-                llm = llama_cpp.Llama(model_path=path, n_ctx=4096, verbose=False)
-            tokens = llm.tokenize(speed_text.encode())[:700]
-            speeds = []
-            for _ in range(repeat):
-                llm.reset()
-                start = time.perf_counter()
-                llm.eval(tokens)
-                speeds.append(len(tokens) / (time.perf_counter() - start))
-            row[f"prompt_{label}"] = statistics.median(speeds)
-            llm.close()
+        speeds = repack_speeds(path, repeat, 700)
+        row["prompt_off"], row["prompt_on"] = speeds["repack_off"], speeds["repack_on"]
         llm = llama_cpp.Llama(model_path=path, n_ctx=2048, logits_all=True, verbose=False)
         total, n = 0.0, 0
         for text in texts:

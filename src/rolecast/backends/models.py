@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import config
 from ..errors import BackendError, MissingDependencyError, UnknownNameError
+from ..files import write_atomic
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
 _CHUNK = 4 * 1024 * 1024
@@ -103,10 +104,16 @@ def _stamp_text(spec: ModelSpec, path: Path) -> str:
     return f"{spec.sha256} {st.st_size} {st.st_mtime_ns}\n"
 
 
-def _write_stamp(stamp: Path, text: str) -> None:
-    tmp = stamp.with_name(f".{stamp.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, stamp)
+def _checked(spec: ModelSpec, path: Path, stamp: Path) -> bool:
+    """Whether ``path`` holds ``spec``'s bytes: trusted while its size and mtime match
+    ``stamp``, else hashed once more and, when it matches, stamped again."""
+    now = _stamp_text(spec, path)
+    if stamp.is_file() and stamp.read_text() == now:
+        return True
+    if _sha256(path) != spec.sha256:
+        return False
+    write_atomic(stamp, now)
+    return True
 
 
 def verified(spec: ModelSpec, path: Path, stamps: Path) -> Path:
@@ -114,14 +121,8 @@ def verified(spec: ModelSpec, path: Path, stamps: Path) -> Path:
     first use and again whenever its size or mtime changes; a stamp in ``stamps`` says so."""
     if not path.is_file() or path.stat().st_size != spec.size:
         raise BackendError(f"model file {path} is missing or damaged: {spec.install}")
-    stamp = stamps / (spec.filename + ".sha256")
-    now = _stamp_text(spec, path)
-    if stamp.is_file() and stamp.read_text() == now:
-        return path
-    if _sha256(path) != spec.sha256:
+    if not _checked(spec, path, stamps / (spec.filename + ".sha256")):
         raise BackendError(f"model file {path} is damaged (its sha256 differs): {spec.install}")
-    stamps.mkdir(parents=True, exist_ok=True)
-    _write_stamp(stamp, now)
     return path
 
 
@@ -134,13 +135,8 @@ def assemble(spec: ModelSpec, dest_dir: Path, progress: Progress | None = None) 
     parts = [_part_path(pkg, inner, spec) for pkg, inner in spec.parts]
     dest = dest_dir / spec.filename
     stamp = dest.with_name(dest.name + ".sha256")
-    if dest.is_file() and dest.stat().st_size == spec.size:
-        now = _stamp_text(spec, dest)
-        if stamp.is_file() and stamp.read_text() == now:
-            return dest
-        if _sha256(dest) == spec.sha256:
-            _write_stamp(stamp, now)
-            return dest
+    if dest.is_file() and dest.stat().st_size == spec.size and _checked(spec, dest, stamp):
+        return dest
     dest_dir.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
     h = hashlib.sha256()
@@ -162,7 +158,7 @@ def assemble(spec: ModelSpec, dest_dir: Path, progress: Progress | None = None) 
                 f"sha256 {spec.sha256[:12]}. Reinstall: {spec.install}"
             )
         os.replace(tmp, dest)
-        _write_stamp(stamp, _stamp_text(spec, dest))
+        write_atomic(stamp, _stamp_text(spec, dest))
     finally:
         tmp.unlink(missing_ok=True)
     return dest

@@ -39,7 +39,9 @@ class BackendSpec:
 
     def options(self) -> dict[str, Any]:
         """The settings this backend takes, as keyword arguments for it."""
-        taken = _parameters(registry.resolve("llm", self.name))
+        return self._options(_parameters(registry.resolve("llm", self.name)))
+
+    def _options(self, taken: set[str] | _Anything) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key in SETTINGS:
             value = getattr(self, key)
@@ -60,11 +62,8 @@ class BackendSpec:
         arguments a caller knows it wants (a progress printer, a seed)."""
         cls = registry.resolve("llm", self.name)
         taken = _parameters(cls)
-        llm: LLM = cls(**self.options(), **{k: v for k, v in extra.items() if k in taken})
+        llm: LLM = cls(**self._options(taken), **{k: v for k, v in extra.items() if k in taken})
         return llm
-
-    def describe(self) -> str:
-        return f"{self.name}" + (f" ({self.model})" if self.model else "")
 
 
 class _Anything:

@@ -162,11 +162,11 @@ def fill_name(chats: Sequence[Sequence[SmokeLine]], character: Character) -> lis
 
 def _sentences(text: str) -> list[str]:
     """The sentences of a reply long enough to count when said again (their end kept)."""
+    found = (s.strip() for s in _SENTENCE_END.split(text))
     return [
         s
-        for s in _SENTENCE_END.split(text)
-        if s.strip()
-        and (cjk_count(s) >= SENTENCE_REPEAT_CHARS or len(tokens(s)) >= SENTENCE_REPEAT_CHARS)
+        for s in found
+        if cjk_count(s) >= SENTENCE_REPEAT_CHARS or len(tokens(s)) >= SENTENCE_REPEAT_CHARS
     ]
 
 
@@ -247,10 +247,10 @@ class SmokeChecker:
                 ratio = similarity(mine, theirs)
                 if ratio >= NEAR_REPEAT:
                     return f"{ratio:.0%} like reply {i}"
-        said = {s.strip(): i for i, before in enumerate(earlier, 1) for s in _sentences(before)}
+        said = {s: i for i, before in enumerate(earlier, 1) for s in _sentences(before)}
         for sentence in _sentences(reply):
-            if sentence.strip() in said:
-                return f"a sentence of reply {said[sentence.strip()]} again: {sentence.strip()}"
+            if sentence in said:
+                return f"a sentence of reply {said[sentence]} again: {sentence}"
         return None
 
     def _parrot(self, reply: str, user_line: str) -> str | None:

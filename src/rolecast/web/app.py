@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ class WebApp:
             if key not in self._llms:
                 spec = self.spec
                 if key[0] != spec.name:  # another backend picked in the settings: its defaults
-                    spec = BackendSpec(key[0], None, spec.base_url, spec.api_key, spec.timeout)
+                    spec = replace(spec, name=key[0], model=None, given=frozenset())
                 self._llms[key] = shared(spec.with_model(key[1]).open())
             return self._llms[key]
 
