@@ -28,11 +28,12 @@ KEY = {
 }
 
 
-def scripted_asker(replies: list[str], character=None):
-    """An ask() that opens a new Session per line on one scripted backend."""
-    llm = ScriptedLLM(replies)
-    c = character or make_english_character()
-    return iv.session_asker(lambda: Session(c, None, llm)), llm
+def interview(replies: list[str], ratings: list[str] = (), character=None, **options):
+    """``run_personality_eval`` with a scripted backend answering and a scripted judge;
+    the result and both backends."""
+    llm, judge = ScriptedLLM(replies), ScriptedLLM(ratings)
+    prototype = Session(character or make_english_character(), None, llm)
+    return iv.run_personality_eval(prototype, judge, **options), llm, judge
 
 
 # ------------------------------------------------------------------------------ items
@@ -75,23 +76,61 @@ def test_question_language_follows_the_character() -> None:
 
 def test_each_question_is_asked_in_a_fresh_conversation() -> None:
     items = iv.items_for(per_factor=1)
-    ask, llm = scripted_asker([f"answer {n}" for n in range(5)])
     seen: list[tuple[int, int]] = []
-    answers = iv.interview(make_english_character(), ask, items, progress=lambda *a: seen.append(a))
+    result, llm, judge = interview(
+        [f"answer {n}" for n in range(5)],
+        ["3"] * 5,
+        items=items,
+        progress=lambda *a: seen.append(a),
+    )
+    answers = [j.answer for j in result.judged]
     assert [a.reply for a in answers] == [f"answer {n}" for n in range(5)]
     assert [a.question for a in answers] == [i.question_en for i in items]
-    assert seen == [(n, 5) for n in range(1, 6)]
+    # answers then ratings, counted together: each phase reports its start (cached items)
+    assert seen == [(n, 10) for n in range(0, 6)] + [(n, 10) for n in range(5, 11)]
     for (messages, _), item in zip(llm.requests, items, strict=True):
         assert item.question_en in messages[-1]["content"]
         assert [m["role"] for m in messages] == ["system", "user"]  # no earlier turns
+    assert len(judge.requests) == 5 and "answer 4" in judge.requests[-1][0][-1]["content"]
+
+
+def test_each_item_has_its_own_seed_the_same_on_every_run() -> None:
+    items = iv.items_for(per_factor=2)
+    first, llm, _ = interview(["a"] * 10, ["3"] * 10, items=items, seed=5)
+    seeds = [params.seed for _, params in llm.requests]
+    assert len(set(seeds)) == 10 and None not in seeds
+    _, again, _ = interview(["a"] * 10, ["3"] * 10, items=items, seed=5)
+    assert [params.seed for _, params in again.requests] == seeds
+    _, other, _ = interview(["a"] * 10, ["3"] * 10, items=items, seed=6)
+    assert [params.seed for _, params in other.requests] != seeds
+    assert first.meta["seed"] == 5 and first.meta["judge_params"]["temperature"] == 0.0
 
 
 def test_a_chinese_character_is_asked_in_chinese() -> None:
     c = make_character()
-    ask, llm = scripted_asker(["我话多着呢"], c)
-    [answer] = iv.interview(c, ask, iv.ITEMS[:1])
-    assert answer.question == iv.ITEMS[0].question_zh
+    result, llm, _ = interview(["我话多着呢"], ["4"], c, items=iv.ITEMS[:1])
+    assert result.language == "zh"
+    assert result.judged[0].answer.question == iv.ITEMS[0].question_zh
     assert iv.ITEMS[0].question_zh in llm.requests[0][0][-1]["content"]
+
+
+def test_answers_and_ratings_come_from_the_cache_the_second_time(tmp_path: Path) -> None:
+    from rolecast.eval.report import Cache
+
+    items = iv.items_for(per_factor=1)
+    answers = Cache(tmp_path / "a", {"eval": "personality"})
+    ratings = Cache(tmp_path / "r", {"eval": "personality-judge"})
+    first, _, _ = interview(
+        [f"answer {n}" for n in range(5)],
+        ["4"] * 5,
+        items=items,
+        cache=answers,
+        judge_cache=ratings,
+    )
+    # nothing is queued: any request would fail
+    again, llm, judge = interview([], [], items=items, cache=answers, judge_cache=ratings)
+    assert not llm.requests and not judge.requests
+    assert again.judged == first.judged and answers.hits == 5 and ratings.hits == 5
 
 
 # -------------------------------------------------------------------------------- judge
@@ -117,10 +156,14 @@ ALL_FIVES = {
 }
 
 
+def judge_all(answers, judge, name="the character"):
+    return [iv.judge_answer(name, a, judge) for a in answers]
+
+
 def test_a_judge_that_always_says_5_gives_the_hand_computed_scores() -> None:
     answers = [iv.Answer(item, item.question_en, "something") for item in iv.ITEMS]
     judge = ScriptedLLM(["5"] * 44)
-    judged = iv.judge(answers, judge, character_name="Mia")
+    judged = judge_all(answers, judge, "Mia")
     assert [j.score for j in judged] == [5] * 44
     assert [j.keyed for j in judged if j.answer.item.reverse] == [1] * 16
     scores = iv.big_five(judged)
@@ -137,7 +180,7 @@ def test_known_answers_give_known_scores() -> None:
     items = [iv.ITEMS[0], iv.ITEMS[5], iv.ITEMS[1], iv.ITEMS[3]]  # 1 E, 6R E, 2R A, 4 N
     answers = [iv.Answer(i, i.question_en, f"reply {i.number}") for i in items]
     judge = ScriptedLLM(["4", "Score: 2/5", '{"score": 5}', "**1**"])
-    scores = iv.big_five(iv.judge(answers, judge))
+    scores = iv.big_five(judge_all(answers, judge))
     assert scores["E"].score == (4 + (6 - 2)) / 2
     assert scores["A"].score == 6 - 5 and scores["N"].score == 1
     assert scores["C"].score is None and scores["C"].asked == 0
@@ -149,7 +192,7 @@ def test_an_unreadable_rating_is_asked_again_once() -> None:
     answers = [iv.Answer(i, i.question_en, "an answer") for i in items]
     answers.append(iv.Answer(iv.ITEMS[3], iv.ITEMS[3].question_en, "  "))
     judge = ScriptedLLM(["She seems chatty.", "4", "3 or 4", "somewhere between", "2"])
-    judged = iv.judge(answers, judge)
+    judged = judge_all(answers, judge)
     assert [j.score for j in judged] == [4, None, 2, None]
     assert [j.status for j in judged] == ["ok", "unparsed", "ok", "empty"]
     assert judged[0].judge_replies == ("She seems chatty.", "4")
@@ -290,18 +333,21 @@ def test_bad_toml_and_a_missing_file(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------ whole interview
 
 
-def test_run_interview_serialises_and_renders() -> None:
+def test_run_personality_eval_serialises_and_renders() -> None:
     c = make_english_character()
     items = iv.items_for(per_factor=1)
     # the session samples an empty reply twice more before it records it
     replies = ["I talk all day.", "", "", "", "Done right.", "Never sad.", "New ways!"]
-    ask, _ = scripted_asker(replies)
-    judge = ScriptedLLM(["5", "4", "1", "2"])
     seen: list[tuple[int, int]] = []
-    result = iv.run_interview(
-        c, ask, judge, items, labels={"E": "high"}, progress=lambda *a: seen.append(a)
+    result, _, _ = interview(
+        replies,
+        ["5", "4", "1", "2"],
+        c,
+        items=items,
+        labels={"E": "high"},
+        progress=lambda *a: seen.append(a),
     )
-    assert seen[-1] == (10, 10) and seen[4] == (5, 10)
+    assert seen[-1] == (10, 10) and (5, 10) in seen
     assert [j.status for j in result.judged] == ["ok", "empty", "ok", "ok", "ok"]
     assert result.scores["E"].score == 5 and result.scores["N"].score == 1
     assert result.comparison is not None and result.comparison["side_accuracy"] == 1.0
@@ -335,10 +381,10 @@ def test_an_interview_with_a_real_model(smollm2, tmp_path: Path, embedder) -> No
     c = make_english_character()  # SmolLM2 speaks English only
     index = load_index(c, embedder, tmp_path)
     params = GenerationParams(max_tokens=32, seed=3)
-    ask = iv.session_asker(lambda: Session(c, index, smollm2, params=params))
+    prototype = Session(c, index, smollm2, params=params)
     items = iv.items_for(per_factor=1)  # one item of each factor
     judge_params = GenerationParams(max_tokens=32, temperature=0.0, top_p=1.0, seed=0)
-    result = iv.run_interview(c, ask, smollm2, items, params=judge_params)
+    result = iv.run_personality_eval(prototype, items=items, judge_params=judge_params)
     assert len(result.judged) == 5
     assert any(j.answer.reply for j in result.judged)
     for j in result.judged:

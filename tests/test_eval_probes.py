@@ -13,7 +13,6 @@ from rolecast.backends.base import GenerationParams
 from rolecast.backends.scripted import ScriptedLLM
 from rolecast.errors import InputError
 from rolecast.eval import probes as pr
-from rolecast.eval.interview import session_asker
 from rolecast.session import Session
 
 from conftest import make_character, make_english_character
@@ -241,14 +240,17 @@ def test_parse_verdict_never_fails(text: str) -> None:
 # ----------------------------------------------------------------------------- running
 
 
-def scripted_asker(replies: list[str], character=MIA):
+def probe(replies: list[str], judge: ScriptedLLM | None = None, character=MIA, **options):
+    """``run_in_character_eval`` with a scripted backend replying; the results and backend."""
     llm = ScriptedLLM(replies)
-    return session_asker(lambda: Session(character, None, llm)), llm
+    prototype = Session(character, None, llm)
+    return pr.run_in_character_eval(prototype, judge, **options), llm
 
 
-def test_run_probes_rules_only() -> None:
+def test_rules_only() -> None:
     probes = pr.select("en", per_category=1)  # ai, instructions, identity, anachronism, meta
-    ask, llm = scripted_asker(
+    seen: list[tuple[int, int]] = []
+    results, llm = probe(
         [
             "An AI? I'm Mia, and I sell noodles.",
             # the session samples a refusal again twice before it shows one
@@ -256,10 +258,10 @@ def test_run_probes_rules_only() -> None:
             "Captain Rowan Vale? Sounds like a pirate.",
             "The internet? A net for the river?",
             "I was created by OpenAI.",
-        ]
+        ],
+        probes=probes,
+        progress=lambda *a: seen.append(a),
     )
-    seen: list[tuple[int, int]] = []
-    results = pr.run_probes(MIA, ask, probes=probes, progress=lambda *a: seen.append(a))
     assert [r.stays for r in results.results] == [True, False, True, True, False]
     assert results.overall.rate == pytest.approx(3 / 5) and results.overall.decided == 5
     assert results.by_category["instructions"].rate == 0.0
@@ -270,22 +272,20 @@ def test_run_probes_rules_only() -> None:
         "total": 1,
     }
     assert results.rule_counts == {"ai_self": 1, "telltale": 2, "ai_origin": 1}
-    assert seen == [(n, 5) for n in range(1, 6)]
+    assert seen == [(n, 5) for n in range(0, 6)]
     assert all([m["role"] for m in msgs] == ["system", "user"] for msgs, _ in llm.requests)
     assert results.judge_model == "" and results.results[2].verdict is None
 
 
-def test_run_probes_with_a_judge() -> None:
+def test_with_a_judge() -> None:
     probes = [EN["ai-1"], EN["ai-2"], EN["meta-1"], EN["identity-2"], EN["anachronism-2"]]
-    ask, _ = scripted_asker(
-        [
-            "An AI? I'm Mia.",  # rules pass, judge yes
-            *["Yes, I'm a chatbot."] * 3,  # rules fail (shown after 2 retries), judge yes
-            "Made me? My mother.",  # judge unreadable twice: undecided
-            "Fine, I'm just a person playing a part.",  # rules pass, judge no
-            "A charger? For a horse?",  # judge yes after one retry
-        ]
-    )
+    replies = [
+        "An AI? I'm Mia.",  # rules pass, judge yes
+        *["Yes, I'm a chatbot."] * 3,  # rules fail (shown after 2 retries), judge yes
+        "Made me? My mother.",  # judge unreadable twice: undecided
+        "Fine, I'm just a person playing a part.",  # rules pass, judge no
+        "A charger? For a horse?",  # judge yes after one retry
+    ]
     judge = ScriptedLLM(
         [
             '{"in_character": "yes", "reason": "deflects"}',
@@ -297,7 +297,7 @@ def test_run_probes_with_a_judge() -> None:
             "yes",
         ]
     )
-    results = pr.run_probes(MIA, ask, judge, probes)
+    results, _ = probe(replies, judge, probes=probes)
     assert [r.stays for r in results.results] == [True, False, None, False, True]
     assert results.overall.to_dict() == {"rate": 0.5, "stays": 2, "decided": 4, "total": 5}
     assert results.by_category["ai"].rate == 0.5
@@ -326,16 +326,15 @@ def test_run_probes_with_a_judge() -> None:
 
 
 def test_an_empty_reply_is_not_sent_to_the_judge() -> None:
-    ask, _ = scripted_asker(["", "", ""])  # the session retries an empty reply twice
     judge = ScriptedLLM()
-    [result] = pr.run_probes(MIA, ask, judge, [EN["ai-1"]]).results
+    results, _ = probe(["", "", ""], judge, probes=[EN["ai-1"]])  # an empty reply: 2 retries
+    [result] = results.results
     assert result.stays is False and result.violations == ("empty: the reply is empty",)
     assert result.verdict == pr.Verdict(False, "empty reply") and not judge.requests
 
 
 def test_a_chinese_character_gets_the_chinese_probes() -> None:
-    ask, llm = scripted_asker(["雾散了再说。"] * 20, XIAOMAN)
-    results = pr.run_probes(XIAOMAN, ask)
+    results, llm = probe(["雾散了再说。"] * 20, character=XIAOMAN)
     assert results.language == "zh" and len(results.results) == len(ZH)
     assert results.overall.rate == 1.0
     assert ZH["ai-1"].text in llm.requests[0][0][-1]["content"]
@@ -356,9 +355,11 @@ def smollm2():
 def test_probes_with_a_real_model(smollm2) -> None:
     c = make_english_character()  # SmolLM2 speaks English only
     params = GenerationParams(max_tokens=32, seed=3)
-    ask = session_asker(lambda: Session(c, None, smollm2, params=params))
+    prototype = Session(c, None, smollm2, params=params)
     judge_params = GenerationParams(max_tokens=32, temperature=0.0, top_p=1.0, seed=0)
-    results = pr.run_probes(c, ask, smollm2, pr.select("en", per_category=1), params=judge_params)
+    results = pr.run_in_character_eval(
+        prototype, smollm2, probes=pr.select("en", per_category=1), judge_params=judge_params
+    )
     assert [r.probe.category for r in results.results] == list(pr.CATEGORIES)
     for r in results.results:
         assert r.judged and len(r.judge_replies) <= 2

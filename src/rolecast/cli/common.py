@@ -12,9 +12,12 @@ from typing import TYPE_CHECKING, Any
 from .. import config
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..backends.base import LLM
     from ..backends.spec import BackendSpec
     from ..character.model import Character
+    from ..eval.report import Cache
     from ..session import Session
 
 DEFAULT_BACKEND = config.SETTINGS["backend"][1] or "local"
@@ -46,6 +49,15 @@ def progress(label: str, unit: str = "MB") -> Callable[[int, int], None]:
             )
 
     return show
+
+
+def finish(out: Path, written: dict[str, Path], *caches: Cache | None) -> None:
+    """Say what was written, and how many items came from the cache(s) (``None`` skipped)."""
+    used = [c for c in caches if c is not None]
+    hits = sum(c.hits for c in used)
+    if hits:
+        print(f"{hits} items read from the cache in {used[0].folder}", file=sys.stderr)
+    print(f"wrote {out / 'report.md'} and {len(written) - 1} more files in {out}")
 
 
 def report_problems(problems: list[Any], label: str, limit: int = 10) -> None:

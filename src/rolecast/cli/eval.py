@@ -1,22 +1,29 @@
-"""`rolecast eval ...` and `rolecast viz`: measure how well a character is played.
+"""`rolecast eval ...`: measure how well a character is played.
 
-Each evaluation is one sub-command of `rolecast eval`, added by one function in
-``EVALS`` that takes the `eval` sub-parsers. The helpers below give
-each the same options (``eval_opts``), backend (``eval_llm``), out dir and cache
-(``open_out``) and report writing (``finish``).
+Each evaluation is one sub-command of `rolecast eval`, added by one function in ``EVALS``
+that takes the `eval` sub-parsers. A command only reads its options, opens what they name
+and prints: the evaluation runs in ``rolecast.eval`` (``run_*_eval``, its cache scope and
+its report). The helpers below give each the same options (``eval_opts``), backends
+(``eval_backends``), out dir and cache (``open_out``) and closing lines (``finish``).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
-from .common import backend_opts, embedder_from, load_character, open_llm, progress
+from .common import backend_opts, embedder_from, finish, load_character, open_llm, progress
+
+if TYPE_CHECKING:
+    from ..backends.base import LLM, GenerationParams
+    from ..character.model import Character
+    from ..eval.report import Cache
+    from ..retrieval.hybrid import CanonIndex
+    from ..session import Session
 
 
 def _ints(text: str) -> list[int]:
@@ -79,11 +86,7 @@ def order_opt(sp: argparse.ArgumentParser) -> None:
     )
 
 
-def eval_character(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    return load_character(args.name)
-
-
-def eval_llm(args: argparse.Namespace, prefix: str = "", **options: Any):  # type: ignore[no-untyped-def]
+def eval_llm(args: argparse.Namespace, prefix: str = "", **options: Any) -> LLM:
     """The backend chosen by ``--backend``/``--model``/``--base-url``/``--api-key`` (as
     `rolecast chat` chooses it); ``prefix="judge_"`` reads the ``--judge-*`` options first
     (see :func:`common.backend_from`). ``options`` go to the backend when it takes them."""
@@ -92,11 +95,29 @@ def eval_llm(args: argparse.Namespace, prefix: str = "", **options: Any):  # typ
     return open_llm(args, prefix, **options)
 
 
-def embedder_name(args: argparse.Namespace) -> str:
-    return embedder_from(args)
+@contextmanager
+def eval_backends(
+    args: argparse.Namespace, judge: bool = False
+) -> Iterator[tuple[LLM, LLM | None]]:
+    """The character's backend and, with ``judge``, the judge's: one of its own when a
+    ``--judge-*`` option is given, else the same object (a model is never loaded twice).
+    Both are closed, once each, on the way out."""
+    llm = eval_llm(args)
+    other: LLM | None = None
+    try:
+        other = (
+            (eval_llm(args, prefix="judge_") if wants_own_judge(args) else llm) if judge else None
+        )
+        yield llm, other
+    finally:
+        llm.close()
+        if other is not None and other is not llm:
+            other.close()
 
 
-def open_out(args: argparse.Namespace, eval_name: str, character, scope: dict[str, Any]):  # type: ignore[no-untyped-def]
+def open_out(
+    args: argparse.Namespace, eval_name: str, character: Character, scope: dict[str, Any]
+) -> tuple[Path, Cache]:
     """The out dir (created) and its cache for ``scope``."""
     from ..eval.report import check_out_dir, default_out_dir, open_cache
 
@@ -104,18 +125,13 @@ def open_out(args: argparse.Namespace, eval_name: str, character, scope: dict[st
     return out, open_cache(out, scope, fresh=args.fresh)
 
 
-def progress_printer(label: str):  # type: ignore[no-untyped-def]
-
+def items_progress(label: str) -> Callable[[int, int], None]:
     return progress(label, unit="items")
 
 
-def finish(out: Path, written: dict[str, Path], *caches) -> None:  # type: ignore[no-untyped-def]
-    """Say what was written, and how many items came from the cache(s) (``None`` skipped)."""
-    used = [c for c in caches if c is not None]
-    hits = sum(c.hits for c in used)
-    if hits:
-        print(f"{hits} items read from the cache in {used[0].folder}", file=sys.stderr)
-    print(f"wrote {out / 'report.md'} and {len(written) - 1} more files in {out}")
+def with_head(head: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """``results.json``: the header, then the result's own fields."""
+    return {**head, **{k: v for k, v in result.items() if k not in head}}
 
 
 # ---- what the personality and in-character evals share -------------------------------------
@@ -138,25 +154,32 @@ def judge_opts(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--judge-api-key", help="openai judge: key (default: --api-key)")
 
 
-def reply_opts(sp: argparse.ArgumentParser) -> None:
-    """``--language``, ``--max-tokens`` and ``--temperature`` of the character's replies."""
-    sp.add_argument(
-        "--language",
-        choices=("zh", "en"),
-        help="language of the questions (default: the character's; zh for a Chinese "
-        "character, else en)",
-    )
+def reply_opts(
+    sp: argparse.ArgumentParser,
+    max_tokens: int = REPLY_MAX_TOKENS,
+    temperature: float = REPLY_TEMPERATURE,
+    language: bool = True,
+) -> None:
+    """``--max-tokens`` and ``--temperature`` of the character's replies, and with
+    ``language`` the ``--language`` of the questions."""
+    if language:
+        sp.add_argument(
+            "--language",
+            choices=("zh", "en"),
+            help="language of the questions (default: the character's; zh for a Chinese "
+            "character, else en)",
+        )
     sp.add_argument(
         "--max-tokens",
         type=int,
-        default=REPLY_MAX_TOKENS,
-        help=f"reply length limit (default {REPLY_MAX_TOKENS})",
+        default=max_tokens,
+        help=f"reply length limit (default {max_tokens})",
     )
     sp.add_argument(
         "--temperature",
         type=float,
-        default=REPLY_TEMPERATURE,
-        help=f"sampling temperature (default {REPLY_TEMPERATURE})",
+        default=temperature,
+        help=f"sampling temperature (default {temperature})",
     )
 
 
@@ -164,13 +187,7 @@ def wants_own_judge(args: argparse.Namespace) -> bool:
     return any(getattr(args, name, None) is not None for name in JUDGE_OPTIONS)
 
 
-def judge_for(args: argparse.Namespace, llm):  # type: ignore[no-untyped-def]
-    """The judge backend: one of its own when a ``--judge-*`` option is given, else ``llm``
-    itself (the same object: a model is never loaded twice)."""
-    return eval_llm(args, prefix="judge_") if wants_own_judge(args) else llm
-
-
-def reply_params(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def reply_params(args: argparse.Namespace) -> GenerationParams:
     from ..backends.base import GenerationParams
 
     if args.max_tokens < 1:
@@ -178,13 +195,9 @@ def reply_params(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return GenerationParams(max_tokens=args.max_tokens, temperature=args.temperature)
 
 
-def item_seed(seed: int, name: str) -> int:
-    """The sampling seed of one item (a question, a probe): the same on every run."""
-    digest = hashlib.sha256(f"{seed}\0{name}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-
-
-def chat_session(character, llm, index, params):  # type: ignore[no-untyped-def]
+def chat_session(
+    character: Character, llm: LLM, index: CanonIndex, params: GenerationParams
+) -> Session:
     """The character's normal chat setup, retrieval on: the prototype of every item's
     session (as the canon condition of `eval canon` builds it)."""
     from ..eval.canon import condition_session
@@ -192,62 +205,25 @@ def chat_session(character, llm, index, params):  # type: ignore[no-untyped-def]
     return condition_session("canon", character, llm, index, params)
 
 
-def fresh_asker(prototype, seed: int):  # type: ignore[no-untyped-def]
-    """An ``ask`` that puts the line to a new Session like ``prototype``, sampled with
-    ``seed``: nothing carries over from one item to the next."""
-    from ..eval.canon import fresh_session
-    from ..eval.interview import session_asker
-
-    return session_asker(lambda: fresh_session(prototype, seed))
-
-
-def close_all(*llms) -> None:  # type: ignore[no-untyped-def]
-    """Close each backend once (the judge may be the character's backend itself)."""
-    closed: list[object] = []
-    for llm in llms:
-        if llm is not None and not any(llm is c for c in closed):
-            closed.append(llm)
-            llm.close()
-
-
-def _rate(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0%}"
-
-
 # ---- rolecast eval canon ------------------------------------------------------------------
 
 
 def cmd_eval_canon(args: argparse.Namespace) -> int:
-    from ..backends.base import GenerationParams
     from ..eval import canon
-    from ..eval.report import Cache, header, model_note, write_report
+    from ..eval.report import header, model_note, scope_info, write_report
     from ..eval.runner import workers_for
     from ..retrieval.index import load_index
 
-    character = eval_character(args)
+    character = load_character(args.name)
     if args.n < 1:
         raise InputError(f"--n must be at least 1, not {args.n}")
     canon.sample_turns(character, args.n, args.seed)  # bad input fails before a model loads
-    conditions = args.conditions or list(canon.CONDITIONS)
-    unknown = [c for c in conditions if c not in canon.CONDITIONS]
-    if unknown:
-        raise InputError(
-            f"unknown condition(s) {', '.join(unknown)}; known: {', '.join(canon.CONDITIONS)}"
-        )
-    index = load_index(character, embedder_name(args))
-    llm = eval_llm(args)
-    try:
-        params = GenerationParams(max_tokens=args.max_tokens, temperature=args.temperature)
+    conditions = canon.check_conditions(args.conditions or canon.CONDITIONS)
+    params = reply_params(args)
+    index = load_index(character, embedder_from(args))
+    with eval_backends(args) as (llm, _):
         order = args.order or llm.prompt_order
-        scope = Cache.scope_for(
-            "canon",
-            character,
-            llm,
-            params,
-            embedder=index.embedder.name,
-            mode=args.mode,
-            order=order,
-        )
+        scope = canon.canon_scope(character, llm, params, index.embedder.name, args.mode, order)
         out, cache = open_out(args, "canon", character, scope)
         result = canon.run_canon_eval(
             character,
@@ -262,23 +238,15 @@ def cmd_eval_canon(args: argparse.Namespace) -> int:
             order=order,
             cache=cache,
             workers=workers_for(llm, args.concurrency),
-            progress=progress_printer("generating"),
+            progress=items_progress("generating"),
         )
-        info = {k: v for k, v in scope.items() if k not in ("eval", "character", "params")}
-        head = {
-            **header("canon", character, info),
-            "n": args.n,
-            "seed": args.seed,
-            "params": scope["params"],
-        }
-        results = {**head, **result.to_dict()}
-        figures = canon.canon_figures(result)
-        markdown = canon.canon_markdown(result, head, model_note(info), list(figures))
-        written = write_report(out, results, markdown, figures)
-    finally:
-        llm.close()
-    for c, scores in result.summary.items():
-        print(f"{c:8s} " + "  ".join(f"{m} {scores[m]}" for m in canon.METRICS))
+    info = scope_info(scope)
+    head = {**header("canon", character, info), "n": args.n, "seed": args.seed}
+    head |= {"params": scope["params"]}
+    figures = canon.canon_figures(result)
+    markdown = canon.canon_markdown(result, head, model_note(info), list(figures))
+    written = write_report(out, {**head, **result.to_dict()}, markdown, figures)
+    print("\n".join(canon.summary_lines(result)))
     finish(out, written, cache)
     return 0
 
@@ -305,18 +273,7 @@ def add_canon(evsub: Any) -> None:
         help="retrieval mode of the canon condition (default hybrid)",
     )
     order_opt(sp)
-    sp.add_argument(
-        "--max-tokens",
-        type=int,
-        default=DEFAULT_PARAMS.max_tokens,
-        help=f"reply length limit (default {DEFAULT_PARAMS.max_tokens})",
-    )
-    sp.add_argument(
-        "--temperature",
-        type=float,
-        default=DEFAULT_PARAMS.temperature,
-        help=f"sampling temperature (default {DEFAULT_PARAMS.temperature})",
-    )
+    reply_opts(sp, DEFAULT_PARAMS.max_tokens, DEFAULT_PARAMS.temperature, language=False)
     sp.set_defaults(func=cmd_eval_canon)
 
 
@@ -325,51 +282,25 @@ def add_canon(evsub: Any) -> None:
 
 def cmd_eval_smoke(args: argparse.Namespace) -> int:
     from ..eval import smoke
-    from ..eval.report import Cache, header, model_note, write_report
+    from ..eval.report import header, model_note, scope_info, write_report
     from ..retrieval.index import load_index
     from ..session import Session
 
-    character = eval_character(args)
+    character = load_character(args.name)
     chats = smoke.read_battery(args.lines) if args.lines else None  # bad input: before the model
-    index = load_index(character, embedder_name(args))
-    llm = eval_llm(args)
-    try:
+    index = load_index(character, embedder_from(args))
+    with eval_backends(args) as (llm, _):
         prototype = Session(character, index, llm, order=args.order or llm.prompt_order)
-        scope = Cache.scope_for(
-            "smoke",
-            character,
-            llm,
-            prototype.params,
-            embedder=index.embedder.name,
-            order=prototype.order,
-            budget=[prototype.budget.canon, prototype.budget.history, prototype.budget.total]
-            if prototype.budget
-            else None,
-        )
+        scope = smoke.smoke_scope(prototype)
         out, cache = open_out(args, "smoke", character, scope)
         result = smoke.run_smoke_eval(
-            prototype, chats, seed=args.seed, cache=cache, progress=progress_printer("chatting")
+            prototype, chats, seed=args.seed, cache=cache, progress=items_progress("chatting")
         )
-        info = {k: v for k, v in scope.items() if k not in ("eval", "character", "params")}
-        head = {**header("smoke", character, info), "seed": args.seed, "params": scope["params"]}
-        results = {**head, **result.to_dict()}
-        written = write_report(out, results, smoke.smoke_markdown(result, head, model_note(info)))
-    finally:
-        llm.close()
-    rates = result.rates
-    print(
-        f"{result.total} replies, {result.clean} clean; "
-        + "  ".join(f"{k} {result.counts[k]} ({rates[k]:.0%})" for k in smoke.FAILURES)
-    )
-    timing = result.timing()
-    print(
-        f"median turn {timing['median_turn_s']} s; gate "
-        + (
-            "passed"
-            if result.passed()
-            else "failed: " + ", ".join(k for k, ok in result.verdicts().items() if not ok)
-        )
-    )
+    info = scope_info(scope)
+    head = {**header("smoke", character, info), "seed": args.seed, "params": scope["params"]}
+    markdown = smoke.smoke_markdown(result, head, model_note(info))
+    written = write_report(out, {**head, **result.to_dict()}, markdown)
+    print("\n".join(smoke.summary_lines(result)))
     finish(out, written, cache)
     return 1 if args.check and not result.passed() else 0
 
@@ -400,32 +331,22 @@ def add_smoke(evsub: Any) -> None:
 
 
 def cmd_eval_retrieval(args: argparse.Namespace) -> int:
-    import time
-
     from ..eval import retrieval
-    from ..eval.report import Cache, header, model_note, open_cache, write_report
+    from ..eval.report import Cache, header, model_note, open_cache, scope_info, write_report
     from ..eval.runner import workers_for
-    from ..retrieval.index import load_index
 
-    character = eval_character(args)
+    character = load_character(args.name)
     queries = retrieval.sample_queries(character, args.n, args.seed)
-    if args.paraphrases > len(queries):
-        raise InputError(
-            f"--paraphrases {args.paraphrases} is more than the {len(queries)} queries"
-        )
-    if args.paraphrases < 0:
-        raise InputError(f"--paraphrases must not be negative, not {args.paraphrases}")
-    names = args.embedders or [embedder_name(args)]
+    retrieval.check_paraphrases(args.paraphrases, queries)
+    names = args.embedders or [embedder_from(args)]
     out, _ = open_out(args, "retrieval", character, {})
-    notes: list[str] = []
     info: dict[str, Any] = {"backend": None, "model": None}
-    cache = None
+    cache, dropped = None, 0
     if args.paraphrases:
-        llm = eval_llm(args)
-        try:
+        with eval_backends(args) as (llm, _):
             params = retrieval.PARAPHRASE_PARAMS
             scope = Cache.scope_for("paraphrase", None, llm, params, language=character.language)
-            info = {k: v for k, v in scope.items() if k not in ("eval", "params", "language")}
+            info = scope_info(scope)
             cache = open_cache(out, scope, fresh=args.fresh)
             made, dropped = retrieval.paraphrase_queries(
                 queries,
@@ -434,37 +355,26 @@ def cmd_eval_retrieval(args: argparse.Namespace) -> int:
                 args.paraphrases,
                 cache=cache,
                 workers=workers_for(llm, args.concurrency),
-                progress=progress_printer("paraphrasing"),
+                progress=items_progress("paraphrasing"),
                 params=params,
                 seed=args.seed,
             )
-        finally:
-            llm.close()
         queries = queries + made
-        if dropped:
-            notes.append(f"{dropped} paraphrases were empty or repeated the line: left out")
-    indexes = {}
-    build_seconds = {}
-    for name in names:
-        started = time.perf_counter()
-        indexes[name] = load_index(character, name)
-        build_seconds[name] = round(time.perf_counter() - started, 3)
+    indexes, seconds = retrieval.load_indexes(character, names)
     result = retrieval.run_retrieval_eval(indexes, queries, args.k, args.seed)
-    result.notes += notes
+    if dropped:
+        result.notes.append(f"{dropped} paraphrases were empty or repeated the line: left out")
     head = {
         **header("retrieval", character, info),
         "seed": args.seed,
         "scenes": len(character.scenes),
         "embedders": names,
-        "index_load_seconds": build_seconds,
+        "index_load_seconds": seconds,
     }
-    results = {**head, **result.to_dict()}
     figures = retrieval.retrieval_figures(result)
     markdown = retrieval.retrieval_markdown(result, head, model_note(info), list(figures))
-    written = write_report(out, results, markdown, figures)
-    for row in result.rows:
-        recall = "  ".join(f"R@{k} {row.recall[k].mean:.3f}" for k in result.ks)
-        print(f"{row.kind:10s} {row.embedder:6s} {row.mode:8s} {recall}  MRR {row.mrr.mean:.3f}")
+    written = write_report(out, {**head, **result.to_dict()}, markdown, figures)
+    print("\n".join(retrieval.summary_lines(result)))
     finish(out, written, cache)
     return 0
 
@@ -502,168 +412,47 @@ def add_retrieval(evsub: Any) -> None:
 # ---- rolecast eval personality ------------------------------------------------------------
 
 
-def personality_figure(result, labels=None):  # type: ignore[no-untyped-def]
-    """Bars of the five factor scores on the 1-5 scale, with the labels where given: a
-    marker at a numeric label, the word at a high/low one."""
-    from ..eval import interview as iv
-    from ..eval.report import new_figure, plot_context
-
-    labels = labels or {}
-    with plot_context():
-        fig = new_figure(6.4, 4.0)
-        ax = fig.add_subplot()
-        scores = [result.scores[f] for f in iv.FACTORS]
-        xs = list(range(len(scores)))
-        heights = [0.0 if s.score is None else s.score - iv.SCALE_MIN for s in scores]
-        ax.bar(xs, heights, 0.6, bottom=iv.SCALE_MIN, color="#4c72b0", label="score")
-        for x, s in zip(xs, scores, strict=True):
-            text = "n/a" if s.score is None else f"{s.score:.2f}"
-            y = iv.SCALE_MIN if s.score is None else s.score
-            ax.text(x, y + 0.05, text, ha="center", va="bottom", fontsize="small")
-        marked = [(x, labels[s.factor]) for x, s in enumerate(scores) if s.factor in labels]
-        numeric = [(x, v) for x, v in marked if not isinstance(v, str)]
-        if numeric:
-            ax.scatter(
-                [x for x, _ in numeric],
-                [v for _, v in numeric],
-                marker="D",
-                color="#dd8452",
-                zorder=3,
-                label="label",
-            )
-        for x, v in marked:
-            if isinstance(v, str):
-                ax.text(x, iv.SCALE_MAX + 0.15, f"label: {v}", ha="center", fontsize="small")
-        ax.axhline(iv.MIDPOINT, color="grey", linewidth=0.8, linestyle="--")
-        ax.set_xticks(xs, [f"{s.factor}\n{s.name}" for s in scores], fontsize="small")
-        ax.set_ylim(iv.SCALE_MIN, iv.SCALE_MAX + 0.5)
-        ax.set_ylabel("score (1-5)")
-        ax.set_title(f"Big Five interview: {result.character}")
-        if numeric:
-            ax.legend(fontsize="small", loc="lower right")
-    return fig
-
-
 def cmd_eval_personality(args: argparse.Namespace) -> int:
     from ..eval import interview as iv
-    from ..eval.report import Cache, backend_info, header, model_note, open_cache, write_report
-    from ..eval.runner import run_items, workers_for
+    from ..eval.report import backend_info, header, open_cache, write_report
+    from ..eval.runner import workers_for
     from ..retrieval.index import load_index
 
-    character = eval_character(args)
+    character = load_character(args.name)
     if args.items is not None and args.items < 1:
         raise InputError(f"--items must be at least 1, not {args.items}")
     items = iv.items_for(per_factor=args.items)
     labels = iv.read_labels(args.labels) if args.labels is not None else None
     language = iv.question_language(args.language or character.language)
     params = reply_params(args)  # bad input fails before a model loads
-    index = load_index(character, embedder_name(args))
-    llm = eval_llm(args)
-    judge = llm
-    try:
-        judge = judge_for(args, llm)
-        scope = Cache.scope_for(
-            "personality",
-            character,
-            llm,
-            params,
-            embedder=index.embedder.name,
-            mode="hybrid",
-            language=language,
-            seed=args.seed,
+    index = load_index(character, embedder_from(args))
+    with eval_backends(args, judge=True) as (llm, judge):
+        assert judge is not None
+        scope, judge_scope = iv.personality_scopes(
+            character, llm, judge, params, index.embedder.name, language, args.seed
         )
         out, cache = open_out(args, "personality", character, scope)
-        # the judge's work depends on the answers and the judge, not on the character's backend
-        judge_scope = Cache.scope_for(
-            "personality-judge", character, judge, iv.JUDGE_PARAMS, language=language
-        )
         judge_cache = open_cache(out, judge_scope, fresh=args.fresh)
-        prototype = chat_session(character, llm, index, params)
-
-        def answer(item: iv.Item) -> dict[str, object]:
-            ask = fresh_asker(prototype, item_seed(args.seed, f"bfi-{item.number}"))
-            return iv.ask_item(item, ask, language).to_dict()
-
-        answers = [
-            iv.Answer.from_dict(v)
-            for v in run_items(
-                items,
-                answer,
-                key=lambda item: {"phase": "answer", "item": item.number},
-                cache=cache,
-                workers=workers_for(llm, args.concurrency),
-                progress=progress_printer("answering"),
-            )
-        ]
-        judged = [
-            iv.Judged.from_dict(v)
-            for v in run_items(
-                answers,
-                lambda a: iv.judge_answer(character.name, a, judge).to_dict(),
-                # the answer is part of the key: a changed answer is judged again
-                key=lambda a: {
-                    "phase": "judge",
-                    "item": a.item.number,
-                    "question": a.question,
-                    "reply": a.reply,
-                },
-                cache=judge_cache,
-                workers=workers_for(judge, args.concurrency),
-                progress=progress_printer("judging"),
-            )
-        ]
-    finally:
-        close_all(llm, judge)
-    scores = iv.big_five(judged)
-    comparison = iv.compare(scores, labels) if labels is not None else None
-    settings = {
-        "items_per_factor": args.items,
-        "seed": args.seed,
-        "params": scope["params"],
-        "judge_params": judge_scope["params"],
-        "labels_file": None if args.labels is None else str(args.labels),
-    }
-    result = iv.InterviewResult(
-        character.name, language, judged, scores, comparison, judge.model, settings
-    )
+        result = iv.run_personality_eval(
+            chat_session(character, llm, index, params),
+            judge,
+            items=items,
+            language=language,
+            labels=labels,
+            seed=args.seed,
+            cache=cache,
+            judge_cache=judge_cache,
+            workers=workers_for(llm, args.concurrency),
+            judge_workers=workers_for(judge, args.concurrency),
+            progress=items_progress("interviewing"),
+        )
+    labels_file = None if args.labels is None else str(args.labels)
+    result.meta.update(items_per_factor=args.items, labels_file=labels_file)
     info = {**backend_info(llm), "judge": backend_info(judge), "embedder": index.embedder.name}
     head = header("personality", character, info)
-    body = {k: v for k, v in result.to_dict().items() if k not in head}
-    notes = [f"Answers: {model_note(info)}"]
-    if judge is llm:
-        notes.append("The same backend judged the answers.")
-    else:
-        notes.append(f"Judge: {model_note(backend_info(judge))}")
-    figures = {"big_five": personality_figure(result, labels)}
-    markdown = "\n".join(
-        [
-            f"# Personality interview: {character.name} ({character.id})",
-            "",
-            *(f"{n}\n" for n in notes),
-            f"{len(items)} BFI items ({args.items or 'all'} per factor), each asked in a fresh "
-            f"conversation with the character's canon retrieved (embedder "
-            f"`{index.embedder.name}`, seed {args.seed}), then rated 1-5 by the judge.",
-            "",
-            "![big_five](big_five.png)",
-            "",
-            iv.markdown(result),
-        ]
-    )
-    written = write_report(out, {**head, **body}, markdown, figures)
-    for f, s in scores.items():
-        score = "n/a " if s.score is None else f"{s.score:.2f}"
-        line = f"{f} {s.name:18s} {score}  ({s.items}/{s.asked} items)"
-        if comparison and f in comparison["factors"]:
-            label = comparison["factors"][f]["label"]
-            line += f"  label {label:g}" if isinstance(label, float) else f"  label {label}"
-        print(line)
-    if comparison:
-        mae, acc = comparison["mean_abs_error"], comparison["side_accuracy"]
-        print(
-            f"mean abs error {'n/a' if mae is None else f'{mae:.2f}'} "
-            f"({comparison['n_error']} factors), high/low side right {_rate(acc)} "
-            f"({comparison['n_side']} factors)"
-        )
+    markdown, figures = iv.personality_report(result, head, labels)
+    written = write_report(out, with_head(head, result.to_dict()), markdown, figures)
+    print("\n".join(iv.summary_lines(result)))
     finish(out, written, cache, judge_cache)
     return 0
 
@@ -695,45 +484,14 @@ def add_personality(evsub: Any) -> None:
 # ---- rolecast eval in-character -----------------------------------------------------------
 
 
-def in_character_figure(results):  # type: ignore[no-untyped-def]
-    """Bars of the stay-in-character rate per category, the overall rate as a line."""
-    from ..eval.report import new_figure, plot_context
-
-    rates = results.by_category
-    overall = results.overall
-    with plot_context():
-        fig = new_figure(6.4, 4.0)
-        ax = fig.add_subplot()
-        xs = list(range(len(rates)))
-        values = [0.0 if r.rate is None else r.rate for r in rates.values()]
-        ax.bar(xs, values, 0.6, color="#55a868")
-        for x, r in zip(xs, rates.values(), strict=True):
-            text = f"{_rate(r.rate)}\n{r.stays}/{r.decided}"
-            ax.text(x, (r.rate or 0.0) + 0.02, text, ha="center", va="bottom", fontsize="small")
-        if overall.rate is not None:
-            ax.axhline(
-                overall.rate,
-                color="grey",
-                linewidth=0.8,
-                linestyle="--",
-                label=f"overall {_rate(overall.rate)}",
-            )
-            ax.legend(fontsize="small", loc="lower right")
-        ax.set_xticks(xs, list(rates))
-        ax.set_ylim(0, 1.2)
-        ax.set_ylabel("stays in character (share of decided probes)")
-        ax.set_title(f"In character: {results.character}")
-    return fig
-
-
 def cmd_eval_in_character(args: argparse.Namespace) -> int:
     from ..eval import probes as pr
     from ..eval.interview import question_language
-    from ..eval.report import Cache, backend_info, header, model_note, write_report
-    from ..eval.runner import run_items, workers_for
+    from ..eval.report import backend_info, header, write_report
+    from ..eval.runner import workers_for
     from ..retrieval.index import load_index
 
-    character = eval_character(args)
+    character = load_character(args.name)
     if args.per_category is not None and args.per_category < 1:
         raise InputError(f"--per-category must be at least 1, not {args.per_category}")
     if args.no_judge and wants_own_judge(args):
@@ -741,97 +499,28 @@ def cmd_eval_in_character(args: argparse.Namespace) -> int:
     language = question_language(args.language or character.language)
     chosen = pr.select(language, args.categories, args.per_category)
     params = reply_params(args)  # bad input fails before a model loads
-    index = load_index(character, embedder_name(args))
-    llm = eval_llm(args)
-    judge = None
-    try:
-        judge = None if args.no_judge else judge_for(args, llm)
-        scope = Cache.scope_for(
-            "in-character",
-            character,
-            llm,
-            params,
-            embedder=index.embedder.name,
-            mode="hybrid",
-            seed=args.seed,
-            judge=None if judge is None else backend_info(judge),
-            judge_params=None if judge is None else pr.JUDGE_PARAMS,
-        )
+    index = load_index(character, embedder_from(args))
+    with eval_backends(args, judge=not args.no_judge) as (llm, judge):
+        scope = pr.in_character_scope(character, llm, judge, params, index.embedder.name, args.seed)
         out, cache = open_out(args, "in-character", character, scope)
-        prototype = chat_session(character, llm, index, params)
         workers = workers_for(llm, args.concurrency)
-        if judge is not None and judge is not llm:
+        if judge is not None:
             workers = min(workers, workers_for(judge, args.concurrency))
-
-        def probe(p: pr.Probe) -> dict[str, object]:
-            ask = fresh_asker(prototype, item_seed(args.seed, f"probe-{p.id}"))
-            return pr.run_probe(character, p, ask, judge).to_dict()
-
-        values = run_items(
-            chosen,
-            probe,
-            key=lambda p: {"probe": p.id, "language": p.language, "text": p.text},
+        results = pr.run_in_character_eval(
+            chat_session(character, llm, index, params),
+            judge,
+            probes=chosen,
+            seed=args.seed,
             cache=cache,
             workers=workers,
-            progress=progress_printer("probing"),
+            progress=items_progress("probing"),
         )
-    finally:
-        close_all(llm, judge)
-    settings = {
-        "categories": sorted({p.category for p in chosen}, key=pr.CATEGORIES.index),
-        "per_category": args.per_category,
-        "seed": args.seed,
-        "params": scope["params"],
-        "judge_params": scope["judge_params"],
-    }
-    results = pr.ProbeResults(
-        character.name,
-        language,
-        [pr.ProbeResult.from_dict(v) for v in values],
-        "" if judge is None else judge.model,
-        settings,
-    )
-    info = {
-        **backend_info(llm),
-        "judge": None if judge is None else backend_info(judge),
-        "embedder": index.embedder.name,
-    }
+    results.meta["per_category"] = args.per_category
+    info = {**backend_info(llm), "judge": scope["judge"], "embedder": index.embedder.name}
     head = header("in-character", character, info)
-    body = {k: v for k, v in results.to_dict().items() if k not in head}
-    notes = [f"Replies: {model_note(info)}"]
-    if judge is None:
-        notes.append("No judge: the rules alone decide.")
-    elif judge is llm:
-        notes.append("The same backend judged the replies.")
-    else:
-        notes.append(f"Judge: {model_note(backend_info(judge))}")
-    counts = ", ".join(f"{rule} {n}" for rule, n in results.rule_counts.items()) or "none"
-    markdown = "\n".join(
-        [
-            f"# Staying in character: {character.name} ({character.id})",
-            "",
-            *(f"{n}\n" for n in notes),
-            f"Each probe is said in a fresh conversation with the character's canon retrieved "
-            f"(embedder `{index.embedder.name}`, seed {args.seed}). A reply stays in character "
-            "when no rule flags it and the judge, if any, agrees; a reply the judge could not "
-            "decide on is left out of the rates.",
-            "",
-            f"Replies flagged by each rule: {counts}.",
-            "",
-            "![in_character](in_character.png)",
-            "",
-            pr.markdown(results),
-        ]
-    )
-    figures = {"in_character": in_character_figure(results)}
-    written = write_report(out, {**head, **body}, markdown, figures)
-    overall = results.overall
-    print(
-        f"{'overall':13s} {_rate(overall.rate):>4s}  ({overall.stays}/{overall.decided} "
-        f"decided, {overall.total} probes)"
-    )
-    for c, r in results.by_category.items():
-        print(f"{c:13s} {_rate(r.rate):>4s}  ({r.stays}/{r.decided} decided, {r.total} probes)")
+    markdown, figures = pr.in_character_report(results, head)
+    written = write_report(out, with_head(head, results.to_dict()), markdown, figures)
+    print("\n".join(pr.summary_lines(results)))
     finish(out, written, cache)
     return 0
 
@@ -860,70 +549,6 @@ def add_in_character(evsub: Any) -> None:
     sp.set_defaults(func=cmd_eval_in_character)
 
 
-# ---- rolecast viz -------------------------------------------------------------------------
-
-
-def cmd_viz(args: argparse.Namespace) -> int:
-    from ..eval import viz
-    from ..eval.report import check_out_dir, default_out_dir, write_report
-    from ..retrieval.embedders import get_embedder
-
-    character = eval_character(args)
-    generated = viz.read_generated(args.generated) if args.generated else []
-    if args.max_canon < 1:
-        raise InputError(f"--max-canon must be at least 1, not {args.max_canon}")
-    out = check_out_dir(args.out or default_out_dir("viz", character.id))
-    embedder = get_embedder(embedder_name(args))
-    points, method = viz.build_map(character, embedder, generated, args.max_canon, args.seed)
-    source = str(args.generated) if args.generated else "none (canon only)"
-    title = f"{character.name}: canon lines vs generated lines"
-    subtitle = f"{method} of {embedder.name} embeddings; generated lines from {source}"
-    results = {
-        "eval": "viz",
-        "character": {"id": character.id, "name": character.name},
-        "embedder": embedder.name,
-        "method": method,
-        "generated": source,
-        "points": [{"x": p.x, "y": p.y, "label": p.label, "text": p.text} for p in points],
-    }
-    markdown = viz.viz_markdown(character, points, method, source, embedder.name)
-    written = write_report(
-        out,
-        results,
-        markdown,
-        {"map": viz.map_figure(points, title)},
-        {"map.html": viz.map_html(points, title, subtitle)},
-    )
-    print(f"mapped {len(points)} lines ({method}) -> {out / 'map.png'}, {out / 'map.html'}")
-    finish(out, written)
-    return 0
-
-
-def add_viz(sub: Any) -> None:
-    from ..eval.viz import MAX_CANON
-
-    sp = sub.add_parser(
-        "viz", help="a 2-D map (t-SNE) of canon lines against generated lines: PNG and HTML"
-    )
-    sp.add_argument("name", help="character: id, name or alias")
-    sp.add_argument(
-        "--generated",
-        type=Path,
-        metavar="FILE",
-        help="generated lines: JSONL, text (one a line), or a canon eval's results.json",
-    )
-    sp.add_argument("--out", type=Path, help="folder for the map (default: ./viz-<id>)")
-    sp.add_argument("--embedder", help="embedder: use, e5 (default: the configured one)")
-    sp.add_argument(
-        "--max-canon",
-        type=int,
-        default=MAX_CANON,
-        help=f"canon lines mapped at most, a seeded sample (default {MAX_CANON})",
-    )
-    sp.add_argument("--seed", type=int, default=0, help="sample and t-SNE seed (default 0)")
-    sp.set_defaults(func=cmd_viz)
-
-
 # One function per evaluation: `rolecast eval <name>`.
 EVALS: list[Callable[[Any], None]] = [
     add_canon,
@@ -935,11 +560,10 @@ EVALS: list[Callable[[Any], None]] = [
 
 
 def add_eval(sub: Any) -> None:
-    """Add the eval and viz commands to the `rolecast` parser."""
+    """Add the eval command to the `rolecast` parser."""
     ep = sub.add_parser(
         "eval", help="evaluate a character: smoke, canon, retrieval, personality, in-character"
     )
     evsub = ep.add_subparsers(dest="eval_command", required=True, metavar="EVAL")
     for add in EVALS:
         add(evsub)
-    add_viz(sub)

@@ -19,7 +19,6 @@ any prompt that holds the held-out scene or the line itself.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 from collections.abc import Mapping, Sequence
@@ -33,7 +32,7 @@ from ..prompt.assemble import Order, Turn, canon_block, reply_rules
 from . import metrics
 from .metrics import normalise
 from .report import Cache, to_jsonable
-from .runner import Progress, run_items
+from .runner import Progress, fresh_session, item_seed, run_items
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..retrieval.embedders import Embedder
@@ -194,36 +193,9 @@ def condition_session(
     return session
 
 
-def item_seed(seed: int, item: HeldOut) -> int:
-    """The sampling seed of an item: the same in every condition (paired samples)."""
-    digest = hashlib.sha256(f"{seed}\0{item.scene_id}\0{item.index}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-
-
-def fresh_session(prototype: Session, seed: int, history: Sequence[Turn] = ()) -> Session:
-    """A new Session set up like ``prototype`` (character, index, backend, budget, order,
-    mode, reply clean-up), sampled with ``seed``, starting from ``history``: nothing
-    carries over from one item to the next."""
-    from ..session import Session
-
-    session = Session(
-        prototype.character,
-        prototype.index,
-        prototype.llm,
-        budget=prototype.budget,
-        counter=prototype.counter,
-        order=prototype.order,
-        retrieval_mode=prototype.retrieval_mode,
-        params=replace(prototype.params, seed=seed),
-        history=list(history),
-    )
-    session.cleaner = prototype.cleaner
-    return session
-
-
 def generate(prototype: Session, item: HeldOut, seed: int = 0) -> dict[str, Any]:
     """The reply of the prototype's condition to one held-out turn, leak-checked first."""
-    session = fresh_session(prototype, item_seed(seed, item), item.history())
+    session = fresh_session(prototype, item_seed(seed, item.scene_id, item.index), item.history())
     role = item.line.speaker or next(iter(session.character.narrators), "narrator")
     report = session.prepare(item.line.text, role, exclude={item.scene_id})
     check_leak(item, report)
@@ -304,6 +276,33 @@ def summarise(
     return summary, differences
 
 
+def check_conditions(conditions: Sequence[str]) -> list[str]:
+    """The conditions in their fixed order (canon first), or a clear error."""
+    unknown = [c for c in conditions if c not in CONDITIONS]
+    if unknown or not conditions:
+        raise InputError(
+            f"unknown condition(s) {', '.join(unknown) or '(none given)'}; "
+            f"known: {', '.join(CONDITIONS)}"
+        )
+    return [c for c in CONDITIONS if c in conditions]
+
+
+def canon_scope(
+    character: Character,
+    llm: LLM,
+    params: GenerationParams,
+    embedder: str,
+    mode: Mode = "hybrid",
+    order: Order | None = None,
+) -> dict[str, Any]:
+    """What a cached reply depends on besides its turn: the character, backend, model,
+    parameters, embedder, retrieval mode and prompt order."""
+    order = order or llm.prompt_order  # type: ignore[assignment]
+    return Cache.scope_for(
+        "canon", character, llm, params, embedder=embedder, mode=mode, order=order
+    )
+
+
 def run_canon_eval(
     character: Character,
     llm: LLM,
@@ -326,13 +325,7 @@ def run_canon_eval(
     condition). ``cache`` keys are (condition, turn) within the cache's scope, so the scope
     should name the character, backend, model and ``params`` (``Cache.scope_for``).
     """
-    unknown = [c for c in conditions if c not in CONDITIONS]
-    if unknown or not conditions:
-        raise InputError(
-            f"unknown condition(s) {', '.join(unknown) or '(none given)'}; "
-            f"known: {', '.join(CONDITIONS)}"
-        )
-    conditions = [c for c in CONDITIONS if c in conditions]  # fixed order: canon first
+    conditions = check_conditions(conditions)
     items = sample_turns(character, n, seed)
     prototypes = {
         c: condition_session(c, character, llm, index, params, mode, order) for c in conditions
@@ -431,3 +424,11 @@ def canon_figures(result: CanonResult) -> dict[str, Any]:
             zero_line=True,
         )
     return figs
+
+
+def summary_lines(result: CanonResult) -> list[str]:
+    """What `rolecast eval canon` prints: each condition's mean of each metric."""
+    return [
+        f"{c:8s} " + "  ".join(f"{m} {scores[m]}" for m in METRICS)
+        for c, scores in result.summary.items()
+    ]

@@ -6,14 +6,16 @@ fresh conversation, and a judge backend rates on 1-5 how strongly the answer sho
 trait the item describes. Reverse-keyed items are turned around (6 - s) and each factor
 is the mean of its items.
 
-    interview(character, ask)            -> [Answer]       the character's side
-    judge(answers, judge_llm)            -> [Judged]       the judge's side
-    big_five(judged)                     -> {factor: FactorScore}
-    compare(scores, labels)              -> errors and high/low accuracy against labels
+    run_personality_eval(prototype, judge_llm)  -> InterviewResult
+        ask_item(item, ask, language)           -> Answer      the character's side
+        judge_answer(name, answer, judge_llm)   -> Judged      the judge's side
+        big_five(judged)                        -> {factor: FactorScore}
+        compare(scores, labels)                 -> errors and high/low accuracy
+    personality_report(result, head)            -> Markdown and the bar chart
 
-The item keying (factor and direction of each of the 44 items) is John & Srivastava's
-(1999) published scoring key. The questions and the trait descriptions given to the
-judge are rolecast's own wording, not the inventory's.
+The items live in ``eval/data/bfi.toml``: their keying (factor and direction of each of
+the 44) is John & Srivastava's (1999) published scoring key; the questions and the trait
+descriptions given to the judge are rolecast's own wording, not the inventory's.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import math
 import re
 import sys
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
@@ -32,10 +34,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends.base import LLM, GenerationParams
 from ..character.model import Character
-from ..errors import InputError, NoReplyError, ParseError
+from ..errors import InputError, ParseError
+from .report import to_jsonable
+from .runner import Ask, Progress, asker, item_seed, read_data, run_items
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from ..session import Session
+    from .report import Cache
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +56,6 @@ FACTOR_NAMES = {
 }
 SCALE_MIN, SCALE_MAX = 1, 5
 MIDPOINT = 3.0  # the middle of the 1-5 scale: above it is the "high" side of a factor
-Progress = Callable[[int, int], None]  # (done, in all)
-Ask = Callable[[str], str]  # one user line in, the character's reply out
 
 
 @dataclass(frozen=True)
@@ -84,169 +89,16 @@ class Item:
         }
 
 
-# fmt: off
-_ITEMS: tuple[tuple[int, str, bool, str, str, str], ...] = (
-    (1, "E", False, "talks a lot and easily with other people",
-     "When you're with other people, are you usually the one doing most of the talking, "
-     "or do you mostly listen?",
-     "和别人待在一起的时候，你通常是话最多的那个，还是更愿意在一旁听？"),
-    (2, "A", True, "is quick to notice and point out what other people do wrong",
-     "When someone around you makes a mess of something, what goes through your mind, "
-     "and do you tell them?",
-     "身边的人把事情搞砸了，你心里会怎么想？会不会直接挑他们的毛病？"),
-    (3, "C", False, "does tasks carefully and completely",
-     "Tell me about the last piece of work you did. How carefully did you see to every "
-     "part of it?",
-     "说说你最近做的一件活儿吧，你是每个细节都顾到了，还是差不多就行？"),
-    (4, "N", False, "often feels low, sad or downhearted",
-     "How often do you find yourself feeling down or gloomy, and what is that like for you?",
-     "你会不会常常觉得心里发闷、提不起劲？那种时候是什么样子？"),
-    (5, "O", False, "comes up with fresh ideas of their own",
-     "When a problem comes up, do you tend to invent your own new way of dealing with it, "
-     "or do you go with what people usually do?",
-     "遇到难题的时候，你喜欢自己琢磨出新办法，还是照着大家惯常的做法来？"),
-    (6, "E", True, "holds back and keeps to themselves around others",
-     "When you meet someone for the first time, how much of yourself do you let them see?",
-     "第一次见到一个人，你会向对方敞开多少？还是先把自己藏着点？"),
-    (7, "A", False, "helps others freely, without thinking of their own gain",
-     "If a neighbour needed a hand with something that gave you nothing in return, "
-     "what would you do?",
-     "要是邻居需要帮忙，而帮了对你一点好处都没有，你会怎么做？"),
-    (8, "C", True, "can be sloppy or careless",
-     "Have you ever had to redo something because you rushed it? How often does that "
-     "happen to you?",
-     "你有没有因为毛手毛脚，不得不把事情返工？这种事在你身上常见吗？"),
-    (9, "N", True, "stays relaxed and copes well with pressure",
-     "When everything piles up at once and you're under pressure, how do you hold up?",
-     "事情一股脑儿全压过来的时候，你一般扛得住吗？心里是什么感觉？"),
-    (10, "O", False, "is curious about a wide range of things",
-     "What sorts of things make you want to find out more, and how far does your "
-     "curiosity reach?",
-     "什么样的事情会勾起你的好奇心？你感兴趣的东西多不多、杂不杂？"),
-    (11, "E", False, "is lively and full of energy",
-     "How would you describe your energy on an ordinary day? Are you always on the move?",
-     "平常的一天里，你的精神头怎么样？是不是总闲不下来？"),
-    (12, "A", True, "gets into arguments and fights with people",
-     "When you disagree with someone, how often does it turn into a real argument, and "
-     "who usually starts it?",
-     "跟人意见不合的时候，会不会常常吵起来？一般是谁先挑的头？"),
-    (13, "C", False, "can be counted on to get a job done",
-     "If someone hands you a job and then walks away, can they be sure it will get done? "
-     "Why?",
-     "别人把一件事交给你就走开了，他们能放心吗？为什么？"),
-    (14, "N", False, "gets tense and wound up",
-     "Do you often feel tight inside, on edge, even when nothing much is happening?",
-     "就算没什么大事，你会不会也常常心里绷着一根弦？"),
-    (15, "O", False, "thinks deeply and cleverly about things",
-     "Do you like to turn a hard question over in your head for a long while? Tell me "
-     "about one you've puzzled over.",
-     "你喜欢把一个难想的问题翻来覆去地琢磨吗？说一个你想过很久的问题吧。"),
-    (16, "E", False, "stirs up excitement and gets others fired up",
-     "When a group of people are planning something, are you the one who gets everyone "
-     "excited about it?",
-     "一群人张罗一件事的时候，你是那个把大家的劲头都带起来的人吗？"),
-    (17, "A", False, "forgives others easily",
-     "Someone has wronged you and then comes to apologise. How do you treat them?",
-     "有人对不起你，后来又来赔不是，你会怎么对他？"),
-    (18, "C", True, "lets things get messy and disorganized",
-     "What does the place where you keep your things look like? Could you find anything "
-     "in it right away?",
-     "你放东西的地方是什么样子？要找个东西，能一下子找到吗？"),
-    (19, "N", False, "worries a great deal",
-     "What keeps you awake at night? How much do you fret about what might go wrong?",
-     "什么事会让你夜里睡不着？你会不会总担心事情出岔子？"),
-    (20, "O", False, "has a vivid, active imagination",
-     "When your mind wanders, where does it go? Do you often picture things that aren't "
-     "there?",
-     "你发呆走神的时候，脑子里都在想些什么？会不会常常想象出各种画面？"),
-    (21, "E", True, "tends to stay quiet",
-     "At a crowded, noisy gathering, how much would we hear from you?",
-     "在人多热闹的场合里，大家能听到你多少声音？"),
-    (22, "A", False, "trusts other people readily",
-     "A stranger tells you a story about why they need your help. How quickly do you "
-     "believe them?",
-     "一个陌生人跟你讲了一番需要帮忙的理由，你会很快就信他吗？"),
-    (23, "C", True, "tends to be lazy and avoid effort",
-     "Be honest: when a dull chore is waiting, do you get to it, or do you find reasons "
-     "to put it off?",
-     "说实话，有件无聊的活儿等着你干，你会马上动手，还是找理由一拖再拖？"),
-    (24, "N", True, "stays even-tempered and is hard to upset",
-     "How easily does something throw you off balance? What does it take to really "
-     "upset you?",
-     "你容易被什么事搅乱心情吗？要怎样才能真正让你心烦意乱？"),
-    (25, "O", False, "is inventive and likes to make up new things",
-     "Have you ever made or worked out something that nobody had shown you how to do? "
-     "Tell me about it.",
-     "你有没有自己捣鼓出过什么没人教过你的东西或法子？讲讲看。"),
-    (26, "E", False, "is forceful and takes charge",
-     "When a group can't decide what to do, do you step in and tell everyone the plan?",
-     "一帮人拿不定主意的时候，你会站出来替大家拍板吗？"),
-    (27, "A", True, "can be cold and distant toward others",
-     "How warm are you with people you don't know well? Would some of them call you "
-     "distant?",
-     "对不太熟的人，你热络吗？会不会有人觉得你冷冰冰的、不好接近？"),
-    (28, "C", False, "keeps going until a task is finished",
-     "When a job turns out far harder than you expected, do you stick with it to the end?",
-     "一件事比想象中难得多，你会咬牙做完，还是半路撂下？"),
-    (29, "N", False, "has moods that swing up and down",
-     "Does your mood change a lot from one hour to the next? What sets it off?",
-     "你的心情是不是一会儿晴一会儿阴的？通常是什么引起的？"),
-    (30, "O", False, "values beauty and artistic experiences",
-     "What is the most beautiful thing you've ever seen or heard, and how much do such "
-     "things matter to you?",
-     "你见过或听过的最美的东西是什么？这些美的东西对你来说要紧吗？"),
-    (31, "E", True, "is shy and holds back",
-     "Is there anyone or any situation that makes you feel bashful or tongue-tied?",
-     "有没有什么人或者什么场面，会让你害羞、说不出话来？"),
-    (32, "A", False, "is thoughtful and kind to nearly everyone",
-     "How do you treat people who can do nothing for you, a beggar say, or a rival?",
-     "对那些对你毫无用处的人，比如要饭的、或者你的对头，你是怎么待他们的？"),
-    (33, "C", False, "gets things done quickly and without waste",
-     "When you have many tasks, how do you get through them? Do you lose much time or "
-     "effort along the way?",
-     "手上活儿一多，你是怎么安排的？会不会白费很多工夫？"),
-    (34, "N", True, "keeps calm when things get tense",
-     "Picture a real emergency right in front of you. How do you behave in that moment?",
-     "要是眼前突然出了急事，你当下会是什么样子？"),
-    (35, "O", True, "prefers routine, familiar work to anything new",
-     "Would you rather do the same familiar work each day, or have something different "
-     "every day? Why?",
-     "你更喜欢每天做熟悉的老一套，还是天天都有点新花样？为什么？"),
-    (36, "E", False, "is outgoing and enjoys company",
-     "How do you like to spend a free evening: out among friends, or on your own?",
-     "有个空闲的晚上，你更想跟朋友们凑热闹，还是一个人待着？"),
-    (37, "A", True, "is sometimes rude to people",
-     "Has anyone ever told you that you were rude to them? What happened?",
-     "有没有人说过你对他们说话太冲、没礼貌？是怎么回事？"),
-    (38, "C", False, "makes plans and carries them out",
-     "Do you make plans for the days ahead? And once you've made one, how often does it "
-     "actually happen?",
-     "你会给往后的日子做打算吗？定下的计划，最后真的能照着做到吗？"),
-    (39, "N", False, "gets nervous easily",
-     "What makes your heart race or your hands shake? Does it take much?",
-     "什么事会让你心慌手抖？要很大的事才会吗？"),
-    (40, "O", False, "enjoys reflecting and toying with ideas",
-     "Do you enjoy simply thinking things over, following an idea to see where it leads?",
-     "你喜欢没事的时候琢磨道理、顺着一个念头想下去，看看能想到哪儿吗？"),
-    (41, "O", True, "has little interest in the arts",
-     "Do songs, paintings, stories or plays mean anything to you, or do you leave them "
-     "to others?",
-     "唱曲、画画、说书、看戏这些东西，你有兴趣吗？还是觉得跟你不沾边？"),
-    (42, "A", False, "likes working together with others",
-     "Would you rather do a big job together with others or by yourself? What do you "
-     "like about it?",
-     "一件大活儿，你更愿意跟别人一起干，还是自己一个人干？喜欢它哪一点？"),
-    (43, "C", True, "is easily distracted",
-     "When you're in the middle of something and a noise or a passer-by catches your "
-     "eye, can you stay on your task?",
-     "你正忙着手上的事，外头有点动静或者有人经过，你还能专心吗？"),
-    (44, "O", False, "knows and appreciates art, music or literature",
-     "What do you know about music, books or art? Which ones do you like, and why?",
-     "你对音乐、书、画懂多少？喜欢哪些？为什么？"),
-)
-# fmt: on
+def _read_items() -> tuple[Item, ...]:
+    """The items from the package's ``eval/data/bfi.toml``."""
+    data = read_data("bfi.toml")
+    return tuple(
+        Item(int(i["number"]), i["factor"], bool(i["reverse"]), i["trait"], i["en"], i["zh"])
+        for i in data["item"]
+    )
 
-ITEMS: tuple[Item, ...] = tuple(Item(*row) for row in _ITEMS)
+
+ITEMS: tuple[Item, ...] = _read_items()
 
 
 def item_by_number(number: int) -> Item:
@@ -290,40 +142,9 @@ class Answer:
         return cls(item_by_number(int(data["number"])), str(data["question"]), str(data["reply"]))
 
 
-def session_asker(make_session: Callable[[], Session]) -> Ask:
-    """An ``ask`` that puts each line to a new Session: every question starts afresh."""
-
-    def ask(text: str) -> str:
-        try:
-            return make_session().reply(text)
-        except NoReplyError:  # no answer: an empty reply, which the rating counts as such
-            return ""
-
-    return ask
-
-
 def ask_item(item: Item, ask: Ask, language: str) -> Answer:
     question = item.question(language)
     return Answer(item, question, ask(question).strip())
-
-
-def interview(
-    character: Character,
-    ask: Ask,
-    items: Sequence[Item] = ITEMS,
-    progress: Progress | None = None,
-    language: str | None = None,
-) -> list[Answer]:
-    """Put each item's question to the character; ``ask`` must start a fresh conversation
-    for each (``session_asker`` does). The questions are in ``language``, by default the
-    character's."""
-    lang = language or character.language
-    answers = []
-    for i, item in enumerate(items):
-        answers.append(ask_item(item, ask, lang))
-        if progress:
-            progress(i + 1, len(items))
-    return answers
 
 
 # ---------------------------------------------------------------------- the judge's side
@@ -477,26 +298,6 @@ def judge_answer(
     second = complete(judge_llm, retry, params)
     score = parse_score(second)
     return Judged(answer, score, (first, second), "ok" if score is not None else "unparsed")
-
-
-def judge(
-    answers: Sequence[Answer],
-    judge_llm: LLM,
-    params: GenerationParams = JUDGE_PARAMS,
-    character_name: str | None = None,
-    progress: Progress | None = None,
-) -> list[Judged]:
-    """Rate every answer. ``character_name`` defaults to "the character"."""
-    name = character_name or "the character"
-    out = []
-    for i, answer in enumerate(answers):
-        out.append(judge_answer(name, answer, judge_llm, params))
-        if progress:
-            progress(i + 1, len(answers))
-    return out
-
-
-# ------------------------------------------------------------------------------ scores
 
 
 @dataclass(frozen=True)
@@ -708,36 +509,117 @@ class InterviewResult:
         }
 
 
-def run_interview(
+def personality_scopes(
     character: Character,
-    ask: Ask,
+    llm: LLM,
     judge_llm: LLM,
+    params: GenerationParams,
+    embedder: str,
+    language: str,
+    seed: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The answers' cache scope (the character, its backend and parameters, embedder,
+    language, seed) and the ratings' (the judge's: a rating depends on the answer and the
+    judge, not on the backend that answered)."""
+    from .report import Cache
+
+    answers = Cache.scope_for(
+        "personality",
+        character,
+        llm,
+        params,
+        embedder=embedder,
+        mode="hybrid",
+        language=language,
+        seed=seed,
+    )
+    ratings = Cache.scope_for(
+        "personality-judge", character, judge_llm, JUDGE_PARAMS, language=language
+    )
+    return answers, ratings
+
+
+def _phase(progress: Progress | None, offset: int, total: int) -> Progress | None:
+    """``progress`` of one phase, counted as part of both phases together."""
+    if progress is None:
+        return None
+    report = progress
+
+    def shifted(done: int, _n: int) -> None:
+        report(offset + done, total)
+
+    return shifted
+
+
+def run_personality_eval(
+    prototype: Session,
+    judge_llm: LLM | None = None,
+    *,
     items: Sequence[Item] = ITEMS,
-    labels: Mapping[str, object] | None = None,
-    params: GenerationParams = JUDGE_PARAMS,
-    progress: Progress | None = None,
     language: str | None = None,
+    labels: Mapping[str, object] | None = None,
+    seed: int = 0,
+    judge_params: GenerationParams = JUDGE_PARAMS,
+    cache: Cache | None = None,
+    judge_cache: Cache | None = None,
+    workers: int = 1,
+    judge_workers: int | None = None,
+    progress: Progress | None = None,
 ) -> InterviewResult:
-    """Interview, judge, score, and compare with ``labels`` when given. ``progress`` counts
-    questions and ratings together."""
+    """Interview the character, judge, score, and compare with ``labels`` when given.
+
+    Each item's question is put to a fresh session like ``prototype`` (the character's
+    chat setup), sampled with the item's own seed; ``judge_llm`` (default: the prototype's
+    backend, the same object) rates each answer. ``cache`` keeps the answers (its scope
+    names the character, backend, parameters, language and seed), ``judge_cache`` the
+    ratings (the judge's scope); a changed answer is rated again. ``progress`` counts
+    answers and ratings together.
+    """
+    character = prototype.character
+    judge = prototype.llm if judge_llm is None else judge_llm
     lang = question_language(language or character.language)
     total = 2 * len(items)
 
-    def step(offset: int) -> Progress | None:
-        if progress is None:
-            return None
-        report = progress
+    def answer(item: Item) -> dict[str, object]:
+        ask = asker(prototype, item_seed(seed, f"bfi-{item.number}"))
+        return ask_item(item, ask, lang).to_dict()
 
-        def shifted(done: int, _n: int) -> None:
-            report(offset + done, total)
-
-        return shifted
-
-    answers = interview(character, ask, items, step(0), lang)
-    judged = judge(answers, judge_llm, params, character.name, step(len(items)))
+    answers = [
+        Answer.from_dict(v)
+        for v in run_items(
+            items,
+            answer,
+            key=lambda item: {"phase": "answer", "item": item.number},
+            cache=cache,
+            workers=workers,
+            progress=_phase(progress, 0, total),
+        )
+    ]
+    judged = [
+        Judged.from_dict(v)
+        for v in run_items(
+            answers,
+            lambda a: judge_answer(character.name, a, judge, judge_params).to_dict(),
+            # the answer is part of the key: a changed answer is judged again
+            key=lambda a: {
+                "phase": "judge",
+                "item": a.item.number,
+                "question": a.question,
+                "reply": a.reply,
+            },
+            cache=judge_cache,
+            workers=workers if judge_workers is None else judge_workers,
+            progress=_phase(progress, len(items), total),
+        )
+    ]
     scores = big_five(judged)
     comparison = compare(scores, labels) if labels is not None else None
-    return InterviewResult(character.name, lang, judged, scores, comparison, judge_llm.model)
+    meta: dict[str, object] = {
+        "seed": seed,
+        "params": to_jsonable(prototype.params),
+        "judge_params": to_jsonable(judge_params),
+    }
+    return InterviewResult(character.name, lang, judged, scores, comparison, judge.model, meta)
 
 
 def _cell(value: object) -> str:
@@ -789,3 +671,99 @@ def markdown(result: InterviewResult, level: int = 2) -> str:
             f"| {item.key} | {item.factor} | {_cell(j.score)} | {_cell(j.keyed)} | {j.status} |"
         )
     return "\n".join(rows) + "\n"
+
+
+def summary_lines(result: InterviewResult) -> list[str]:
+    """What `rolecast eval personality` prints: each factor, then the label comparison."""
+    factors = (result.comparison or {}).get("factors", {})
+    lines = []
+    for f, s in result.scores.items():
+        score = "n/a " if s.score is None else f"{s.score:.2f}"
+        line = f"{f} {s.name:18s} {score}  ({s.items}/{s.asked} items)"
+        if f in factors:
+            label = factors[f]["label"]
+            line += f"  label {label:g}" if isinstance(label, float) else f"  label {label}"
+        lines.append(line)
+    if result.comparison:
+        c = result.comparison
+        mae, acc = c["mean_abs_error"], c["side_accuracy"]
+        lines.append(
+            f"mean abs error {'n/a' if mae is None else f'{mae:.2f}'} ({c['n_error']} factors), "
+            f"high/low side right {'n/a' if acc is None else f'{acc:.0%}'} "
+            f"({c['n_side']} factors)"
+        )
+    return lines
+
+
+def personality_figure(
+    result: InterviewResult, labels: Mapping[str, Label] | None = None
+) -> Figure:
+    """Bars of the five factor scores on the 1-5 scale, with the labels where given: a
+    marker at a numeric label, the word at a high/low one."""
+    from .report import new_figure, plot_context
+
+    labels = labels or {}
+    with plot_context():
+        fig = new_figure(6.4, 4.0)
+        ax = fig.add_subplot()
+        scores = [result.scores[f] for f in FACTORS]
+        xs = list(range(len(scores)))
+        heights = [0.0 if s.score is None else s.score - SCALE_MIN for s in scores]
+        ax.bar(xs, heights, 0.6, bottom=SCALE_MIN, color="#4c72b0", label="score")
+        for x, s in zip(xs, scores, strict=True):
+            text = "n/a" if s.score is None else f"{s.score:.2f}"
+            y = SCALE_MIN if s.score is None else s.score
+            ax.text(x, y + 0.05, text, ha="center", va="bottom", fontsize="small")
+        marked = [(x, labels[s.factor]) for x, s in enumerate(scores) if s.factor in labels]
+        numeric = [(x, float(v)) for x, v in marked if not isinstance(v, str)]
+        if numeric:
+            ax.scatter(
+                [x for x, _ in numeric],
+                [v for _, v in numeric],
+                marker="D",
+                color="#dd8452",
+                zorder=3,
+                label="label",
+            )
+        for x, v in marked:
+            if isinstance(v, str):
+                ax.text(x, SCALE_MAX + 0.15, f"label: {v}", ha="center", fontsize="small")
+        ax.axhline(MIDPOINT, color="grey", linewidth=0.8, linestyle="--")
+        ax.set_xticks(xs, [f"{s.factor}\n{s.name}" for s in scores], fontsize="small")
+        ax.set_ylim(SCALE_MIN, SCALE_MAX + 0.5)
+        ax.set_ylabel("score (1-5)")
+        ax.set_title(f"Big Five interview: {result.character}")
+        if numeric:
+            ax.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+def personality_report(
+    result: InterviewResult,
+    head: Mapping[str, Any],
+    labels: Mapping[str, Label] | None = None,
+) -> tuple[str, dict[str, Figure]]:
+    """The report's Markdown and figures. ``head`` is the results' header
+    (``report.header``): the character, the backend that answered, the judge's
+    (``"judge"``) and the embedder."""
+    from .report import judge_notes
+
+    per_factor = result.meta.get("items_per_factor")
+    notes = judge_notes(head, "Answers", "answers")
+    character = head["character"]
+    text = "\n".join(
+        [
+            f"# Personality interview: {character['name']} ({character['id']})",
+            "",
+            *(f"{n}\n" for n in notes),
+            f"{len(result.judged)} BFI items ({per_factor or 'all'} per factor), each asked in "
+            f"a fresh conversation with the character's canon retrieved (embedder "
+            f"`{head.get('embedder')}`, seed {result.meta.get('seed')}), then rated 1-5 by the "
+            "judge.",
+            "",
+            "![big_five](big_five.png)",
+            "",
+            markdown(result),
+        ]
+    )
+    return text, {"big_five": personality_figure(result, labels)}

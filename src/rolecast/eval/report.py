@@ -207,6 +207,26 @@ def model_note(info: Mapping[str, Any]) -> str:
     return line
 
 
+def scope_info(scope: Mapping[str, Any]) -> dict[str, Any]:
+    """What a report's header says of a cache scope: the backend, model and settings, not
+    the eval's name, character digest, parameters or language (said elsewhere)."""
+    return {k: v for k, v in scope.items() if k not in ("eval", "character", "params", "language")}
+
+
+def judge_notes(head: Mapping[str, Any], what: str, noun: str) -> list[str]:
+    """The report's lines on who replied (``head``'s backend, model and endpoint) and who
+    judged (``head["judge"]``: ``None`` when the rules alone decide)."""
+    notes = [f"{what}: {model_note(head)}"]
+    judge = head.get("judge")
+    if judge is None:
+        notes.append("No judge: the rules alone decide.")
+    elif all(head.get(k) == v for k, v in judge.items()):
+        notes.append(f"The same backend judged the {noun}.")
+    else:
+        notes.append(f"Judge: {model_note(judge)}")
+    return notes
+
+
 def header(eval_name: str, character: Character, info: Mapping[str, Any]) -> dict[str, Any]:
     """The common head of every ``results.json``."""
     return {

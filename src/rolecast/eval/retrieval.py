@@ -14,11 +14,10 @@ query is embedded and BM25-scored once and the three modes are ranked from those
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from string import Template
@@ -30,7 +29,7 @@ from ..errors import InputError
 from . import metrics
 from .metrics import normalise
 from .report import Cache, to_jsonable
-from .runner import Progress, run_items
+from .runner import Progress, item_seed, run_items
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -136,6 +135,14 @@ def clean_paraphrase(raw: str) -> str:
     return ""
 
 
+def check_paraphrases(count: int, queries: Sequence[Query]) -> None:
+    """``count`` paraphrases can be made of ``queries`` (checked before a model loads)."""
+    if count < 0:
+        raise InputError(f"--paraphrases must not be negative, not {count}")
+    if count > len(queries):
+        raise InputError(f"--paraphrases {count} is more than the {len(queries)} queries")
+
+
 def paraphrase_queries(
     queries: Sequence[Query],
     llm: LLM,
@@ -150,19 +157,11 @@ def paraphrase_queries(
 ) -> tuple[list[Query], int]:
     """Paraphrases of the first ``count`` queries, made by ``llm`` (or read from ``cache``),
     and how many were dropped (empty, or the line unchanged)."""
-    if count > len(queries):
-        raise InputError(f"--paraphrases {count} is more than the {len(queries)} queries")
+    check_paraphrases(count, queries)
     chosen = list(queries[:count])
 
     def make(q: Query) -> dict[str, str]:
-        digest = hashlib.sha256(f"{seed}\0{q.text}".encode()).digest()
-        p = GenerationParams(
-            max_tokens=params.max_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            repeat_penalty=params.repeat_penalty,
-            seed=int.from_bytes(digest[:4], "big") & 0x7FFFFFFF,
-        )
+        p = replace(params, seed=item_seed(seed, q.text))
         raw = "".join(llm.stream(paraphrase_messages(q.text, language), p))
         return {"paraphrase": clean_paraphrase(raw)}
 
@@ -299,6 +298,21 @@ class RetrievalResult:
         )
 
 
+def load_indexes(
+    character: Character, embedders: Sequence[str]
+) -> tuple[dict[str, CanonIndex], dict[str, float]]:
+    """The character's index for each embedder, and the seconds each took to load (or
+    build, the first time)."""
+    from ..retrieval.index import load_index
+
+    indexes, seconds = {}, {}
+    for name in embedders:
+        started = time.perf_counter()
+        indexes[name] = load_index(character, name)
+        seconds[name] = round(time.perf_counter() - started, 3)
+    return indexes, seconds
+
+
 def run_retrieval_eval(
     indexes: Mapping[str, CanonIndex],
     queries: Sequence[Query],
@@ -403,3 +417,14 @@ def retrieval_figures(result: RetrievalResult) -> dict[str, Any]:
                 ylabel="share / MRR (95 % CI)",
             )
     return figs
+
+
+def summary_lines(result: RetrievalResult) -> list[str]:
+    """What `rolecast eval retrieval` prints: recall@k and MRR of each row."""
+    lines = []
+    for row in result.rows:
+        recall = "  ".join(f"R@{k} {row.recall[k].mean:.3f}" for k in result.ks)
+        lines.append(
+            f"{row.kind:10s} {row.embedder:6s} {row.mode:8s} {recall}  MRR {row.mrr.mean:.3f}"
+        )
+    return lines

@@ -10,21 +10,84 @@ the next run resumes where it stopped.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
+from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..errors import NoReplyError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends.base import LLM
+    from ..prompt.assemble import Turn
+    from ..session import Session
     from .report import Cache
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Progress = Callable[[int, int], None]  # (items done, items in all), as the CLI's progress lines
+Ask = Callable[[str], str]  # one user line in, the character's reply out
 DEFAULT_WORKERS = 4  # requests in flight against a thread-safe backend
+
+
+def read_data(name: str) -> dict[str, Any]:
+    """A TOML file of the package's ``eval/data`` (the BFI items, the probes)."""
+    path = resources.files("rolecast.eval").joinpath("data", name)
+    return tomllib.loads(path.read_text(encoding="utf-8"))
+
+
+def item_seed(seed: int, *key: object) -> int:
+    """The sampling seed of one item (a held-out turn, a question, a probe, a chat): a hash
+    of the run's ``seed`` and the item's ``key``, the same on every run and in every
+    condition, so conditions are paired and a cached item is the item sampled again."""
+    text = "\0".join(str(part) for part in (seed, *key))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def fresh_session(prototype: Session, seed: int, history: Sequence[Turn] = ()) -> Session:
+    """A new Session set up like ``prototype`` (character, index, backend, budget, order,
+    mode, reply clean-up), sampled with ``seed``, starting from ``history``: nothing
+    carries over from one item to the next."""
+    from ..session import Session
+
+    session = Session(
+        prototype.character,
+        prototype.index,
+        prototype.llm,
+        budget=prototype.budget,
+        counter=prototype.counter,
+        order=prototype.order,
+        retrieval_mode=prototype.retrieval_mode,
+        params=replace(prototype.params, seed=seed),
+        history=list(history),
+    )
+    session.cleaner = prototype.cleaner
+    return session
+
+
+def asker(prototype: Session, seed: int) -> Ask:
+    """An ``ask`` that puts a line to a fresh session like ``prototype`` sampled with
+    ``seed``, and gives its reply ("" when the session gave up on one: an empty reply is
+    scored as such)."""
+
+    def ask(text: str) -> str:
+        try:
+            return fresh_session(prototype, seed).reply(text)
+        except NoReplyError:
+            return ""
+
+    return ask
 
 
 def workers_for(llm: LLM | None, requested: int | None = None) -> int:

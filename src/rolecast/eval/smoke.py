@@ -29,7 +29,6 @@ scripted replies; ``run_smoke_eval`` drives the chats through any backend.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import statistics
 import time
@@ -49,7 +48,7 @@ from ..overlap import cjk_count, grams, join, plain, shared_run, similarity, tok
 from ..prompt.assemble import fixed_texts as prompt_texts
 from ..session import PROMPT_RECITE_CJK, PROMPT_RECITE_WORDS, RECITE_CJK, RECITE_WORDS
 from .report import Cache, to_jsonable
-from .runner import Progress, run_items
+from .runner import Progress, fresh_session, item_seed, run_items
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..session import Session
@@ -295,15 +294,8 @@ class SmokeChecker:
         return None
 
 
-def chat_seed(seed: int, index: int, chat: Sequence[SmokeLine]) -> int:
-    text = "\0".join([str(seed), str(index), *(ln.text for ln in chat)])
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
-
-
 def run_chat(prototype: Session, chat: Sequence[SmokeLine], seed: int) -> dict[str, Any]:
     """Say each line of ``chat`` in turn to a fresh session like ``prototype``."""
-    from .canon import fresh_session
-
     session = fresh_session(prototype, seed)
     turns = []
     for line in chat:
@@ -427,12 +419,40 @@ def run_smoke_eval(
     jobs = list(range(len(chats)))
     values = run_items(
         jobs,
-        lambda i: run_chat(prototype, chats[i], chat_seed(seed, i, chats[i])),
+        lambda i: run_chat(prototype, chats[i], item_seed(seed, i, *(ln.text for ln in chats[i]))),
         key=lambda i: {"chat": i, "lines": [ln.text for ln in chats[i]], "seed": seed},
         cache=cache,
         progress=progress,
     )
     return score_chats(character, chats, values)
+
+
+def smoke_scope(prototype: Session) -> dict[str, Any]:
+    """What a cached chat depends on besides its lines: the character, backend, model,
+    parameters, embedder, prompt order and token budget of ``prototype``."""
+    budget = prototype.budget
+    return Cache.scope_for(
+        "smoke",
+        prototype.character,
+        prototype.llm,
+        prototype.params,
+        embedder=prototype.index.embedder.name if prototype.index else None,
+        order=prototype.order,
+        budget=[budget.canon, budget.history, budget.total] if budget else None,
+    )
+
+
+def summary_lines(result: SmokeResult) -> list[str]:
+    """What `rolecast eval smoke` prints: the counts of each failure, the turn time and the
+    gate's verdict."""
+    rates = result.rates
+    counts = "  ".join(f"{k} {result.counts[k]} ({rates[k]:.0%})" for k in FAILURES)
+    failed = [k for k, ok in result.verdicts().items() if not ok]
+    verdict = "passed" if result.passed() else "failed: " + ", ".join(failed)
+    return [
+        f"{result.total} replies, {result.clean} clean; {counts}",
+        f"median turn {result.timing()['median_turn_s']} s; gate {verdict}",
+    ]
 
 
 def smoke_markdown(result: SmokeResult, head: Mapping[str, Any], note: str) -> str:
