@@ -22,9 +22,9 @@ from rolecast.backends.scripted import ScriptedLLM
 from rolecast.backends.spec import BackendSpec
 from rolecast.character.package import save_character
 from rolecast.errors import BackendError, InputError, ParseError
+from rolecast.resources import ResourceCache
 from rolecast.server.allowed import Allowed
 from rolecast.server.app import create_app
-from rolecast.server.cache import BoundedCache
 from rolecast.server.keys import Keys
 from rolecast.server.run import build_state
 
@@ -228,49 +228,13 @@ def test_a_slow_model_load_holds_up_no_other_request(
 
 def test_loaded_characters_are_bounded(chars: Path) -> None:
     client, llm, state = client_for()
-    state._indexes = BoundedCache(1)
+    state._indexes = ResourceCache(1)
     llm.enqueue("坐。").enqueue("Hi.").enqueue("又来了？")
     assert post(client, line()).status_code == 200
     assert post(client, line("hi", model="mia")).status_code == 200
     assert state._indexes.keys() == ["mia"]
     assert post(client, line()).status_code == 200  # loaded again
     assert state._indexes.keys() == ["xm"]
-
-
-def test_the_cache_drops_the_least_recently_used_and_loads_each_key_once() -> None:
-    cache: BoundedCache[str] = BoundedCache(2)
-    loads: list[str] = []
-
-    def load(key: str) -> Any:
-        return lambda: loads.append(key) or key.upper()
-
-    assert [cache.get(k, load(k)) for k in ("a", "b", "a", "c")] == ["A", "B", "A", "C"]
-    assert cache.keys() == ["a", "c"] and loads == ["a", "b", "c"]
-    # a load runs outside the cache's lock: another key is served meanwhile, and the
-    # requests for the key being loaded wait for that one load
-    release = threading.Event()
-    results: list[str] = []
-
-    def slow() -> str:
-        loads.append("slow")
-        assert release.wait(30)
-        return "SLOW"
-
-    threads = [
-        threading.Thread(target=lambda: results.append(cache.get("slow", slow))) for _ in range(3)
-    ]
-    for t in threads:
-        t.start()
-    time.sleep(0.2)
-    assert cache.get("d", load("d")) == "D"  # not held up by the slow load
-    release.set()
-    for t in threads:
-        t.join(30)
-    assert results == ["SLOW"] * 3 and loads.count("slow") == 1
-    # a failed load is not kept: the next request tries again
-    with pytest.raises(ValueError):
-        cache.get("bad", lambda: int("x"))
-    assert "bad" not in cache and cache.get("bad", lambda: "fine") == "fine"
 
 
 # ---------------------------------------------------------------- 7: session ids

@@ -138,3 +138,31 @@ def test_translation_with_the_real_local_model(qwen, tmp_path: Path) -> None:  #
     assert t.translate("你好，我是林小满。", "zh", "ja") == out and t.calls == 1
     speech = Speaker.for_character(xiaoman_in_japanese(), translator=t).speak("你好，我是林小满。")
     assert speech.text == out and np.any(speech.audio.samples)
+
+
+def test_a_lazy_backend_loads_on_first_use_and_then_is_the_backend(tmp_path: Path) -> None:
+    from rolecast.voice.translate import LazyLLM
+
+    made: list[ScriptedLLM] = []
+
+    def make() -> ScriptedLLM:
+        made.append(ScriptedLLM().enqueue("こんにちは。"))
+        return made[-1]
+
+    lazy = LazyLLM(make, "scripted", None)
+    cache = TranslationCache(tmp_path / "t.sqlite3")
+    t = Translator(lazy, cache)
+    # the cache key needs the given name and model only: a hit loads nothing
+    assert (lazy.name, lazy.model) == ("scripted", "default")
+    cache.put(t.key("早。", "zh", "ja"), "おはよう。")
+    assert t.translate("早。", "zh", "ja") == "おはよう。" and not made and not lazy.loaded
+    lazy.close()  # closing one never loaded does not load it
+    assert not made
+    # a miss loads it, once; then it speaks for the backend it made
+    assert t.translate("你好。", "zh", "ja") == "こんにちは。" and len(made) == 1
+    assert lazy.loaded and lazy.inner is made[0] and made[0].requests
+    assert lazy.prompt_order == made[0].prompt_order and lazy.requests is made[0].requests
+    assert lazy.model == "default"  # still the key's model, not the backend's own name for it
+    assert "inner" not in vars(lazy)  # delegated through WrappedLLM, nothing copied
+    lazy.close()
+    assert len(made) == 1

@@ -180,3 +180,40 @@ def test_voice_toggle_speaks_each_reply(app: WebApp) -> None:
     scripted(app).enqueue("好。")
     chat = list(app.on_send("再来一碗", "旅人", False, state))[-1][1]
     assert chat[-1] == {"role": "assistant", "content": "好。"}
+
+
+def test_a_slow_index_load_holds_up_no_other_character_or_model(
+    app: WebApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import rolecast.web.app as web_app
+
+    real, loads = web_app.load_index, []
+    started, release = threading.Event(), threading.Event()
+
+    def load_index(character, embedder):  # type: ignore[no-untyped-def]
+        loads.append(character.name)
+        if character.name == "Mia":
+            started.set()
+            assert release.wait(10)
+        return real(character, embedder)
+
+    monkeypatch.setattr(web_app, "load_index", load_index)
+    got: list[object] = []
+    tabs = [threading.Thread(target=lambda: got.append(app.index("mia"))) for _ in range(2)]
+    tabs[0].start()
+    try:
+        assert started.wait(10)
+        tabs[1].start()  # a second tab asks for Mia while she loads: it waits for that load
+        fast: list[object] = []
+        other = threading.Thread(target=lambda: fast.append((app.index("xm"), app.llm())))
+        other.start()
+        other.join(10)
+        assert fast and not got  # 小满 and the model came while Mia was still loading
+    finally:
+        release.set()
+    for t in tabs:
+        t.join(10)
+    assert len(got) == 2 and got[0] is got[1]  # one index, loaded once, shared by both tabs
+    assert loads == ["Mia", "小满"]

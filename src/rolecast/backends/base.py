@@ -10,9 +10,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..prompt.tokens import TokenCounter
+
+if TYPE_CHECKING:
+    from ..prompt.assemble import Order
 
 LOCK_POLL_S = 0.25  # how often a reply waiting for a LockedLLM checks whether it is still wanted
 
@@ -40,7 +43,7 @@ class LLM:
     model: str = ""
     # the prompt order that suits the backend when the user has not chosen one: "cache" where
     # the backend keeps the previous prompt's KV cache and reuses its longest common prefix
-    prompt_order: ClassVar[str] = "classic"
+    prompt_order: ClassVar[Order] = "classic"
     # the most canon tokens worth sending (None: a share of the context window). A small
     # model copies and drifts with more examples than it can use
     canon_budget: ClassVar[int | None] = None
@@ -77,23 +80,23 @@ class WrappedLLM(LLM):
     def __init__(self, inner: LLM) -> None:
         self.inner = inner
 
-    @property  # type: ignore[override]
+    @property
     def name(self) -> str:  # type: ignore[override]
         return self.inner.name
 
-    @property  # type: ignore[override]
+    @property
     def context_window(self) -> int | None:  # type: ignore[override]
         return self.inner.context_window
 
-    @property  # type: ignore[override]
+    @property
     def model(self) -> str:  # type: ignore[override]
         return self.inner.model
 
-    @property  # type: ignore[override]
-    def prompt_order(self) -> str:  # type: ignore[override]
+    @property
+    def prompt_order(self) -> Order:  # type: ignore[override]
         return self.inner.prompt_order
 
-    @property  # type: ignore[override]
+    @property
     def canon_budget(self) -> int | None:  # type: ignore[override]
         return self.inner.canon_budget
 

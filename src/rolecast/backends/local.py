@@ -13,13 +13,16 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendError, MissingDependencyError
 from ..prompt.tokens import FunctionCounter
 from . import kvstate
 from .base import LLM, GenerationParams
 from .models import Progress, resolve_model
+
+if TYPE_CHECKING:
+    from llama_cpp.llama_cpp import llama_model_params
 
 log = logging.getLogger(__name__)
 DEFAULT_CONTEXT = 4096
@@ -38,8 +41,8 @@ def _no_weight_repacking(llama_module: Any) -> Iterator[None]:
     low = llama_module.llama_cpp
     original = low.llama_model_default_params
 
-    def safe_defaults():  # type: ignore[no-untyped-def]
-        params = original()
+    def safe_defaults() -> llama_model_params:
+        params: llama_model_params = original()
         params.use_extra_bufts = False
         return params
 
@@ -202,7 +205,7 @@ class LocalLLM(LLM):
         seen = []
         for probe in ("1", "2"):
             messages = [*map(dict, prefix), {"role": "user", "content": probe}]
-            for _ in llm.create_chat_completion(  # type: ignore[union-attr]
+            for _ in llm.create_chat_completion(
                 messages=messages,  # type: ignore[arg-type]
                 max_tokens=1,
                 temperature=0.0,
@@ -238,7 +241,7 @@ class LocalLLM(LLM):
         buf = (ctypes.c_uint8 * len(saved.payload)).from_buffer_copy(saved.payload)
         if low.llama_state_set_data(llm._ctx.ctx, buf, len(saved.payload)) != len(saved.payload):
             log.warning("llama.cpp did not take the saved prefix state: it will be rebuilt")
-            llm.reset()
+            llm.reset()  # type: ignore[no-untyped-call]  # llama-cpp-python leaves it unannotated
             return False
         llm.input_ids[:n] = saved.tokens
         llm.n_tokens = n

@@ -113,8 +113,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         embedder = get_embedder(embedder_from(args))
 
-        def embed(texts: list[str]):  # type: ignore[no-untyped-def]
-            return embedder.embed_documents(texts).tolist()
+        def embed(texts: list[str]) -> list[list[float]]:
+            vectors: list[list[float]] = embedder.embed_documents(texts).tolist()
+            return vectors
 
     data = export_bytes(character, args.format, root / IMAGES if root else None, embed)
     out = write_atomic(args.output, data)

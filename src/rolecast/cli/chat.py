@@ -13,7 +13,9 @@ from ..errors import NoReplyError, RolecastError
 from .common import character_arg, load_character, open_session, turn_opts
 
 if TYPE_CHECKING:
+    from ..character.model import Character
     from ..session import Session
+    from .voice import ChatVoice
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_reply(session, text: str, as_role: str | None) -> None:
+def _print_reply(session: Session, text: str, as_role: str | None) -> None:
     """Stream a reply as "NAME: ..."; the name is printed with the first piece, so a reply
     that fails before it leaves no dangling "NAME: " line."""
     stream = session.say(text, as_role)
@@ -126,7 +128,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         ready.close()
 
 
-def _voice(args: argparse.Namespace, session):  # type: ignore[no-untyped-def]
+def _voice(args: argparse.Namespace, session: Session) -> ChatVoice | None:
     if not args.speak:
         return None
     from .voice import ChatVoice
@@ -134,10 +136,13 @@ def _voice(args: argparse.Namespace, session):  # type: ignore[no-untyped-def]
     return ChatVoice(args, session)
 
 
-def _turn(session, voice, text: str, role: str, strict: bool = False) -> None:  # type: ignore[no-untyped-def]
+def _turn(
+    session: Session, voice: ChatVoice | None, text: str, role: str, strict: bool = False
+) -> None:
     before = session.last
     _print_reply(session, text, role)
     if voice is not None and session.last is not before:  # a complete reply
+        assert session.last is not None
         voice.say(session.last.reply, strict=strict)
 
 
@@ -146,19 +151,19 @@ class _ChatReady:
     evaluates (or loads saved) the persona while the greeting is read and a line typed. The
     first line waits for it; an error in it is raised there."""
 
-    def __init__(self, args: argparse.Namespace, character) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, args: argparse.Namespace, character: Character) -> None:
         import threading
 
         self.character = character
         self.session: Session | None = None
-        self.voice: Any = None
+        self.voice: ChatVoice | None = None
         self.error: BaseException | None = None
         self.loaded = threading.Event()
         self.background: threading.Thread | None = None
         self.thread = threading.Thread(target=self._make, args=(args, character), daemon=True)
         self.thread.start()
 
-    def _make(self, args: argparse.Namespace, character) -> None:  # type: ignore[no-untyped-def]
+    def _make(self, args: argparse.Namespace, character: Character) -> None:
         from ..backends.base import shared
 
         try:
@@ -178,12 +183,13 @@ class _ChatReady:
         except Exception as exc:  # the chat works without it, only slower
             log.warning("could not get the model ready ahead of the first line: %s", exc)
 
-    def get(self):  # type: ignore[no-untyped-def]
+    def get(self) -> tuple[Session, ChatVoice | None]:
         if not self.loaded.is_set():
             print("(the model is still loading…)", file=sys.stderr, flush=True)
             self.loaded.wait()
         if self.error is not None:
             raise self.error
+        assert self.session is not None  # made, as no error was raised making it
         return self.session, self.voice
 
     def prefill(self) -> None:

@@ -174,4 +174,4 @@ def open_session(
     index = load_index(character, embedder)
     extra = {} if replies else {"vocab_only": True}
     llm = spec.open(progress=progress("preparing the model"), **extra)
-    return Session(character, index, llm, order=args.order or llm.prompt_order)  # type: ignore[arg-type]
+    return Session(character, index, llm, order=args.order or llm.prompt_order)

@@ -7,10 +7,18 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, RolecastError, VoiceError
 from .common import backend_from, backend_opts, progress
+
+if TYPE_CHECKING:
+    from ..backends.base import LLM
+    from ..character.model import Character
+    from ..session import Session
+    from ..voice.base import Chunk
+    from ..voice.speaker import Speaker, Speech
+    from ..voice.translate import LazyLLM
 
 DEFAULT_AUDIO_DIR = "rolecast-audio"
 NO_PLAYER = (
@@ -83,7 +91,7 @@ def _tts_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _lazy_llm(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _lazy_llm(args: argparse.Namespace) -> LazyLLM:
     """The LLM that translates, made only when a translation is not in the cache."""
     from ..voice.translate import LazyLLM
 
@@ -93,7 +101,7 @@ def _lazy_llm(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     )
 
 
-def make_speaker(args: argparse.Namespace, character, llm=None):  # type: ignore[no-untyped-def]
+def make_speaker(args: argparse.Namespace, character: Character, llm: LLM | None = None) -> Speaker:
     """The character's speaker with the command line's choices; ``llm`` translates (default:
     the backend options', made on first use)."""
     from ..voice.speaker import Speaker
@@ -124,7 +132,7 @@ class AudioOut:
         self._player: Any = None  # a voice.wav.Player while a reply is being spoken
         self._previous: Any = None
 
-    def start(self) -> Callable[[Any], None] | None:
+    def start(self) -> Callable[[Chunk], None] | None:
         """A callback for :meth:`Speaker.speak` that plays each chunk, or None without a
         player. The first chunk waits for the previous reply to finish playing; the synthesis
         does not."""
@@ -133,7 +141,7 @@ class AudioOut:
         self._previous, self._player = self._player, None
         name = self.player_name
 
-        def on_chunk(chunk) -> None:  # type: ignore[no-untyped-def]
+        def on_chunk(chunk: Chunk) -> None:
             from ..voice.base import Audio
             from ..voice.wav import Player
 
@@ -156,7 +164,7 @@ class AudioOut:
         self._previous = self._player = None
 
 
-def _describe(speech, speaker) -> str:  # type: ignore[no-untyped-def]
+def _describe(speech: Speech, speaker: Speaker) -> str:
     what = f"{speech.audio.duration:.1f} s, {speech.audio.sample_rate} Hz, {speaker.tts.name}"
     what += f" {speaker.voice}"
     if speech.translated:
@@ -194,7 +202,7 @@ def cmd_say(args: argparse.Namespace) -> int:
 class ChatVoice:
     """``chat --speak``: each reply spoken into ``DIR/<id>-<start time>-<turn>.wav``."""
 
-    def __init__(self, args: argparse.Namespace, session) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, args: argparse.Namespace, session: Session) -> None:
         self.character = session.character
         self.dir = Path(args.audio_dir or DEFAULT_AUDIO_DIR)
         self.stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -187,7 +187,7 @@ def condition_session(
         llm,
         params=params,
         retrieval_mode=mode,
-        order=order or llm.prompt_order,  # type: ignore[arg-type]
+        order=order or llm.prompt_order,
     )
     session.cleaner = ReplyCleaner.for_character(character)  # same clean-up in every condition
     return session
@@ -234,7 +234,7 @@ class CanonResult:
                     **{m: round(self.scores[c][m][i], 6) for m in METRICS},
                 }
             items.append(entry)
-        return to_jsonable(
+        data: dict[str, Any] = to_jsonable(
             {
                 "conditions": conditions,
                 "metrics": list(METRICS),
@@ -243,6 +243,7 @@ class CanonResult:
                 "items": items,
             }
         )
+        return data
 
 
 def score_replies(
@@ -297,7 +298,7 @@ def canon_scope(
 ) -> dict[str, Any]:
     """What a cached reply depends on besides its turn: the character, backend, model,
     parameters, embedder, retrieval mode and prompt order."""
-    order = order or llm.prompt_order  # type: ignore[assignment]
+    order = order or llm.prompt_order
     return Cache.scope_for(
         "canon", character, llm, params, embedder=embedder, mode=mode, order=order
     )

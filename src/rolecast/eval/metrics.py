@@ -118,7 +118,8 @@ def cosines(embedder: Embedder, candidates: Sequence[str], references: Sequence[
     sims = np.einsum("ij,ij->i", vectors[:n], vectors[n:]).astype(np.float64)
     empty = np.array([not c.strip() for c in candidates])
     sims[empty] = 0.0
-    return np.clip(sims, -1.0, 1.0)
+    clipped: np.ndarray = np.clip(sims, -1.0, 1.0)
+    return clipped
 
 
 @dataclass(frozen=True)

@@ -278,7 +278,7 @@ class RetrievalResult:
                 [q for q in self.queries if q.kind == row.kind], row.ranks, strict=True
             ):
                 by_query.setdefault((q.kind, q.text), {})[f"{row.embedder}/{row.mode}"] = r
-        return to_jsonable(
+        data: dict[str, Any] = to_jsonable(
             {
                 "ks": list(self.ks),
                 "results": [row.to_dict() for row in self.rows],
@@ -296,6 +296,7 @@ class RetrievalResult:
                 ],
             }
         )
+        return data
 
 
 def load_indexes(

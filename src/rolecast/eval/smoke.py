@@ -361,7 +361,7 @@ class SmokeResult:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return to_jsonable(
+        data: dict[str, Any] = to_jsonable(
             {
                 "replies": self.total,
                 "clean": self.clean,
@@ -374,6 +374,7 @@ class SmokeResult:
                 "chats": self.replies,
             }
         )
+        return data
 
 
 def score_chats(

@@ -73,7 +73,8 @@ class WorkDir:
         return data if isinstance(data, dict) and "steps" in data else {"steps": {}}
 
     def done(self, step: str, key: str) -> bool:
-        return self.manifest()["steps"].get(step, {}).get("key") == key
+        same: bool = self.manifest()["steps"].get(step, {}).get("key") == key
+        return same
 
     def mark(self, step: str, key: str, **info: Any) -> None:
         data = self.manifest()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import ClassVar
 
@@ -18,10 +19,10 @@ import numpy as np
 from ..errors import MissingDependencyError
 
 log = logging.getLogger(__name__)
-_blas_limit = None
+_blas_limit: Callable[..., AbstractContextManager[object]] | None = None
 
 
-def single_threaded_blas():  # type: ignore[no-untyped-def]
+def single_threaded_blas() -> AbstractContextManager[object]:
     """A context in which numpy's BLAS uses one thread.
 
     A query is too small to gain from a second thread, and BLAS threads that spin
@@ -69,7 +70,8 @@ class Embedder:
         v = np.asarray(v, dtype=np.float32).reshape(-1, v.shape[-1])
         norms = np.linalg.norm(v, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
-        return v / norms
+        normalised: np.ndarray = v / norms
+        return normalised
 
     def _embed_many(self, texts: list[str]) -> np.ndarray:
         parts = [
@@ -99,11 +101,13 @@ class Embedder:
                 vecs = self._embed_many(keys)
         else:
             vecs = self._embed_many(keys)
-        return self._normalise(vecs)[np.asarray(order)]
+        vectors: np.ndarray = self._normalise(vecs)[np.asarray(order)]
+        return vectors
 
     def embed_query(self, text: str) -> np.ndarray:
         with single_threaded_blas():
-            return self._normalise(self._embed_query_batch([text[:MAX_CHARS]]))[0]
+            vector: np.ndarray = self._normalise(self._embed_query_batch([text[:MAX_CHARS]]))[0]
+            return vector
 
 
 class USEEmbedder(Embedder):
@@ -193,7 +197,8 @@ def _embed_in_processes(name: str, texts: list[str], workers: int) -> np.ndarray
         if done.returncode != 0:
             tail = done.stderr.decode(errors="replace")[-500:]
             raise RuntimeError(f"embedding worker exited with {done.returncode}: {tail}")
-        return np.load(io.BytesIO(done.stdout), allow_pickle=False)
+        vectors: np.ndarray = np.load(io.BytesIO(done.stdout), allow_pickle=False)
+        return vectors
 
     with ThreadPoolExecutor(len(chunks)) as pool:
         return np.concatenate(list(pool.map(run, chunks)))

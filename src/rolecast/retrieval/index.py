@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import __version__, config
 from ..character.model import Character
-from ..character.package import staging_dir
+from ..files import staging_dir
 from .embedders import Embedder, get_embedder
 from .hybrid import CanonIndex, dense_units, lexical_document
 from .lexical import LEXICAL_VERSION, LexicalIndex
@@ -32,7 +32,12 @@ FORMAT = 1
 
 
 def index_root(environ: Mapping[str, str] | None = None) -> Path:
-    return config.home(environ) / "index"
+    """Where indexes are kept: ``$ROLECAST_INDEX_DIR``, else ``$ROLECAST_HOME/index``. An
+    index's folder is named by its canon's hash, so one folder can serve several homes
+    (the test suite shares one, so each index is built once)."""
+    env = os.environ if environ is None else environ
+    explicit = env.get("ROLECAST_INDEX_DIR")
+    return Path(explicit).expanduser() if explicit else config.home(environ) / "index"
 
 
 def index_dir(

@@ -8,6 +8,7 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,10 +21,10 @@ _TOKENS = re.compile(
 JIEBA_MIN_FREQ = 5  # dictionary words rarer than this are dropped: 137k of 349k words kept,
 # 24 MB instead of 59 MB resident; rare words still come out of jieba's HMM for unknown words
 LEXICAL_VERSION = f"jieba-min{JIEBA_MIN_FREQ}/words-v1"  # stored in each index: a change rebuilds
-_jieba = None
+_jieba: Any = None  # a jieba.Tokenizer (jieba has no type hints), made on first use
 
 
-def _trimmed_dictionary(jieba_module) -> str:  # type: ignore[no-untyped-def]
+def _trimmed_dictionary(jieba_module: Any) -> str:  # the jieba module (no type hints)
     src = Path(jieba_module.__file__).with_name("dict.txt")
     version = getattr(jieba_module, "__version__", "0")
     dest = Path(tempfile.gettempdir()) / f"rolecast-jieba-{version}-min{JIEBA_MIN_FREQ}.txt"
@@ -34,7 +35,7 @@ def _trimmed_dictionary(jieba_module) -> str:  # type: ignore[no-untyped-def]
     return str(dest)
 
 
-def _segmenter():  # type: ignore[no-untyped-def]
+def _segmenter() -> Any:  # a jieba.Tokenizer
     """jieba with a trimmed dictionary, loaded on the first CJK text seen (~0.5 s)."""
     global _jieba
     if _jieba is None:
@@ -58,7 +59,7 @@ def tokenize(text: str) -> list[str]:
     return out
 
 
-def _bm25s():  # type: ignore[no-untyped-def]
+def _bm25s() -> Any:  # the bm25s module (no type hints)
     import bm25s
 
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets itself to DEBUG on import
@@ -68,7 +69,7 @@ def _bm25s():  # type: ignore[no-untyped-def]
 class LexicalIndex:
     """BM25 over one document per scene."""
 
-    def __init__(self, bm25) -> None:  # a bm25s.BM25
+    def __init__(self, bm25: Any) -> None:  # a bm25s.BM25 (bm25s has no type hints)
         self._bm25 = bm25
 
     @classmethod

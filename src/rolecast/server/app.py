@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -36,12 +36,12 @@ from ..character.package import TOML, load_character
 from ..errors import BackendError, InputError, RolecastError, UnknownNameError
 from ..prompt.assemble import Turn
 from ..prompt.tokens import encoding_for_model, quicktok_counter
+from ..resources import ResourceCache
 from ..retrieval.hybrid import CanonIndex
 from ..retrieval.index import load_index
 from ..session import Session
 from . import validate
 from .allowed import Allowed, not_found
-from .cache import BoundedCache
 from .errors import ApiError, internal, public
 from .keys import Keys, RateLimiter
 from .storage import Store
@@ -81,7 +81,7 @@ class TimedLLM(WrappedLLM):
         self.first_chunk_at: float | None = None
         self.stop = threading.Event()  # set when the request's client has gone
 
-    def stream(self, messages, params):  # type: ignore[no-untyped-def]
+    def stream(self, messages: Sequence[dict[str, str]], params: GenerationParams) -> Iterator[str]:
         self.called_at = self.called_at or time.perf_counter()
         if isinstance(self.inner, LockedLLM):  # a client gone while queued starts no model
             chunks = self.inner.stream(messages, params, stop=self.stop)
@@ -106,7 +106,7 @@ class TimedLLM(WrappedLLM):
         finally:
             getattr(chunks, "close", lambda: None)()  # the backend's lock goes with it, now
 
-    def warm(self, prefix):  # type: ignore[no-untyped-def]
+    def warm(self, prefix: Sequence[dict[str, str]]) -> str:
         start = time.perf_counter()
         try:
             return self.inner.warm(prefix)
@@ -131,21 +131,22 @@ class ServerState:
     max_loaded_characters: int = MAX_LOADED_CHARACTERS
     max_loaded_models: int = MAX_LOADED_MODELS
     allowed: Allowed = field(init=False)
-    _indexes: BoundedCache[CanonIndex] = field(init=False)
-    _llms: BoundedCache[LLM] = field(init=False)
-    _tts: BoundedCache[Any] = field(init=False)
+    # loaded once each, in the thread of the first request that needs it (see resources.py)
+    _indexes: ResourceCache[str, CanonIndex] = field(init=False)
+    _llms: ResourceCache[str | None, LLM] = field(init=False)
+    _tts: ResourceCache[str, Any] = field(init=False)
     _broken: dict[str, int] = field(default_factory=dict)  # id -> its TOML's mtime then
     warming: threading.Thread | None = field(default=None, init=False)  # personas, at start
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _timings_lock: threading.Lock = field(default_factory=threading.Lock)  # one line at a time
 
     def __post_init__(self) -> None:
         if self.spec is None:
             self.spec = BackendSpec(name=self.backend, model=self.model)
         self.backend, self.model = self.spec.name, self.spec.model
         self.allowed = Allowed.parse(self.models, self.model)
-        self._indexes = BoundedCache(self.max_loaded_characters)
-        self._llms = BoundedCache(self.max_loaded_models)
-        self._tts = BoundedCache(MAX_LOADED_VOICES)
+        self._indexes = ResourceCache(self.max_loaded_characters)
+        self._llms = ResourceCache(self.max_loaded_models)
+        self._tts = ResourceCache(MAX_LOADED_VOICES)
 
     def installed(self) -> dict[str, Path]:
         """The character packages by id, less those found broken (until they change)."""
@@ -206,7 +207,7 @@ class ServerState:
         def personas() -> None:
             for character, index in loaded:
                 try:  # one at a time, each under the model's lock: a request waits for one
-                    Session(character, index, llm, order=llm.prompt_order).warm()  # type: ignore[arg-type]
+                    Session(character, index, llm, order=llm.prompt_order).warm()
                 except Exception:  # a persona not warmed now is warmed by its first request
                     log.warning("persona of %s not warmed", character.id, exc_info=True)
 
@@ -377,7 +378,7 @@ def _prepare(state: ServerState, key_id: str, req: ChatRequest) -> Turnout:
     cid, backend_model = state.resolve(req.model or req.character)
     character, index = state.character(cid)
     llm = TimedLLM(state.llm(backend_model))
-    session = Session(character, index, llm, params=req.params, order=llm.prompt_order)  # type: ignore[arg-type]
+    session = Session(character, index, llm, params=req.params, order=llm.prompt_order)
     if req.session_id is not None:
         owner = state.store.session_character(key_id, req.session_id)
         if owner is not None and owner != character.id:
@@ -585,7 +586,7 @@ def _log_timing(state: ServerState, t: Turnout, first_sent: float | None) -> Non
         # the reply cleaner holds the first characters back until they cannot be a name
         # prefix: time spent waiting for more of the backend's tokens, not rolecast's work
         row["holdback_ms"] = (first_sent - llm.first_chunk_at) * 1000
-    with state._lock, open(state.timings, "a", encoding="utf-8") as f:
+    with state._timings_lock, open(state.timings, "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
 
 

@@ -64,9 +64,10 @@ def _resample(samples: np.ndarray, rate: int, to: int) -> np.ndarray:
     if rate == to or not len(samples):
         return samples
     n = int(round(len(samples) * to / rate))
-    return np.interp(np.arange(n) * (rate / to), np.arange(len(samples)), samples).astype(
-        np.float32
-    )
+    resampled: np.ndarray = np.interp(
+        np.arange(n) * (rate / to), np.arange(len(samples)), samples
+    ).astype(np.float32)
+    return resampled
 
 
 def _backend_and_voice(state: ServerState, req: SpeechRequest) -> tuple[Any, str | None, float]:

@@ -295,7 +295,8 @@ class PostgresStore(Store):
             raise StorageError(f"cannot connect to {_redact(self.url)}: {exc}") from None
 
     def _integrity_error(self) -> type[Exception]:
-        return self._psycopg.errors.IntegrityError  # type: ignore[no-any-return]
+        error: type[Exception] = self._psycopg.errors.IntegrityError
+        return error
 
     def check(self) -> str:
         with self.transaction() as cur:

@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -23,9 +24,10 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 from string import Template
+from typing import Any
 
 from .. import config
-from ..backends.base import LLM, GenerationParams
+from ..backends.base import LLM, GenerationParams, WrappedLLM
 from ..errors import InputError, VoiceError
 from .text import guess_language, language_name
 
@@ -132,26 +134,47 @@ class TranslationCache:
         self._guard(write)
 
 
-class LazyLLM(LLM):
-    """A backend made on first use: a translation found in the cache never loads a model."""
+class LazyLLM(WrappedLLM):
+    """A backend made on first use: a translation found in the cache never loads a model.
+
+    ``name`` and ``model`` are the ones given (they key the cache, so they are known before
+    anything loads); everything else is the inner backend's, made the first time it is asked
+    for."""
 
     def __init__(self, factory: Callable[[], LLM], name: str, model: str | None) -> None:
+        # no WrappedLLM.__init__: ``inner`` is made on first use, not given
         self._factory = factory
         self._inner: LLM | None = None
-        self.name = name  # type: ignore[misc]
-        self.model = model or "default"
+        self._making = threading.Lock()
+        self._name = name
+        self._model = model or "default"
+
+    @property
+    def inner(self) -> LLM:  # type: ignore[override]
+        with self._making:
+            if self._inner is None:
+                self._inner = self._factory()
+            return self._inner
 
     @property
     def loaded(self) -> bool:
         return self._inner is not None
 
-    def stream(self, messages, params):  # type: ignore[no-untyped-def]
-        if self._inner is None:
-            self._inner = self._factory()
-        return self._inner.stream(messages, params)
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_"):  # its own, not set yet (a copy being made): nothing loads
+            raise AttributeError(attr)
+        return super().__getattr__(attr)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self._name
+
+    @property
+    def model(self) -> str:  # type: ignore[override]
+        return self._model
 
     def close(self) -> None:
-        if self._inner is not None:
+        if self._inner is not None:  # one never made is not made to be closed
             self._inner.close()
 
 

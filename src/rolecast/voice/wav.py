@@ -26,7 +26,7 @@ _CHUNK = struct.Struct("<4sI")
 
 def to_pcm16(audio: Audio) -> bytes:
     """Little-endian signed 16-bit samples."""
-    clipped = np.clip(audio.samples, -1.0, 1.0)
+    clipped: np.ndarray = np.clip(audio.samples, -1.0, 1.0)
     return (clipped * 32767.0).round().astype("<i2").tobytes()
 
 
@@ -179,7 +179,7 @@ def find_player(environ: Mapping[str, str] | None = None) -> str | None:
     """The first audio player on PATH (``$ROLECAST_PLAYER`` names one to prefer)."""
     env = os.environ if environ is None else environ
     wanted = env.get("ROLECAST_PLAYER")
-    order = (wanted, *PLAYER_ORDER) if wanted else PLAYER_ORDER
+    order: tuple[str, ...] = (wanted, *PLAYER_ORDER) if wanted else PLAYER_ORDER
     for name in order:
         if name in PLAYERS and shutil.which(name, path=env.get("PATH")):
             return name

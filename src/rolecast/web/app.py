@@ -1,8 +1,9 @@
 """``rolecast web``: the Gradio page. Handlers are methods of :class:`WebApp`, testable in process.
 
-Shared by every browser tab: the characters' indexes and the models (one generation at a time
-per model). Per tab (Gradio session state): one :class:`ChatTab` per character picked, so
-switching character and back loses nothing.
+Shared by every browser tab: the characters' indexes, the models (one generation at a time
+per model) and the voices, each loaded once (``resources.ResourceCache``). Per tab (Gradio
+session state): one :class:`ChatTab` per character picked, so switching character and back
+loses nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..character import store
 from ..character.package import IMAGES, load_character
 from ..errors import InputError, RolecastError
 from ..prompt.assemble import Budget
+from ..resources import ResourceCache
 from ..retrieval.hybrid import CanonIndex
 from ..retrieval.images import SceneImages
 from ..retrieval.index import load_index
@@ -53,12 +55,13 @@ class WebApp:
         self.backend, self.model, self.embedder = self.spec.name, self.spec.model, embedder
         # what the settings panel may load: never a path or hf: download the operator did not name
         self.models = ModelPolicy(self.model, tuple(allowed_models))
-        self._indexes: dict[str, tuple[CanonIndex, SceneImages]] = {}
-        self._llms: dict[tuple[str, str | None], LLM] = {}
-        self._lock = threading.Lock()
+        # loaded once each, by the first tab that needs it; loading one holds up no other
+        self._indexes: ResourceCache[str, tuple[CanonIndex, SceneImages]] = ResourceCache()
+        self._llms: ResourceCache[tuple[str, str | None], LLM] = ResourceCache()
         self.stream_interval = STREAM_INTERVAL
         # speech: one speaker per character and chat model, shared by tabs (one at a time)
-        self._speakers: dict[tuple[str, str, str | None], tuple[Any, threading.Lock]] = {}
+        self._speakers: ResourceCache[tuple[str, str, str | None], tuple[Any, threading.Lock]]
+        self._speakers = ResourceCache()
         self._audio_dir: Path | None = None
 
     # ------------------------------------------------------------ shared resources
@@ -76,21 +79,22 @@ class WebApp:
         return out
 
     def index(self, cid: str) -> tuple[CanonIndex, SceneImages]:
-        with self._lock:
-            if cid not in self._indexes:
-                index = load_index(store.load(cid), self.embedder)
-                self._indexes[cid] = (index, SceneImages(index))
-            return self._indexes[cid]
+        def load() -> tuple[CanonIndex, SceneImages]:
+            index = load_index(store.load(cid), self.embedder)
+            return index, SceneImages(index)
+
+        return self._indexes.get(cid, load)
 
     def llm(self, backend: str | None = None, model: str | None = None) -> LLM:
-        key = (backend or self.backend, model if model is not None else self.model)
-        with self._lock:
-            if key not in self._llms:
-                spec = self.spec
-                if key[0] != spec.name:  # another backend picked in the settings: its defaults
-                    spec = replace(spec, name=key[0], model=None, given=frozenset())
-                self._llms[key] = shared(spec.with_model(key[1]).open())
-            return self._llms[key]
+        name, chosen = backend or self.backend, model if model is not None else self.model
+
+        def load() -> LLM:
+            spec = self.spec
+            if name != spec.name:  # another backend picked in the settings: its defaults
+                spec = replace(spec, name=name, model=None, given=frozenset())
+            return shared(spec.with_model(chosen).open())
+
+        return self._llms.get((name, chosen), load)
 
     def warm_up(self, tab: ChatTab | None = None) -> None:
         """Load the model in the background once a page is shown, with the shown
@@ -127,23 +131,21 @@ class WebApp:
 
         backend, model = state.get("backend") or self.backend, state.get("model")
         key = (cid, backend, model if model is not None else self.model)
-        with self._lock:
-            found = self._speakers.get(key)
-        if found is None:
+
+        def make() -> tuple[Any, threading.Lock]:
             character = self.index(cid)[0].character
-            made = Speaker.for_character(
-                character,
-                translator=Translator(self._tab_llm(state)()),  # type: ignore[arg-type]
+            speaker = Speaker.for_character(
+                character, translator=Translator(self._tab_llm(state)())
             )
-            with self._lock:
-                found = self._speakers.setdefault(key, (made, threading.Lock()))
-        return found
+            return speaker, threading.Lock()
+
+        return self._speakers.get(key, make)
 
     # ------------------------------------------------------------ per-tab state
 
     def tab(self, state: dict[str, Any], cid: str | None = None) -> ChatTab:
         cid = cid or state.get("current") or self.default
-        tabs = state.setdefault("tabs", {})
+        tabs: dict[str, ChatTab] = state.setdefault("tabs", {})
         if cid not in tabs:
             index, images = self.index(cid)
             tabs[cid] = ChatTab(index.character, index, self._tab_llm(state), images)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MissingDependencyError, RolecastError
 from .access import Credentials, check_exposure
 from .app import CANON_COLUMNS, PARTS_COLUMNS, SKIP, WebApp
+
+if TYPE_CHECKING:
+    from gradio import Blocks
+    from gradio.routes import App
 
 CSS = """
 #rc-image img { object-fit: contain; }
@@ -16,7 +21,7 @@ CSS = """
 """
 
 
-def _gradio():  # type: ignore[no-untyped-def]
+def _gradio() -> ModuleType:
     try:
         import gradio as gr
     except ImportError:
@@ -61,8 +66,9 @@ def _is_generator(fn: Callable[..., Any]) -> bool:
     return inspect.isgeneratorfunction(inspect.unwrap(fn))
 
 
-def build_page(app: WebApp):  # type: ignore[no-untyped-def]
+def build_page(app: WebApp) -> Blocks:
     gr = _gradio()
+    page: Blocks
     with gr.Blocks(title="rolecast") as page:
         state = gr.State({})  # one dict per browser tab (Gradio copies it per session)
         with gr.Row():
@@ -173,7 +179,7 @@ def launch(
     share: bool = False,
     credentials: Credentials | None = None,
     **kwargs: Any,
-):  # type: ignore[no-untyped-def]
+) -> tuple[App, str, str]:
     import threading
 
     options = launch_options(app, host, port, share, credentials or Credentials())
