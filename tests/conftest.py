@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -8,14 +9,69 @@ from servers import free_port
 
 from rolecast.character.model import Character, Line, Scene
 
+# Fixtures that start a real model, server, browser, database or speech engine: a test that
+# uses one is end-to-end (``pytest -m "not e2e"`` leaves it out). Tests that make such a thing
+# themselves carry ``@pytest.mark.e2e`` (or their module's ``pytestmark``).
+E2E_FIXTURES = frozenset(
+    {
+        "smollm2",  # SmolLM2-135M in llama.cpp
+        "qwen",  # the default local model
+        "server",  # llama.cpp's OpenAI server (test_openai), the page in Chromium
+        "proxy",
+        "live_server",  # `rolecast serve` in a subprocess
+        "speech_server",
+        "postgres_url",  # a PostgreSQL started for the session
+        "kokoro",  # TTS engines
+        "espeak",
+        "voices",  # speaker embeddings (resemblyzer, torch)
+    }
+)
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
+        return False
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.needs("module", extra="x")``: skipped, saying which extra to install,
+    where the module is not installed (rolecast runs without its extras)."""
+    for mark in item.iter_markers("needs"):
+        missing = [m for m in mark.args if not _importable(m)]
+        if missing:
+            extra = mark.kwargs.get("extra", "")
+            hint = f": pip install 'rolecast[{extra}]'" if extra else ""
+            pytest.skip(f"needs {', '.join(missing)}{hint}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E_FIXTURES.intersection(getattr(item, "fixturenames", ())) or item.get_closest_marker(
+            "corpus"
+        ):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def shared_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One index folder for the whole run: an index is named by its canon's hash, so a
+    character's index is built once and read by every later test."""
+    return tmp_path_factory.mktemp("index")
+
 
 @pytest.fixture(autouse=True)
 def rolecast_home(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    shared_index_dir: Path,
 ) -> Path:
-    """Every test gets its own ROLECAST_HOME: nothing touches the user's data."""
+    """Every test gets its own ROLECAST_HOME: nothing touches the user's data. Indexes are
+    the exception, kept in one folder for the run (ROLECAST_INDEX_DIR)."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("ROLECAST_HOME", str(home))
+    monkeypatch.setenv("ROLECAST_INDEX_DIR", str(shared_index_dir))
     return home
 
 

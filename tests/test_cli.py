@@ -32,6 +32,7 @@ def test_list_and_show(capsys) -> None:
     assert "name:      林小满" in out and "user role: 旅人" in out
 
 
+@pytest.mark.e2e  # the default model's tokenizer
 def test_prompt_prints_parts_and_scene_scores(capsys) -> None:
     assert main(["prompt", "xiaoman", "你是谁？"]) == 0
     out = capsys.readouterr().out
@@ -40,6 +41,7 @@ def test_prompt_prints_parts_and_scene_scores(capsys) -> None:
     assert "* s001" in out  # the self-introduction scene, with its scores
 
 
+@pytest.mark.e2e  # the default model's tokenizer
 def test_prompt_json(capsys) -> None:
     assert main(["prompt", "xiaoman", "雨好大", "--as", "旁白", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -69,6 +71,7 @@ def test_unknown_backend_is_a_clean_error(capsys) -> None:
     assert "Traceback" not in err
 
 
+@pytest.mark.needs("llama_cpp", extra="local")
 def test_import_build_and_chat(tmp_path: Path, capsys, rolecast_home: Path) -> None:
     folder = write_story_folder(tmp_path / "aqing")
     assert main(["import", "chatharuhi", str(folder)]) == 0

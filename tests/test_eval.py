@@ -96,7 +96,7 @@ def test_recall_and_mrr_on_a_toy_ranking() -> None:
 
 @pytest.fixture
 def indexed(character: Character, embedder, tmp_path: Path):
-    return character, load_index(character, embedder, tmp_path / "index")
+    return character, load_index(character, embedder)
 
 
 def test_session_exclude_keeps_a_scene_out(indexed) -> None:
@@ -141,6 +141,7 @@ def _scripted_eval(character, index, replies, cache=None, **kw):  # type: ignore
     return llm, result
 
 
+@pytest.mark.needs("matplotlib", extra="eval")
 def test_canon_eval_scores_the_original_line_at_one(indexed, tmp_path: Path) -> None:
     character, index = indexed
     items = canon.sample_turns(character, 3, 0)
@@ -308,7 +309,7 @@ def test_concurrent_canon_eval_with_a_thread_safe_backend(indexed) -> None:
 
 def test_retrieval_queries_and_ranks_follow_search(embedder, tmp_path: Path) -> None:
     c = make_character(8)
-    index = load_index(c, embedder, tmp_path)
+    index = load_index(c, embedder)
     queries = retrieval.sample_queries(c, seed=1)
     assert len(queries) == 8 and {q.scene_id for q in queries} == {s.id for s in c.scenes}
     ranks = retrieval.query_ranks(index, queries, ("dense", "hybrid", "lexical"))
@@ -333,7 +334,7 @@ def test_retrieval_queries_and_ranks_follow_search(embedder, tmp_path: Path) -> 
 
 def test_paraphrases_are_made_once_and_cached(embedder, tmp_path: Path) -> None:
     c = make_english_character()
-    index = load_index(c, embedder, tmp_path / "index")
+    index = load_index(c, embedder)
     queries = retrieval.sample_queries(c)
     llm = ScriptedLLM(['Paraphrase: "A dark cat took a fish once more!"', "", "Same?"])
     scope = report.Cache.scope_for("paraphrase", None, llm, retrieval.PARAPHRASE_PARAMS)
@@ -392,6 +393,7 @@ def test_read_generated_formats_and_errors(tmp_path: Path) -> None:
         viz.read_generated(tmp_path / "o.json")
 
 
+@pytest.mark.needs("matplotlib", "sklearn", extra="eval")
 def test_map_png_and_self_contained_html(embedder, tmp_path: Path) -> None:
     c = make_character(8)
     generated = [("canon", "煤球<b>回来</b>"), ("persona", "面好了 & 汤也好了")]
@@ -414,6 +416,7 @@ def test_map_png_and_self_contained_html(embedder, tmp_path: Path) -> None:
 # ---- the CLI end to end with a real model ----------------------------------------------------
 
 
+@pytest.mark.e2e  # a real model
 def test_cli_evals_end_to_end_with_smollm2(
     rolecast_home: Path, tmp_path: Path, capsys, monkeypatch
 ) -> None:
@@ -466,6 +469,7 @@ def test_cli_bad_input(argv: list[str], message: str, capsys) -> None:
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.needs("matplotlib", extra="eval")
 def test_cli_canon_with_echo_backend_and_default_out(tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(["eval", "canon", "xiaoman", "--n", "2", "--backend", "echo"]) == 0
@@ -486,7 +490,7 @@ def test_retrieval_eval_on_a_corpus_character(embedder, tmp_path: Path) -> None:
     root = corpus_root()
     assert root is not None
     character = import_story_folder(root / "characters" / "haruhi").character
-    index = load_index(character, embedder, tmp_path)
+    index = load_index(character, embedder)
     queries = retrieval.sample_queries(character, 80, seed=0)
     started = time.perf_counter()
     result = retrieval.run_retrieval_eval({"use": index}, queries)
@@ -536,7 +540,7 @@ def test_a_turn_the_model_gives_no_answer_to_scores_as_an_empty_reply(tmp_path, 
 
     c = make_character()
     llm = ScriptedLLM(["旅人:「我替她说」"] * 3)  # speaks only for others: no answer
-    prototype = canon_eval.condition_session("persona", c, llm, load_index(c, embedder, tmp_path))
+    prototype = canon_eval.condition_session("persona", c, llm, load_index(c, embedder))
     item = canon_eval.sample_turns(c, 1)[0]
     assert canon_eval.generate(prototype, item)["reply"] == ""
     assert len(llm.requests) == 3

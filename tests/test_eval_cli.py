@@ -121,6 +121,7 @@ def judge_requests(llm: Responder) -> list[list[dict[str, str]]]:
     return [r for r in llm.requests if "You rate personality" in r[0]["content"]]
 
 
+@pytest.mark.needs("matplotlib", extra="eval")
 def test_personality_gives_the_known_scores_writes_the_report_and_reruns_from_the_cache(
     backends: Backends, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -183,6 +184,7 @@ def _drop_answers(out: Path) -> int:
     return dropped
 
 
+@pytest.mark.needs("matplotlib", extra="eval")
 def test_a_changed_answer_is_judged_again(backends: Backends, tmp_path: Path) -> None:
     out = tmp_path / "out"
     argv = ["eval", "personality", "mia", "--items", "1", "--backend", "scripted"]
@@ -205,6 +207,7 @@ def test_a_changed_answer_is_judged_again(backends: Backends, tmp_path: Path) ->
     assert {a["reply"][:14] for a in data["answers"]} == {"Something else"}
 
 
+@pytest.mark.needs("matplotlib", extra="eval")
 def test_a_judge_option_gives_the_judge_a_backend_of_its_own(
     backends: Backends, tmp_path: Path
 ) -> None:
@@ -277,6 +280,7 @@ def is_judge(messages: list[dict[str, str]]) -> bool:
     return "stays in character" in messages[0]["content"]
 
 
+@pytest.mark.needs("matplotlib", extra="eval")
 def test_in_character_gives_the_known_rates_writes_the_report_and_reruns_from_the_cache(
     backends: Backends, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -328,6 +332,7 @@ def test_in_character_gives_the_known_rates_writes_the_report_and_reruns_from_th
     assert again["probes"] == data["probes"] and again["overall"] == data["overall"]
 
 
+@pytest.mark.needs("matplotlib", extra="eval")
 def test_in_character_rules_only_and_a_judge_of_its_own(backends: Backends, tmp_path: Path) -> None:
     backends.respond = prober
     argv = ["eval", "in-character", "mia", "--categories", "ai,meta", "--per-category", "2"]
@@ -374,6 +379,7 @@ def test_in_character_bad_input_fails_before_a_model_loads(
 # ---- end to end with SmolLM2 --------------------------------------------------------------
 
 
+@pytest.mark.e2e  # a real model
 def test_personality_and_in_character_end_to_end_with_smollm2(
     rolecast_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -379,7 +379,7 @@ def test_an_interview_with_a_real_model(smollm2, tmp_path: Path, embedder) -> No
     from rolecast.retrieval.index import load_index
 
     c = make_english_character()  # SmolLM2 speaks English only
-    index = load_index(c, embedder, tmp_path)
+    index = load_index(c, embedder)
     params = GenerationParams(max_tokens=32, seed=3)
     prototype = Session(c, index, smollm2, params=params)
     items = iv.items_for(per_factor=1)  # one item of each factor

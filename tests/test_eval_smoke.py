@@ -159,7 +159,7 @@ def test_chats_run_through_a_session_are_scored_and_cached(tmp_path: Path, embed
         "小满:「发条松了，拧紧就好，修不好不收钱。」",
     ]:
         llm.enqueue(reply)
-    prototype = Session(c, load_index(c, embedder, tmp_path), llm)
+    prototype = Session(c, load_index(c, embedder), llm)
     chats = [
         [
             smoke.SmokeLine("a", "你好"),
@@ -230,6 +230,7 @@ def test_cli_writes_the_report_and_check_fails_a_failing_gate(
     assert "no lines to say" in capsys.readouterr().err
 
 
+@pytest.mark.e2e  # a real model
 def test_smoke_end_to_end_with_smollm2(
     rolecast_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -27,7 +27,7 @@ def images(tmp_path: Path, embedder) -> SceneImages:
             ),
         )
     )
-    return SceneImages(load_index(c, embedder, tmp_path))
+    return SceneImages(load_index(c, embedder))
 
 
 def test_a_reply_close_to_an_image_line_gets_its_frame(images: SceneImages) -> None:
@@ -44,7 +44,7 @@ def test_an_unrelated_reply_gets_no_frame(images: SceneImages) -> None:
 
 
 def test_a_character_without_images(tmp_path: Path, embedder) -> None:
-    images = SceneImages(load_index(make_character(), embedder, tmp_path))
+    images = SceneImages(load_index(make_character(), embedder))
     assert len(images) == 0 and images.match("煤球") is None
 
 
@@ -58,7 +58,7 @@ def test_haruhi_quotes_find_their_frames(tmp_path: Path, embedder) -> None:
     frames = {ln.image: ln.text for s in c.scenes for ln in s.lines if ln.image}
     # the line of a frame holds the whole subtitle from text_image_dict.txt, not the file name
     assert frames["images/没有的话，自己组建一个就好了.jpg"].startswith("我想到了！")
-    images = SceneImages(load_index(c, embedder, tmp_path))
+    images = SceneImages(load_index(c, embedder))
     cases = {  # a shortened quote of the frame's subtitle line -> the frame
         "没有的话，自己组建一个就好了": "没有的话，自己组建一个就好了.jpg",
         "又不是外星人未来人或者超能力者": "又不是外星人未来人或者超能力者.jpg",

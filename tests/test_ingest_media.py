@@ -28,6 +28,8 @@ from synthetic_episode import (
 from rolecast.errors import InputError, MissingDependencyError, ParseError, RolecastError
 from rolecast.ingest import media
 
+pytestmark = pytest.mark.e2e  # ffmpeg and espeak-ng on a synthetic episode
+
 RATE = 16000
 slow = pytest.mark.skipif(not os.environ.get("ROLECAST_SLOW"), reason="set ROLECAST_SLOW=1")
 

@@ -16,7 +16,10 @@ from rolecast.cli.main import main
 
 # Now and then a file opened by a third-party library (not found yet: it depends on when the
 # garbage collector runs) is reported unclosed during these tests; it is not ours to close.
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+pytestmark = [
+    pytest.mark.e2e,  # ffmpeg, espeak-ng and real media
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ import codecs
 import random
 
 import pytest
+
+pytestmark = pytest.mark.needs("pysubs2", "charset_normalizer", extra="ingest")
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -10,6 +10,8 @@ from rolecast.backends import kvstate
 from rolecast.backends.base import GenerationParams, LockedLLM
 from rolecast.backends.local import LocalLLM
 
+pytestmark = pytest.mark.e2e  # saved KV states of a real model
+
 KEY = {"model": "m.gguf", "prefix": "abc"}
 
 

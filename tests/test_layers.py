@@ -5,6 +5,7 @@ inside a function; only those under ``if TYPE_CHECKING:`` are for the type check
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import rolecast
@@ -32,6 +33,7 @@ def _type_checking_only(tree: ast.AST) -> set[int]:
     return lines
 
 
+@functools.cache
 def import_graph() -> dict[str, set[str]]:
     modules = _modules()
     graph: dict[str, set[str]] = {m: set() for m in modules}

@@ -18,6 +18,8 @@ from rolecast.session import Session
 
 from conftest import make_english_character
 
+pytestmark = pytest.mark.e2e  # the local backend with real GGUF models
+
 
 @pytest.fixture(scope="module")
 def smollm2() -> LocalLLM:
@@ -54,7 +56,7 @@ def test_whole_pipeline_with_a_real_model(smollm2: LocalLLM, tmp_path: Path, emb
     c = make_english_character()  # SmolLM2 speaks English only
     s = Session(
         c,
-        load_index(c, embedder, tmp_path),
+        load_index(c, embedder),
         smollm2,
         params=GenerationParams(max_tokens=32, seed=3),
     )
@@ -169,7 +171,7 @@ def test_default_model_answers_a_chinese_question_in_character(tmp_path: Path, e
     try:
         s = Session(
             c,
-            load_index(c, embedder, tmp_path),
+            load_index(c, embedder),
             llm,
             params=GenerationParams(max_tokens=60, seed=11),
         )
@@ -222,7 +224,7 @@ def test_prompt_counts_with_the_models_tokenizer_and_loads_no_weights(
     c = make_english_character()
     save_character(c, rolecast_home / "characters" / "mia")
     line = "The cat is back and it took your fish!"
-    loaded = Session(c, load_index(c, embedder, tmp_path), smollm2, order="split")
+    loaded = Session(c, load_index(c, embedder), smollm2, order="split")
     expected = loaded.prepare(line).assembly.parts
     counter = LocalLLM(model="smollm2", n_ctx=2048, vocab_only=True)
     assert counter.token_counter().count(line) == smollm2.token_counter().count(line)

@@ -26,6 +26,8 @@ from rolecast.session import Session
 
 from conftest import make_english_character
 
+pytestmark = pytest.mark.e2e  # llama.cpp's server and the official SDK
+
 PARAMS = GenerationParams(max_tokens=24, seed=1)
 
 
@@ -147,7 +149,7 @@ def _close_clients():
 def _session(llm, tmp_path: Path, embedder) -> Session:
     _open.append(llm)
     c = make_english_character()
-    return Session(c, load_index(c, embedder, tmp_path), llm, params=PARAMS)
+    return Session(c, load_index(c, embedder), llm, params=PARAMS)
 
 
 def test_streams_a_reply_from_a_real_server(server: str, tmp_path: Path, embedder) -> None:

@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+
+TestClient = pytest.importorskip("starlette.testclient", reason="needs the server extra").TestClient
+
 from servers import free_port, uvicorn_thread
-from starlette.testclient import TestClient
 
 from rolecast.backends.base import LockedLLM
 from rolecast.backends.scripted import ScriptedLLM
@@ -275,6 +277,7 @@ def test_official_sdk_streaming_and_not_with_a_real_model(live_server: str) -> N
 KILLS = 20
 
 
+@pytest.mark.e2e  # `rolecast serve` with a real model, killed
 def test_kill_9_mid_reply_loses_no_completed_turn(chars: Path, tmp_path: Path) -> None:
     import httpx
 

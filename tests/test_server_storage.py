@@ -10,7 +10,7 @@ import pytest
 from rolecast.server.storage import MIGRATIONS, SQLiteStore, StorageError, open_store
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.e2e)])
 def store(request, tmp_path: Path):  # type: ignore[no-untyped-def]
     if request.param == "sqlite":
         s = open_store(None, tmp_path / "db.sqlite3")

@@ -15,11 +15,13 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
+
+anyio = pytest.importorskip("anyio", reason="needs the server extra")
+TestClient = pytest.importorskip("starlette.testclient", reason="needs the server extra").TestClient
+
 from servers import uvicorn_thread
-from starlette.testclient import TestClient
 
 from rolecast.backends.base import GenerationParams, LockedLLM
 from rolecast.backends.scripted import ScriptedLLM
@@ -30,6 +32,8 @@ from rolecast.server.keys import LOCAL
 from rolecast.server.run import build_state
 
 from conftest import make_character, make_english_character
+
+pytestmark = pytest.mark.e2e  # uvicorn serving on 127.0.0.1, real sockets and timeouts
 
 KEY_A, KEY_B = "key-aaaa-1111", "key-bbbb-2222"
 # a long reply, one character a chunk: 200 chunks, 10 s at SlowLLM's default pace

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.testclient import TestClient
+
+TestClient = pytest.importorskip("starlette.testclient", reason="needs the server extra").TestClient
+
 
 import rolecast.server.app as server_app
 from rolecast.backends.base import LockedLLM

@@ -67,7 +67,7 @@ def test_streamed_pieces_join_to_the_clean_reply(raw: str, cuts: list[int]) -> N
 @pytest.fixture
 def session(tmp_path: Path, embedder) -> Session:
     c = make_character()
-    return Session(c, load_index(c, embedder, tmp_path), ScriptedLLM())
+    return Session(c, load_index(c, embedder), ScriptedLLM())
 
 
 def test_a_turn_goes_through_retrieval_prompt_backend_and_history(session: Session) -> None:
@@ -127,7 +127,7 @@ def test_budget_follows_the_context_window(tmp_path: Path, embedder) -> None:
 
 def test_empty_canon_chats_on_persona(tmp_path: Path, embedder) -> None:
     c = make_character(0)
-    s = Session(c, load_index(c, embedder, tmp_path), ScriptedLLM(["你好呀"]))
+    s = Session(c, load_index(c, embedder), ScriptedLLM(["你好呀"]))
     assert s.reply("你好") == "你好呀"
     system = s.llm.requests[0][0][0]["content"]
     assert system.startswith(c.persona) and "只说小满自己的话" in system and "原作" not in system
@@ -174,7 +174,7 @@ def test_retries_take_at_most_one_more_reply_of_time(tmp_path: Path, embedder) -
     import rolecast.session as session_module
 
     c = make_character()
-    s = Session(c, load_index(c, embedder, tmp_path), _SlowLLM(0.1))
+    s = Session(c, load_index(c, embedder), _SlowLLM(0.1))
     first = 6 * 0.1
     old = session_module.RETRY_FLOOR_S
     session_module.RETRY_FLOOR_S = 0.0
@@ -232,7 +232,7 @@ def test_a_backend_caps_the_canon_budget(tmp_path: Path, embedder) -> None:
         canon_budget = 100
 
     c = make_character()
-    index = load_index(c, embedder, tmp_path)
+    index = load_index(c, embedder)
     capped = Session(c, index, Small(context_window=4096))
     assert capped.budget is not None and capped.budget.canon == 100
     assert (
@@ -470,7 +470,7 @@ def test_a_recital_is_cut_in_a_session_and_an_all_recital_reply_sampled_again(
     tmp_path: Path, embedder
 ) -> None:
     c = replace(make_character(), persona=XIAOMAN_PERSONA)
-    s = Session(c, load_index(c, embedder, tmp_path), ScriptedLLM())
+    s = Session(c, load_index(c, embedder), ScriptedLLM())
     s.llm.enqueue("我是林小满，19岁。在青雾渡石桥头守着一个夜面摊“满记”，白天顺手帮街坊修伞。")
     assert s.reply("你是谁？") == "我是林小满"
     s.llm.enqueue("在青雾渡石桥头守着一个夜面摊“满记”。").enqueue("雾散了再说。")
@@ -490,7 +490,7 @@ def test_warm_gives_the_backend_the_start_every_prompt_of_the_chat_shares(
             return "built"
 
     llm = Warmable(context_window=4096)
-    s = Session(c, load_index(c, embedder, tmp_path), llm, order=order)  # type: ignore[arg-type]
+    s = Session(c, load_index(c, embedder), llm, order=order)  # type: ignore[arg-type]
     assert s.warm() == "built"
     llm.enqueue("哟，来了。")
     s.reply("今天的面多少钱？")
@@ -523,7 +523,7 @@ def test_prefill_evaluates_the_next_prompts_start_while_the_user_types(
             return "evaluated"
 
     llm = Prefillable(context_window=4096)
-    s = Session(c, load_index(c, embedder, tmp_path), llm, order="split")  # type: ignore[arg-type]
+    s = Session(c, load_index(c, embedder), llm, order="split")  # type: ignore[arg-type]
     assert s.budget is not None
     s.budget = replace(s.budget, history=90)  # a short history: the kept part steps soon
     assert s.prefill() == "none"  # nothing said yet: the persona is warm() 's

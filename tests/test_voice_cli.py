@@ -32,6 +32,7 @@ def haruhi(rolecast_home: Path) -> Path:
     return save_character(c, rolecast_home / "characters" / "haruhi")
 
 
+@pytest.mark.e2e  # a real speech engine
 def test_say_speaks_xiaoman_in_chinese(tmp_path: Path, capsys) -> None:
     out = tmp_path / "x.wav"
     assert main(["say", "xiaoman", "（擦手）哟，旅人！坐，先来碗面。", "-o", str(out)]) == 0
@@ -41,6 +42,7 @@ def test_say_speaks_xiaoman_in_chinese(tmp_path: Path, capsys) -> None:
     assert_speech(out, 22050, 1.0)
 
 
+@pytest.mark.e2e  # a real speech engine
 def test_say_japanese_with_kokoro_and_choices(haruhi: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "h.wav"
     assert main(["say", "haruhi", "ねえ、キョン！", "-o", str(out), "--voice", "jf_tebukuro"]) == 0
@@ -52,6 +54,7 @@ def test_say_japanese_with_kokoro_and_choices(haruhi: Path, tmp_path: Path, caps
     assert_speech(english, 22050)
 
 
+@pytest.mark.e2e  # a real speech engine
 def test_say_translates_through_the_cache(haruhi: Path, tmp_path: Path, capsys) -> None:
     # the echo backend cannot translate: a cached translation for it proves the CLI path
     # (backend -> cache key -> translation -> Japanese voice) without loading a model
@@ -90,6 +93,7 @@ def test_say_bad_input_is_a_clean_error(tmp_path: Path, capsys, args, message: s
     assert not out.exists()
 
 
+@pytest.mark.needs("pypinyin", extra="voice")
 def test_say_output_problems(tmp_path: Path, capsys) -> None:
     assert main(["say", "xiaoman", "你好"]) == 1
     assert "say needs -o FILE.wav to write, or --play" in capsys.readouterr().err
@@ -110,6 +114,7 @@ def fake_player(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.e2e  # a real speech engine
 def test_say_play_streams_the_audio_to_a_player(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
@@ -125,6 +130,7 @@ def test_say_play_streams_the_audio_to_a_player(
     assert np.allclose(played / 32768.0, written.samples, atol=1e-3)
 
 
+@pytest.mark.e2e  # a real speech engine
 def test_chat_play_plays_every_reply(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
@@ -149,6 +155,7 @@ def test_play_without_a_player(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     assert "apt-get install espeak-ng" in capsys.readouterr().err  # espeak-ng is not on PATH
 
 
+@pytest.mark.e2e  # a real speech engine
 def test_chat_speak_writes_a_wav_per_reply(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
@@ -236,6 +243,7 @@ def test_openai_tts_backend_against_rolecast_serve(speech_server: str, tmp_path:
     assert_speech(out, 22050)
 
 
+@pytest.mark.needs("starlette", extra="server")
 def test_speech_endpoint_rules(rolecast_home: Path) -> None:
     from starlette.testclient import TestClient
 

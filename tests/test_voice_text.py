@@ -120,6 +120,7 @@ def test_guess_language(text: str, language: str) -> None:
     assert guess_language(text) == language
 
 
+@pytest.mark.needs("pypinyin", extra="voice")
 def test_pinyin_is_numbered_tones_with_ascii_punctuation() -> None:
     assert to_pinyin("你好，世界。") == "ni3 hao3, shi4 jie4."
     assert to_pinyin("好吧——行") == "hao3 ba5, xing2"  # neutral tone is 5, a dash a pause

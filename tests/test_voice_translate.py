@@ -105,6 +105,7 @@ def xiaoman_in_japanese() -> Character:
     )
 
 
+@pytest.mark.e2e  # kokoro speaks
 def test_speaker_translates_only_when_the_languages_differ() -> None:
     llm = ScriptedLLM().enqueue("霧が深いね、旅人さん。")
     speaker = Speaker.for_character(xiaoman_in_japanese(), translator=Translator(llm, None))

@@ -145,6 +145,7 @@ def test_two_tabs_are_two_sessions(app: WebApp) -> None:
     assert app.tab(b).messages == [] and len(app.tab(a).messages) == 2
 
 
+@pytest.mark.needs("pypinyin", extra="voice")
 def test_voice_toggle_speaks_each_reply(app: WebApp) -> None:
     import shutil
 

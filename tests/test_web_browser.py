@@ -23,6 +23,8 @@ from rolecast.character.package import save_character
 
 from conftest import make_english_character
 
+pytestmark = pytest.mark.e2e  # Chromium through Playwright
+
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
     "--headless",

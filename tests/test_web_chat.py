@@ -30,7 +30,7 @@ def tab(tmp_path: Path, embedder) -> ChatTab:
     c.portrait = "images/portrait.png"
     save_character(c, tmp_path / "pkg", images={"cat.png": b"cat", "portrait.png": b"p"})
     c = load_character(tmp_path / "pkg")
-    return ChatTab(c, load_index(c, embedder, tmp_path / "index"), ScriptedLLM())
+    return ChatTab(c, load_index(c, embedder), ScriptedLLM())
 
 
 def test_send_streams_and_records_the_turn(tab: ChatTab) -> None:

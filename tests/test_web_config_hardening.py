@@ -99,6 +99,7 @@ def _stream_within(raw: str, limit_s: float) -> tuple[str, float]:
     return "".join(pieces), time.process_time() - started
 
 
+@pytest.mark.e2e  # a load test: a megabyte through the cleaner
 def test_a_megabyte_reply_streams_in_one_character_chunks_quickly() -> None:
     raw = MEGABYTE_LINES * (1_000_000 // len(MEGABYTE_LINES))
     out, took = _stream_within(raw, STREAM_LIMIT_S)
@@ -106,6 +107,7 @@ def test_a_megabyte_reply_streams_in_one_character_chunks_quickly() -> None:
     assert out == CLEANER.clean(raw)
 
 
+@pytest.mark.e2e  # a load test: a megabyte through the cleaner
 def test_a_megabyte_line_that_never_ends_streams_quickly() -> None:
     for raw in ("小满:「" + "好" * 1_000_000, "So I said: " + "word, " * 170_000):
         out, took = _stream_within(raw, STREAM_LIMIT_S)
@@ -238,6 +240,7 @@ for i in range(rounds):
 """
 
 
+@pytest.mark.e2e  # a real server / real processes
 def test_concurrent_writer_processes_lose_no_update(rolecast_home: Path) -> None:
     keys, rounds = ["model", "base_url", "timeout", "tts_model"], 30
     start = time.time() + 2  # all of them have imported rolecast by then
@@ -360,6 +363,7 @@ def test_the_settings_panel_loads_no_path_and_downloads_nothing(
     assert loaded == [("local", "smollm2-135m"), ("local", "qwen")]
 
 
+@pytest.mark.e2e  # the gradio page
 def test_the_refusal_is_a_message_in_the_page(web: WebApp, monkeypatch: pytest.MonkeyPatch) -> None:
     gr = pytest.importorskip("gradio")
     from rolecast.web.page import _shown
@@ -453,6 +457,7 @@ def _png() -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.e2e  # a real server / real processes
 def test_a_served_page_asks_for_login_and_never_serves_the_persona(rolecast_home: Path) -> None:
     """The attack itself, against ``rolecast web``: the package's files by Gradio's file route."""
     pytest.importorskip("gradio")

@@ -12,11 +12,12 @@ import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ..errors import MissingDependencyError
+from ..resources import ResourceCache
 
 log = logging.getLogger(__name__)
 _blas_limit: Callable[..., AbstractContextManager[object]] | None = None
@@ -204,8 +205,15 @@ def _embed_in_processes(name: str, texts: list[str], workers: int) -> np.ndarray
         return np.concatenate(list(pool.map(run, chunks)))
 
 
+_shared: ResourceCache[tuple[str, Any], Embedder] = ResourceCache()
+
+
 def get_embedder(name: str) -> Embedder:
+    """The embedder registered as ``name``, one instance per process: its model (~0.5 s to
+    load for "use") is loaded once however many indexes, sessions or commands ask for it.
+    Embedders keep no per-call state, so threads may share one."""
     from .. import registry
 
-    embedder: Embedder = registry.create("embedder", name)
+    factory = registry.resolve("embedder", name)
+    embedder: Embedder = _shared.get((name, factory), factory)
     return embedder
