@@ -1,6 +1,6 @@
 """Performance figures of the rolecast core over the real ChatHaruhi corpus.
 
-    /work/venv/bin/python benchmarks/bench_core.py [--json out.json]
+    .venv/bin/python benchmarks/bench_core.py [--json out.json]
 
 Measures (see benchmarks/README.md):
   1. index build throughput (canon lines/s) per character, ``use`` and ``e5`` embedders;

@@ -297,8 +297,10 @@ def test_jsonl_round_trip_property(c: Character) -> None:
 
 ROOT = corpus_root()
 needs_corpus = pytest.mark.skipif(ROOT is None, reason="ROLECAST_CORPUS is not set")
+corpus = pytest.mark.corpus  # over the real corpus: left out of the fast loop (e2e)
 
 
+@corpus
 @needs_corpus
 def test_corpus_role_zip_and_story_folder_agree_on_haruhi() -> None:
     assert ROOT is not None
@@ -315,6 +317,7 @@ def test_corpus_role_zip_and_story_folder_agree_on_haruhi() -> None:
     )
 
 
+@corpus
 @needs_corpus
 def test_corpus_haruhi_frames_become_images() -> None:
     assert ROOT is not None
@@ -324,6 +327,7 @@ def test_corpus_haruhi_frames_become_images() -> None:
     assert all(p.removeprefix("images/") in r.images for p in pictures)
 
 
+@corpus
 @needs_corpus
 def test_corpus_liyunlong_without_images_says_so() -> None:
     assert ROOT is not None
@@ -336,6 +340,7 @@ def test_make_character_exports_as_jsonl() -> None:
     assert len(export_role_jsonl(c).decode().splitlines()) == 5
 
 
+@corpus
 @needs_corpus
 @pytest.mark.parametrize(
     "folder", ["haruhi", "Sheldon", "Harry", "weixiaobao", "zhongli", "liyunlong"]
@@ -556,7 +561,7 @@ def test_own_config_keeps_name_and_persona_exactly() -> None:
     assert (back.name, back.persona, back.user_role) == (c.name, "短", c.user_role)
 
 
-@pytest.mark.corpus
+@corpus
 @needs_corpus
 @pytest.mark.parametrize(
     "folder, name, source, narrator",
@@ -582,7 +587,7 @@ def test_corpus_roles_pick_their_character_and_read_their_source(
     assert runner_up.character.name == c.user_role
 
 
-@pytest.mark.corpus
+@corpus
 @needs_corpus
 def test_corpus_role_zip_without_header_reads_the_persona() -> None:
     assert ROOT is not None

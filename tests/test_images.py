@@ -48,6 +48,7 @@ def test_a_character_without_images(tmp_path: Path, embedder) -> None:
     assert len(images) == 0 and images.match("煤球") is None
 
 
+@pytest.mark.corpus
 @pytest.mark.skipif(corpus_root() is None, reason="ROLECAST_CORPUS is not set")
 def test_haruhi_quotes_find_their_frames(tmp_path: Path, embedder) -> None:
     from rolecast.formats.chatharuhi import import_story_folder

@@ -15,11 +15,11 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 anyio = pytest.importorskip("anyio", reason="needs the server extra")
 TestClient = pytest.importorskip("starlette.testclient", reason="needs the server extra").TestClient
+httpx = pytest.importorskip("httpx", reason="needs the test extra")
 
 from servers import uvicorn_thread
 

@@ -164,6 +164,6 @@ def test_a_lazy_backend_loads_on_first_use_and_then_is_the_backend(tmp_path: Pat
     assert lazy.loaded and lazy.inner is made[0] and made[0].requests
     assert lazy.prompt_order == made[0].prompt_order and lazy.requests is made[0].requests
     assert lazy.model == "default"  # still the key's model, not the backend's own name for it
-    assert "inner" not in vars(lazy)  # delegated through WrappedLLM, nothing copied
+    assert "requests" not in vars(lazy)  # delegated through WrappedLLM, nothing copied
     lazy.close()
     assert len(made) == 1

@@ -517,6 +517,7 @@ def personality_scopes(
     embedder: str,
     language: str,
     seed: int,
+    judge_params: GenerationParams = JUDGE_PARAMS,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The answers' cache scope (the character, its backend and parameters, embedder,
     language, seed) and the ratings' (the judge's: a rating depends on the answer and the
@@ -534,7 +535,7 @@ def personality_scopes(
         seed=seed,
     )
     ratings = Cache.scope_for(
-        "personality-judge", character, judge_llm, JUDGE_PARAMS, language=language
+        "personality-judge", character, judge_llm, judge_params, language=language
     )
     return answers, ratings
 

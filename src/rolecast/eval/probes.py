@@ -683,6 +683,7 @@ def in_character_scope(
     params: GenerationParams,
     embedder: str,
     seed: int,
+    judge_params: GenerationParams = JUDGE_PARAMS,
 ) -> dict[str, Any]:
     """What a cached probe result depends on besides the probe: the character, its backend
     and parameters, embedder, seed, and the judge (``None``: rules only)."""
@@ -697,7 +698,7 @@ def in_character_scope(
         mode="hybrid",
         seed=seed,
         judge=None if judge_llm is None else backend_info(judge_llm),
-        judge_params=None if judge_llm is None else JUDGE_PARAMS,
+        judge_params=None if judge_llm is None else judge_params,
     )
 
 

