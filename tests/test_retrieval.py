@@ -83,6 +83,20 @@ def test_index_cache_is_reused_and_rebuilt_when_stale(tmp_path: Path, character,
     assert index.search("今天的汤特别鲜，加了河虾。", k=1)[0].scene.id == "new"
 
 
+def test_a_character_that_narrates_otherwise_gets_its_own_index(
+    tmp_path: Path, character, embedder
+) -> None:
+    from dataclasses import replace
+
+    scene = Scene("s", "渡口", (Line("阿婆", "雾又起来了。"), Line("小满", "汤还热着呢。")))
+    plain = replace(character, scenes=[scene])
+    narrated = replace(plain, narrators=["阿婆"])  # same id, same canon: 阿婆 narrates here
+    assert plain.canon_hash() == narrated.canon_hash()
+    a, b = load_index(plain, embedder, tmp_path), load_index(narrated, embedder, tmp_path)
+    assert index_dir(plain, "use", tmp_path) != index_dir(narrated, "use", tmp_path)
+    assert len(a.unit_scene) == 2 and len(b.unit_scene) == 1  # narration is not embedded
+
+
 class _Failing(Embedder):
     name = "use"
     dim = 512

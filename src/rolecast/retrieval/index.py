@@ -10,6 +10,7 @@ on load. Never edit these files by hand: delete the folder to force a rebuild.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -40,10 +41,26 @@ def index_root(environ: Mapping[str, str] | None = None) -> Path:
     return Path(explicit).expanduser() if explicit else config.home(environ) / "index"
 
 
+def index_digest(character: Character) -> str:
+    """What an index depends on: the canon (its hash), and which of its speakers are
+    narrators, since narration is left out of the embedded units. Two characters that share
+    an id and scenes but not their narrators get two indexes."""
+    narrating = sorted(
+        {
+            ln.speaker
+            for s in character.scenes
+            for ln in s.lines
+            if character.is_narrator(ln.speaker)
+        }
+    )
+    blob = json.dumps([character.canon_hash(), narrating], ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 def index_dir(
     character: Character, embedder_name: str, root: Path, digest: str | None = None
 ) -> Path:
-    digest = digest or character.canon_hash()
+    digest = digest or index_digest(character)
     return root / character.id / embedder_name / digest[:16]
 
 
@@ -51,7 +68,7 @@ def build_index(
     character: Character, embedder: Embedder, root: Path, digest: str | None = None
 ) -> Path:
     """Build (or rebuild) the index of ``character`` and return its folder."""
-    digest = digest or character.canon_hash()
+    digest = digest or index_digest(character)
     dest = index_dir(character, embedder.name, root, digest)
     started = time.perf_counter()
     texts, owner = dense_units(character)
@@ -66,7 +83,7 @@ def build_index(
             "rolecast": __version__,
             "embedder": embedder.name,
             "dim": embedder.dim,
-            "canon_hash": digest,
+            "index_digest": digest,
             "scenes": len(character.scenes),
             "lines": sum(len(s.lines) for s in character.scenes),
             "units": len(texts),
@@ -88,7 +105,7 @@ def _read(character: Character, embedder: Embedder, folder: Path, digest: str) -
         if (
             manifest.get("format") != FORMAT
             or manifest.get("lexical") != LEXICAL_VERSION
-            or manifest.get("canon_hash") != digest
+            or manifest.get("index_digest") != digest
         ):
             return None
         vectors = np.load(folder / "vectors.npy")
@@ -114,7 +131,7 @@ def load_index(
     root = index_root() if root is None else root
     if not character.scenes:
         log.warning("%s has no canon scenes: replies rest on the persona alone", character.name)
-    digest = character.canon_hash()  # hashing the canon costs ~30 ms on 1,400 scenes: once
+    digest = index_digest(character)  # hashing the canon costs ~30 ms on 1,400 scenes: once
     folder = index_dir(character, embedder.name, root, digest)
     index = None if rebuild or not folder.exists() else _read(character, embedder, folder, digest)
     if index is None:
