@@ -1,0 +1,242 @@
+"""Training data from the canon (issue 18, first part): the held-out split, canon samples put
+through the character's Session, the dataset folder and its exports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rolecast.backends.scripted import ScriptedLLM
+from rolecast.errors import InputError, ParseError
+from rolecast.retrieval.index import load_index
+from rolecast.session import Session
+from rolecast.training import dataset as ds
+from rolecast.training.samples import canon_samples
+from rolecast.training.split import answering_scenes, held_out_scenes
+
+from conftest import make_character
+
+
+def manifest_for(character, held_out) -> ds.Manifest:  # type: ignore[no-untyped-def]
+    return ds.Manifest(
+        character={"id": character.id, "name": character.name},
+        held_out=list(held_out),
+        split={"share": 0.25, "seed": 3},
+    )
+
+
+@pytest.fixture
+def built(embedder):  # type: ignore[no-untyped-def]
+    """Eight scenes, two held out, and the canon samples of the other six."""
+    c = make_character(8)
+    held = held_out_scenes(c, 0.25, seed=3)
+    prototype = Session(c, load_index(c, embedder), ScriptedLLM(), order="split")
+    return c, held, canon_samples(prototype, held, seed=3)
+
+
+# ------------------------------------------------------------------------------- split
+
+
+def test_the_split_is_seeded_and_leaves_training_scenes() -> None:
+    c = make_character(8)
+    assert answering_scenes(c) == [f"s{i:03d}" for i in range(8)]
+    held = held_out_scenes(c, 0.25, seed=3)
+    assert len(held) == 2 and held == held_out_scenes(c, 0.25, seed=3)
+    assert list(held) == sorted(held)  # canon order
+    assert any(held_out_scenes(c, 0.25, seed=s) != held for s in range(4, 10))
+    assert len(held_out_scenes(c, 0.01)) == 1  # at least one when the share is above 0
+    assert len(held_out_scenes(c, 0.99)) == 7  # at least one stays for training
+    assert held_out_scenes(c, 0) == ()
+
+
+@pytest.mark.parametrize("share", [-0.1, 1, 1.5])
+def test_a_share_outside_0_to_1_is_refused(share: float) -> None:
+    with pytest.raises(InputError, match="held-out share must be at least 0 and below 1"):
+        held_out_scenes(make_character(4), share)
+
+
+def test_one_scene_cannot_be_split() -> None:
+    with pytest.raises(InputError, match="answers someone in 1 scene"):
+        held_out_scenes(make_character(1))
+    assert held_out_scenes(make_character(1), 0) == ()
+
+
+# ------------------------------------------------------------------------------ samples
+
+
+def test_canon_samples_are_real_turns_without_the_held_out_scenes(built) -> None:  # type: ignore[no-untyped-def]
+    c, held, samples = built
+    assert len(samples) == 6 and {s.kind for s in samples} == {"canon"}
+    by_scene = {s.source["scenes"][0]: s for s in samples}
+    assert set(by_scene) == set(answering_scenes(c)) - set(held)
+    for scene_id, sample in by_scene.items():
+        scene = next(s for s in c.scenes if s.id == scene_id)
+        asked, answer = scene.lines[1].text, scene.lines[2].text
+        assert sample.reply == answer
+        assert sample.messages[0]["role"] == "system" and c.persona in sample.messages[0]["content"]
+        assert sample.messages[-1]["role"] == "user" and asked in sample.messages[-1]["content"]
+        # neither the scene it teaches nor a held-out scene is in the prompt
+        assert sample.source["retrieved"], "the prompt holds retrieved canon"
+        assert scene_id not in sample.source["retrieved"]
+        assert not set(held) & set(sample.source["retrieved"])
+        prompt = "\n".join(m["content"] for m in sample.messages)
+        assert answer not in prompt
+        for h in held:
+            held_scene = next(s for s in c.scenes if s.id == h)
+            assert held_scene.lines[2].text not in prompt or held_scene.lines[2].text == answer
+
+
+def test_sample_ids_are_stable(built, embedder) -> None:  # type: ignore[no-untyped-def]
+    c, held, samples = built
+    again = canon_samples(
+        Session(c, load_index(c, embedder), ScriptedLLM(), order="split"), held, 3
+    )
+    assert [s.id for s in again] == [s.id for s in samples]
+    assert len({s.id for s in samples}) == len(samples)
+
+
+# ------------------------------------------------------------------------------ dataset
+
+
+def test_a_dataset_round_trips(built, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    c, held, samples = built
+    ds.write_dataset(tmp_path / "d", manifest_for(c, held), samples)
+    manifest, back = ds.read_dataset(tmp_path / "d")
+    assert back == samples
+    assert manifest.counts == {"canon": 6, "generated": 0} and manifest.held_out == list(held)
+    assert manifest.character["id"] == "testchar" and manifest.created
+
+
+def test_a_failed_write_leaves_the_dataset_that_was_there(built, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    c, held, samples = built
+    folder = tmp_path / "d"
+    ds.write_dataset(folder, manifest_for(c, held), samples[:3])
+    real = ds.write_atomic
+
+    def full_disk(path, data, *a, **k):  # type: ignore[no-untyped-def]
+        if Path(path).name == ds.MANIFEST:
+            raise OSError(28, "No space left on device")
+        return real(path, data, *a, **k)
+
+    monkeypatch.setattr(ds, "write_atomic", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        ds.write_dataset(folder, manifest_for(c, held), samples)
+    monkeypatch.undo()
+    manifest, back = ds.read_dataset(folder)
+    assert back == samples[:3] and manifest.counts["canon"] == 3
+    # the next write that succeeds leaves one samples file
+    ds.write_dataset(folder, manifest_for(c, held), samples)
+    assert len(list(folder.glob("samples-*.jsonl"))) == 1
+    assert ds.read_dataset(folder)[1] == samples
+
+
+def test_a_sample_from_a_held_out_scene_is_refused(built, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    c, held, samples = built
+    with pytest.raises(InputError, match="held-out scene must stay out of training"):
+        ds.write_dataset(tmp_path / "d", manifest_for(c, [samples[0].source["scenes"][0]]), samples)
+    retrieved = samples[0].source["retrieved"][0]
+    with pytest.raises(InputError, match="come from or retrieve held-out scenes"):
+        ds.write_dataset(tmp_path / "d", manifest_for(c, [retrieved]), samples[:1])
+    with pytest.raises(InputError, match="sample ids must be unique"):
+        ds.write_dataset(tmp_path / "d", manifest_for(c, held), [samples[0], samples[0]])
+    assert not (tmp_path / "d").exists()
+
+
+def test_bad_datasets_name_what_is_wrong(built, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    c, held, samples = built
+    with pytest.raises(InputError, match="not a dataset folder"):
+        ds.read_dataset(tmp_path / "nowhere")
+    (tmp_path / "half").mkdir()
+    with pytest.raises(InputError, match="no manifest.json"):
+        ds.read_dataset(tmp_path / "half")
+    folder = tmp_path / "d"
+    ds.write_dataset(folder, manifest_for(c, held), samples)
+    name = ds.read_manifest(folder).samples
+    lines = (folder / name).read_text("utf-8").splitlines()
+    broken = json.loads(lines[2])
+    broken["messages"][-1]["role"] = "assistant"
+    (folder / name).write_text("\n".join([*lines[:2], json.dumps(broken), *lines[3:]]), "utf-8")
+    with pytest.raises(ParseError, match=rf"{name}:3: not a sample: the prompt must end with"):
+        ds.read_dataset(folder)
+    (folder / name).write_text(lines[0] + "\n{not json\n", "utf-8")
+    with pytest.raises(ParseError, match=rf"{name}:2: not a sample"):
+        ds.read_dataset(folder)
+    (folder / name).write_text("", "utf-8")
+    with pytest.raises(InputError, match="has no samples"):
+        ds.read_dataset(folder)
+    (folder / name).unlink()
+    with pytest.raises(InputError, match="which is missing"):
+        ds.read_dataset(folder)
+    manifest = json.loads((folder / ds.MANIFEST).read_text("utf-8"))
+    manifest["samples"] = "../../etc/passwd"
+    (folder / ds.MANIFEST).write_text(json.dumps(manifest), "utf-8")
+    with pytest.raises(ParseError, match="does not name a samples file"):
+        ds.read_dataset(folder)
+    (folder / ds.MANIFEST).write_text("{", "utf-8")
+    with pytest.raises(ParseError, match="manifest"):
+        ds.read_dataset(folder)
+
+
+# ------------------------------------------------------------------------------- export
+
+
+def sample(*messages: tuple[str, str], reply: str = "来碗面。") -> ds.Sample:
+    return ds.Sample("x", "canon", tuple({"role": r, "content": t} for r, t in messages), reply)
+
+
+def test_chatml_is_the_prompt_and_the_reply() -> None:
+    s = sample(("system", "你是小满。"), ("user", "饿了。"))
+    [row] = ds.export_rows([s], "chatml")
+    assert row == {
+        "messages": [
+            {"role": "system", "content": "你是小满。"},
+            {"role": "user", "content": "饿了。"},
+            {"role": "assistant", "content": "来碗面。"},
+        ]
+    }
+
+
+def test_sharegpt_alternates_and_keeps_a_later_system_message_with_its_line() -> None:
+    s = sample(
+        ("system", "你是小满。"),
+        ("assistant", "来啦？"),  # the character spoke first in the scene
+        ("user", "雾好大。"),
+        ("user", "有面吗？"),
+        ("assistant", "有。"),
+        ("system", "经典片段：……"),  # the split order's canon block
+        ("user", "多少钱？"),
+    )
+    [row] = ds.export_rows([s], "sharegpt")
+    assert row["system"] == "你是小满。\n\n来啦？"
+    assert row["conversations"] == [
+        {"from": "human", "value": "雾好大。\n有面吗？"},
+        {"from": "gpt", "value": "有。"},
+        {"from": "human", "value": "经典片段：……\n\n多少钱？"},
+        {"from": "gpt", "value": "来碗面。"},
+    ]
+    sides = [t["from"] for t in row["conversations"]]
+    assert sides == ["human", "gpt"] * (len(sides) // 2)
+
+
+def test_chatharuhi_is_context_and_target_in_its_line_form() -> None:
+    s = sample(("system", "你是小满。"), ("assistant", "来啦？"), ("user", "阿婆:「雾好大。」"))
+    [row] = ds.export_rows([s], "chatharuhi", name="小满", user_role="旅人")
+    assert row == {
+        "context": "你是小满。\n小满:「来啦？」\n阿婆:「雾好大。」",
+        "target": "小满:「来碗面。」",
+    }
+    [plain] = ds.export_rows([sample(("user", "饿了。"))], "chatharuhi", "小满", "旅人")
+    assert plain["context"] == "旅人:「饿了。」"
+
+
+def test_exports_are_jsonl_a_trainer_reads(built, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    c, _, samples = built
+    for fmt in ds.EXPORT_FORMATS:
+        path = tmp_path / f"{fmt}.jsonl"
+        n = ds.write_export(path, ds.export_rows(samples, fmt, c.name, c.user_role))
+        rows = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+        assert n == len(rows) == len(samples)
+    with pytest.raises(InputError, match="unknown format 'alpaca'"):
+        list(ds.export_rows(samples, "alpaca"))
