@@ -240,3 +240,80 @@ def test_exports_are_jsonl_a_trainer_reads(built, tmp_path: Path) -> None:  # ty
         assert n == len(rows) == len(samples)
     with pytest.raises(InputError, match="unknown format 'alpaca'"):
         list(ds.export_rows(samples, "alpaca"))
+
+
+# ---------------------------------------------------------------------------- questions
+
+
+def test_the_request_shows_canon_pairs_and_the_rules() -> None:
+    import random
+
+    from rolecast.training.questions import example_pairs, question_messages
+
+    c = make_character(8)
+    held = frozenset({"s000", "s001", "s002", "s003", "s004", "s005"})
+    pairs = example_pairs(c, 4, random.Random(1), held)
+    assert len(pairs) == 2  # only the two scenes not held out
+    assert {p[1] for p in pairs} == {c.scenes[6].lines[1].text, c.scenes[7].lines[1].text}
+    [msg] = question_messages(c, pairs, n=7)
+    text = msg["content"]
+    assert msg["role"] == "user" and "7" in text and "小满" in text
+    for speaker, said, answer in pairs:
+        assert f"{speaker}:「{said}」" in text and f"小满:「{answer}」" in text
+    assert "说话人不能是小满" in text and "不要需要看见或听见" in text
+
+
+def test_the_backends_lines_are_read_and_the_characters_own_left_out() -> None:
+    from rolecast.training.questions import Asked, parse_lines
+
+    c = make_character(2)
+    answer = "\n".join(
+        [
+            "1. 旅人:「今天有什么面？」",
+            "2、阿婆：「雾这么大，船还开吗？」",
+            "(3) 小满:「来碗面！」",  # the character itself: left out
+            "- 满老板：「我自己说的」",  # an alias: left out
+            "* 豆子: 你昨晚去哪儿了？",
+            "你会修钟吗？",  # no speaker: the user's role
+            "",
+            "5. 旅人:「" + "很长" * 80 + "」",  # a speech, not a line
+            "6. 旅人:「」",
+        ]
+    )
+    assert parse_lines(answer, c) == [
+        Asked("旅人", "今天有什么面？"),
+        Asked("阿婆", "雾这么大，船还开吗？"),
+        Asked("豆子", "你昨晚去哪儿了？"),
+        Asked("旅人", "你会修钟吗？"),
+    ]
+
+
+def test_the_keeper_drops_copies_and_near_duplicates(embedder) -> None:  # type: ignore[no-untyped-def]
+    from rolecast.training.questions import Asked, Keeper
+
+    c = make_character(8)
+    keeper = Keeper(embedder, c)
+    first = keeper.keep(
+        [
+            Asked("旅人", "今天的面多少钱？"),
+            Asked("旅人", "今天的面 多少钱？"),  # the same after normalising
+            Asked("旅人", c.scenes[2].lines[1].text),  # a line of the canon
+            Asked("阿婆", "你为什么每晚都点灯？"),
+        ]
+    )
+    assert [a.text for a in first] == ["今天的面多少钱？", "你为什么每晚都点灯？"]
+    later = keeper.keep([Asked("旅人", "今天的面多少钱呀？"), Asked("旅人", "能帮我补把伞吗？")])
+    assert [a.text for a in later] == ["能帮我补把伞吗？"]  # cosine 0.99 to a kept line
+    assert keeper.dropped == {"duplicate": 1, "copies canon": 1, "near duplicate": 1}
+    assert len(keeper.kept) == 3
+    # 200 requests of one pattern: the kept vectors grow past their first block of 64, and
+    # every line is still compared with all kept before it
+    many = [
+        Asked("旅人", f"你能帮我{v}{w}吗？")
+        for v in "修买卖借找送洗看煮拿"
+        for w in "伞钟锅船灯猫鱼面汤雾桥河雨风书茶酒米盐葱"
+    ]
+    kept = keeper.keep(many)
+    assert len(kept) > 64 and keeper.dropped["near duplicate"] > 1
+    again = keeper.keep([Asked("豆子", f"{kept[-1].text[:-1]}呀？")])
+    assert again == []  # near the last kept line, found past the first block

@@ -1,0 +1,155 @@
+"""Lines that people in the character's world say to it, written by a backend from canon
+examples (the method behind ChatHaruhi's 54K dialogues, written anew): the prompt, reading
+the backend's answer, and keeping only new lines.
+
+    question_messages(character, examples, n)   the request: canon pairs as examples, rules
+    parse_lines(text, character)                the backend's lines, without the character's own
+    Keeper(embedder, character).keep(lines)      new lines only; drops counted by reason
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import resources
+from string import Template
+from typing import TYPE_CHECKING
+
+from ..character.model import Character
+from ..eval.canon import candidate_turns
+from ..eval.metrics import normalise
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..retrieval.embedders import Embedder
+
+EXAMPLES = 4  # canon pairs shown in each request
+PER_REQUEST = 10  # lines asked for in each request
+MAX_CHARS = 120  # a longer "line" is a speech, not something said in passing
+DUPLICATE_COSINE = 0.9  # a line this close to one kept already says the same thing
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A line someone says to the character: who (as the backend wrote it) and what."""
+
+    speaker: str
+    text: str
+
+
+def _template(language: str) -> Template:
+    lang = "zh" if language.startswith(("zh", "ja")) else "en"
+    path = resources.files("rolecast.prompt").joinpath("templates", f"questions_{lang}.txt")
+    return Template(path.read_text("utf-8"))
+
+
+def example_pairs(
+    character: Character,
+    k: int = EXAMPLES,
+    rng: random.Random | None = None,
+    held_out: frozenset[str] = frozenset(),
+) -> list[tuple[str, str, str]]:
+    """``k`` random (speaker, what they said, the character's answer) from the canon,
+    none from a ``held_out`` scene."""
+    turns = [t for t in candidate_turns(character) if t.scene_id not in held_out]
+    chosen = (rng or random.Random(0)).sample(turns, min(k, len(turns)))
+    return [(t.line.speaker, t.line.text, t.target) for t in chosen]
+
+
+def question_messages(
+    character: Character, examples: list[tuple[str, str, str]], n: int = PER_REQUEST
+) -> list[dict[str, str]]:
+    """The request for ``n`` lines, with ``examples`` from ``example_pairs``."""
+    zh = character.language.startswith(("zh", "ja"))
+    if zh:
+        shown = "\n\n".join(f"{s}:「{a}」\n{character.name}:「{b}」" for s, a, b in examples)
+        work = character.source or "原作"
+    else:
+        shown = "\n\n".join(f'{s}: "{a}"\n{character.name}: "{b}"' for s, a, b in examples)
+        work = character.source or "the original story"
+    text = _template(character.language).substitute(
+        name=character.name, work=work, examples=shown, n=n
+    )
+    return [{"role": "user", "content": text}]
+
+
+_NUMBER = re.compile(r"^\s*(?:[-*•·]|\(?\d{1,3}[.)、:：）]|[（(]\d{1,3}[)）])\s*")
+_SPOKEN = re.compile(r"^\s*([^:：「」\"“”\n]{1,30}?)\s*[:：]\s*(.+)$")
+_QUOTES = "「」『』\"“”'‘’ "
+
+
+def parse_lines(text: str, character: Character) -> list[Asked]:
+    """The lines in the backend's answer, numbering and quotes taken off; lines that the
+    character itself speaks, empty ones and over-long ones are left out."""
+    selves = {character.name, *character.aliases}
+    out = []
+    for raw in text.splitlines():
+        line = _NUMBER.sub("", raw).strip()
+        if not line:
+            continue
+        speaker = ""
+        m = _SPOKEN.match(line)
+        if m:
+            speaker, line = m.group(1).strip(_QUOTES + "*"), m.group(2)
+        said = line.strip().strip(_QUOTES).strip()
+        if not said or len(said) > MAX_CHARS or speaker in selves:
+            continue
+        out.append(Asked(speaker or character.user_role, said))
+    return out
+
+
+@dataclass
+class Keeper:
+    """Keeps new lines only: not the same as one kept already (after normalising, or by
+    embedding cosine >= ``threshold``), and not a line of the canon itself."""
+
+    embedder: Embedder
+    character: Character
+    threshold: float = DUPLICATE_COSINE
+    kept: list[Asked] = field(default_factory=list)
+    dropped: Counter[str] = field(default_factory=Counter)
+    _seen: set[str] = field(default_factory=set)
+    _matrix: np.ndarray | None = None  # the kept lines' vectors, rows [0, len(kept))
+    _canon: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self._canon = {
+            normalise(ln.text) for s in self.character.scenes for ln in s.lines if ln.text.strip()
+        }
+
+    def keep(self, lines: list[Asked]) -> list[Asked]:
+        """The lines of ``lines`` worth keeping (they are kept from now on)."""
+        import numpy as np
+
+        fresh = []
+        for a in lines:
+            key = normalise(a.text)
+            if key in self._canon:
+                self.dropped["copies canon"] += 1
+            elif key in self._seen:
+                self.dropped["duplicate"] += 1
+            else:
+                self._seen.add(key)
+                fresh.append(a)
+        if not fresh:
+            return []
+        vectors = self.embedder.embed_documents([a.text for a in fresh], workers=1)
+        out = []
+        for a, v in zip(fresh, vectors, strict=True):
+            n = len(self.kept)
+            matrix = self._matrix
+            if matrix is not None and n and float(np.max(matrix[:n] @ v)) >= self.threshold:
+                self.dropped["near duplicate"] += 1
+                continue
+            if self._matrix is None or n == len(self._matrix):  # grow by doubling
+                grown = np.zeros((max(64, 2 * n), len(v)), dtype=np.float32)
+                if self._matrix is not None:
+                    grown[:n] = self._matrix
+                self._matrix = grown
+            self._matrix[n] = v
+            self.kept.append(a)
+            out.append(a)
+        return out
