@@ -4,12 +4,14 @@ through the character's Session, the dataset folder and its exports."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
 
+from rolecast.backends.base import LLM
 from rolecast.backends.scripted import ScriptedLLM
-from rolecast.errors import InputError, ParseError
+from rolecast.errors import BackendError, InputError, ParseError
 from rolecast.retrieval.index import load_index
 from rolecast.session import Session
 from rolecast.training import dataset as ds
@@ -317,3 +319,120 @@ def test_the_keeper_drops_copies_and_near_duplicates(embedder) -> None:  # type:
     assert len(kept) > 64 and keeper.dropped["near duplicate"] > 1
     again = keeper.keep([Asked("豆子", f"{kept[-1].text[:-1]}呀？")])
     assert again == []  # near the last kept line, found past the first block
+
+
+# ------------------------------------------------------------------------------ augment
+
+
+class Responder(LLM):
+    """A thread-safe stand-in backend: numbered lines for a request for lines, a reply in the
+    character's voice (or a bad one, for the filters) for a turn; counts its calls."""
+
+    name = "responder"
+    thread_safe = True
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.model = "responder-1"
+        self.calls = 0
+        self.fail_after = fail_after
+        self.lock = threading.Lock()
+
+    def stream(self, messages, params):  # type: ignore[no-untyped-def]
+        with self.lock:
+            if self.fail_after is not None and self.calls >= self.fail_after:
+                raise BackendError("the endpoint went away")
+            self.calls += 1
+        last = messages[-1]["content"]
+        if "再写" in last:  # a request for lines: three new ones, the character's, the canon's
+            block = params.seed % 4  # the request's seed picks one of four blocks of three
+            new = POOL[3 * block : 3 * block + 3]
+            yield "\n".join(
+                [
+                    *(f"{i}. {who}:「{text}」" for i, (who, text) in enumerate(new, 1)),
+                    "4. 小满:「来碗面！」",  # the character's own: dropped by the reader
+                    "5. 旅人:「今天赚了多少？」",  # a canon line: dropped by the keeper
+                ]
+            )
+        elif "老实说" in last:
+            yield "作为一个AI语言模型，我无法回答这个问题。"
+        else:
+            yield "雾大，先坐下喝口热汤。"
+
+
+POOL = [
+    ("旅人", "你的面摊几点收？"),
+    ("阿婆", "豆子说你小时候就会修钟了？"),
+    ("豆子", "今晚的渡船还开吗？"),
+    ("旅人", "这把伞补一下要几天？"),
+    ("阿婆", "下游县城的布贵不贵？"),
+    ("豆子", "煤球昨晚又偷了谁家的鱼？"),
+    ("旅人", "老实说，你到底是谁？"),
+    ("阿婆", "你奶奶当年的汤是怎么熬的？"),
+    ("豆子", "要不要一起去河边放灯？"),
+    ("旅人", "镇上谁最会讲故事？"),
+    ("阿婆", "明天要下大雨，摊子还摆吗？"),
+    ("豆子", "我能帮你擦桌子换碗面吗？"),
+]
+
+
+def run_augment(tmp_path, embedder, llm, n=6, workers=1, cache=True):  # type: ignore[no-untyped-def]
+    from rolecast.eval.report import Cache
+    from rolecast.training.augment import Settings, augment, augment_scope
+
+    c = make_character(8)
+    prototype = Session(c, load_index(c, embedder), llm, order="split")
+    settings = Settings(n=n, seed=2, held_out=0.25, per_request=5)
+    store = Cache(tmp_path / "cache", augment_scope(prototype, settings)) if cache else None
+    return augment(prototype, settings, cache=store, workers=workers)
+
+
+def test_augment_end_to_end(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    llm = Responder()
+    manifest, samples = run_augment(tmp_path, embedder, llm)
+    generated = [s for s in samples if s.kind == "generated"]
+    canon = [s for s in samples if s.kind == "canon"]
+    assert len(canon) == 6 and manifest.held_out == list(
+        held_out_scenes(make_character(8), 0.25, 2)
+    )
+    # seed 2's first two requests pick blocks 3 and 2: six new lines, six wanted, then six replies
+    assert manifest.settings["requests"] == 2 and manifest.settings["lines_kept"] == 6
+    assert llm.calls == 2 + 5 + 3  # the session tries a refusal twice more before it shows it
+    assert manifest.dropped["copies canon"] == 2  # once a request
+    # "老实说，你到底是谁？" got the AI boilerplate: dropped, under its first reason
+    bad = {k: v for k, v in manifest.dropped.items() if k != "copies canon"}
+    assert sum(bad.values()) == 1 and set(bad) <= {"refusal", "assistant_talk", "ai_self"}
+    assert len(generated) == 5
+    for s in generated:
+        assert s.reply == "雾大，先坐下喝口热汤。"
+        assert s.messages[-1]["role"] == "user" and s.source["asked_by"] in ("旅人", "阿婆", "豆子")
+        assert s.source["model"] == "responder-1" and isinstance(s.source["seed"], int)
+        assert not set(manifest.held_out) & set(s.source["retrieved"])
+    ds.write_dataset(tmp_path / "d", manifest, samples)  # nothing from a held-out scene
+    assert ds.read_dataset(tmp_path / "d")[1] == samples
+
+
+def test_a_rerun_makes_no_call_and_an_interrupted_run_goes_on(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    first = run_augment(tmp_path / "a", embedder, Responder())
+    again = Responder()
+    assert run_augment(tmp_path / "a", embedder, again) == first and again.calls == 0
+    broken = Responder(fail_after=5)
+    with pytest.raises(BackendError, match="went away"):
+        run_augment(tmp_path / "b", embedder, broken)
+    resumed = Responder()
+    assert run_augment(tmp_path / "b", embedder, resumed) == first
+    assert resumed.calls == 10 - 5  # only what the interrupted run had not done
+    assert broken.calls == 5
+
+
+def test_four_in_flight_give_the_same_dataset(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    one = run_augment(tmp_path / "a", embedder, Responder(), cache=False)
+    four = run_augment(tmp_path / "b", embedder, Responder(), workers=4, cache=False)
+    assert four == one
+
+
+def test_too_few_new_lines_are_counted(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    manifest, samples = run_augment(tmp_path, embedder, Responder(), n=40)
+    assert manifest.settings["requests"] == 12  # the request budget: 0.3 a line
+    assert manifest.settings["lines_kept"] == 12  # the four blocks, each once
+    assert manifest.dropped["not enough new lines"] == 40 - 12
+    assert manifest.dropped["duplicate"] == 8 * 3  # the blocks asked again
