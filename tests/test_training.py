@@ -436,3 +436,72 @@ def test_too_few_new_lines_are_counted(tmp_path: Path, embedder) -> None:  # typ
     assert manifest.settings["lines_kept"] == 12  # the four blocks, each once
     assert manifest.dropped["not enough new lines"] == 40 - 12
     assert manifest.dropped["duplicate"] == 8 * 3  # the blocks asked again
+
+
+# ---------------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture
+def cli_backend(monkeypatch: pytest.MonkeyPatch, rolecast_home: Path) -> list[Responder]:
+    """``--backend scripted`` gives a Responder; the test character is installed as ``xm``."""
+    import rolecast.backends.scripted
+    from rolecast.character.package import save_character
+
+    made: list[Responder] = []
+
+    def make(**_: object) -> Responder:
+        made.append(Responder())
+        return made[-1]
+
+    monkeypatch.setattr(rolecast.backends.scripted, "ScriptedLLM", make)
+    save_character(make_character(8), rolecast_home / "characters" / "xm")
+    return made
+
+
+def test_augment_show_and_export_from_the_command_line(cli_backend, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from rolecast.cli.main import main
+
+    out = tmp_path / "data"
+    argv = ["augment", "xm", "-o", str(out), "-n", "6", "--seed", "2", "--held-out", "0.25"]
+    assert main([*argv, "--backend", "scripted"]) == 0
+    said = capsys.readouterr().out
+    assert "6 canon and" in said and "(2 scenes held out)" in said and "copies canon 2" in said
+    assert cli_backend[0].calls > 0
+    assert main([*argv, "--backend", "scripted"]) == 0  # again: all from the cache
+    assert cli_backend[1].calls == 0 and "read from the cache" in capsys.readouterr().err
+    assert main(["dataset", "show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "samples" in shown and "canon" in shown and "held out: 2 scenes" in shown
+    for fmt in ("chatml", "sharegpt", "chatharuhi"):
+        path = tmp_path / f"{fmt}.jsonl"
+        assert main(["dataset", "export", str(out), "--format", fmt, "-o", str(path)]) == 0
+        rows = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+        assert len(rows) == len(ds.read_dataset(out)[1])
+    assert rows[0]["target"].startswith("小满:「")
+    assert rows[0]["context"].splitlines()[-1].startswith("旅人:「")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-n", "-1"], "-n must not be negative"),
+        (["--held-out", "1.5"], "held-out share must be at least 0 and below 1"),
+    ],
+)
+def test_augment_bad_input_fails_before_a_model_loads(
+    cli_backend, tmp_path, capsys, args, message
+) -> None:  # type: ignore[no-untyped-def]
+    from rolecast.cli.main import main
+
+    assert main(["augment", "xm", "-o", str(tmp_path / "d"), *args, "--backend", "scripted"]) == 1
+    assert message in capsys.readouterr().err and not cli_backend
+
+
+def test_dataset_commands_name_a_bad_folder(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from rolecast.cli.main import main
+
+    assert main(["dataset", "show", str(tmp_path)]) == 1
+    assert "no manifest.json" in capsys.readouterr().err
+    out = tmp_path / "x.jsonl"
+    assert main(["dataset", "export", str(tmp_path / "none"), "-o", str(out)]) == 1
+    assert "not a dataset folder" in capsys.readouterr().err and not out.exists()

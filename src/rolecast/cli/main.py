@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import RolecastError
-from . import apps, characters, chat, eval, ingest, viz, voice
+from . import apps, characters, chat, eval, ingest, training, viz, voice
 
 README_WIDTH = 100  # the command list's lines in the README
 # the commands in the order `rolecast --help` lists them
@@ -29,6 +29,8 @@ COMMANDS: tuple[Callable[[Any], None], ...] = (
     ingest.add_ingest,
     eval.add_eval,
     viz.add_viz,
+    training.add_augment,
+    training.add_dataset,
     voice.add_voice,
     characters.add_config,
     characters.add_pack,

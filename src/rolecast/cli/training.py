@@ -1,0 +1,147 @@
+"""`rolecast augment` and `rolecast dataset ...`: a character's canon grown into a training set,
+shown and exported for trainers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from .common import backend_opts, embedder_from, load_character, open_llm, progress
+
+
+def cmd_augment(args: argparse.Namespace) -> int:
+    from ..eval.report import Cache
+    from ..eval.runner import workers_for
+    from ..retrieval.index import load_index
+    from ..session import Session
+    from ..training import dataset as ds
+    from ..training.augment import Settings, augment, augment_scope
+    from ..training.split import held_out_scenes
+
+    character = load_character(args.name)
+    settings = Settings(n=args.n, seed=args.seed, held_out=args.held_out, canon=not args.no_canon)
+    settings.check()
+    held_out_scenes(character, settings.held_out, settings.seed)  # bad input: before a model
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is a file: give a folder for the dataset")
+    index = load_index(character, embedder_from(args))
+    llm = open_llm(args)
+    try:
+        prototype = Session(character, index, llm, order=args.order or llm.prompt_order)
+        cache = Cache(out / "cache", augment_scope(prototype, settings), enabled=not args.fresh)
+
+        def shown(step: str) -> Callable[[int, int], None]:
+            return progress(step, unit="items")
+
+        manifest, samples = augment(
+            prototype,
+            settings,
+            cache=cache,
+            workers=workers_for(llm, args.concurrency),
+            progress=shown,
+        )
+    finally:
+        llm.close()
+    ds.write_dataset(out, manifest, samples)
+    counts = Counter(s.kind for s in samples)
+    drops = ", ".join(f"{k} {v}" for k, v in sorted(manifest.dropped.items())) or "none"
+    print(
+        f"{counts['canon']} canon and {counts['generated']} generated samples in {out} "
+        f"({len(manifest.held_out)} scenes held out); dropped: {drops}"
+    )
+    if cache.hits:
+        print(f"{cache.hits} backend calls read from the cache in {cache.folder}", file=sys.stderr)
+    return 0
+
+
+def add_augment(sub: Any) -> None:
+    from ..prompt.assemble import ORDERS
+    from ..training.split import DEFAULT_SHARE
+
+    sp = sub.add_parser(
+        "augment",
+        help="grow a character's canon into a training set: canon samples, and lines asked "
+        "of the backend answered through the character's session, filtered",
+    )
+    sp.add_argument("name", help="character: id, name or alias")
+    sp.add_argument("-o", "--output", required=True, help="the dataset folder (made or updated)")
+    sp.add_argument("-n", type=int, default=100, help="generated samples wanted (default 100)")
+    sp.add_argument("--seed", type=int, default=0, help="sampling and split seed (default 0)")
+    sp.add_argument(
+        "--held-out",
+        type=float,
+        default=DEFAULT_SHARE,
+        metavar="SHARE",
+        help=f"share of scenes no sample may come from, for eval canon (default {DEFAULT_SHARE})",
+    )
+    sp.add_argument("--no-canon", action="store_true", help="no samples from the canon itself")
+    sp.add_argument(
+        "--concurrency",
+        type=int,
+        metavar="K",
+        help="requests in flight with a thread-safe backend such as openai (default 4)",
+    )
+    sp.add_argument("--fresh", action="store_true", help="ask again: ignore the cache")
+    sp.add_argument("--order", choices=ORDERS, help="prompt order (default: the backend's)")
+    backend_opts(sp)
+    sp.set_defaults(func=cmd_augment)
+
+
+def cmd_dataset_show(args: argparse.Namespace) -> int:
+    from ..training import dataset as ds
+
+    manifest, samples = ds.read_dataset(Path(args.folder))
+    c = manifest.character
+    print(f"{c.get('name', '?')} ({c['id']}): {len(samples)} samples")
+    for kind in ds.KINDS:
+        print(f"  {kind:10s} {sum(s.kind == kind for s in samples)}")
+    lengths = sorted(len(s.reply) for s in samples)
+    print(f"reply length in characters: median {lengths[len(lengths) // 2]}, longest {lengths[-1]}")
+    print(
+        f"held out: {len(manifest.held_out)} scenes ({', '.join(manifest.held_out[:8])}"
+        + (" ..." if len(manifest.held_out) > 8 else "")
+        + ")"
+    )
+    drops = manifest.dropped
+    print("dropped: " + (", ".join(f"{k} {v}" for k, v in sorted(drops.items())) or "none"))
+    return 0
+
+
+def cmd_dataset_export(args: argparse.Namespace) -> int:
+    from ..training import dataset as ds
+
+    manifest, samples = ds.read_dataset(Path(args.folder))
+    name, role = manifest.character.get("name", ""), args.user_role
+    if args.format == "chatharuhi" and not role:
+        role = load_character(manifest.character["id"]).user_role
+    n = ds.write_export(Path(args.output), ds.export_rows(samples, args.format, name, role))
+    print(f"wrote {n} rows ({args.format}) to {args.output}")
+    return 0
+
+
+def add_dataset(sub: Any) -> None:
+    from ..training.dataset import EXPORT_FORMATS
+
+    dp = sub.add_parser("dataset", help="show or export a training set made by augment")
+    dsub = dp.add_subparsers(dest="dataset_command", required=True, metavar="ACTION")
+    show = dsub.add_parser("show", help="counts, reply lengths, held-out scenes, drops")
+    show.add_argument("folder", help="the dataset folder")
+    show.set_defaults(func=cmd_dataset_show)
+    export = dsub.add_parser(
+        "export",
+        help="JSONL for trainers: chatml (TRL, axolotl), sharegpt (LLaMA-Factory), "
+        "chatharuhi ({context, target})",
+    )
+    export.add_argument("folder", help="the dataset folder")
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="chatml")
+    export.add_argument("-o", "--output", required=True, help="the JSONL file to write")
+    export.add_argument(
+        "--user-role", help="chatharuhi: the name user lines go under (default: the character's)"
+    )
+    export.set_defaults(func=cmd_dataset_export)
