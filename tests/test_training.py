@@ -262,7 +262,7 @@ def test_the_request_shows_canon_pairs_and_the_rules() -> None:
     assert msg["role"] == "user" and "7" in text and "小满" in text
     for speaker, said, answer in pairs:
         assert f"{speaker}:「{said}」" in text and f"小满:「{answer}」" in text
-    assert "说话人不能是小满" in text and "不要需要看见或听见" in text
+    assert "说话的人不能是小满" in text and "不要需要看见或听见" in text
 
 
 def test_the_backends_lines_are_read_and_the_characters_own_left_out() -> None:
@@ -280,6 +280,10 @@ def test_the_backends_lines_are_read_and_the_characters_own_left_out() -> None:
             "",
             "5. 旅人:「" + "很长" * 80 + "」",  # a speech, not a line
             "6. 旅人:「」",
+            # what Qwen2.5-Coder-0.5B wrote on 2026-11-30, copying the request's format
+            "说话人:小满：「还有那一天吗？」",  # the character: dropped
+            "说话人:「豆子，今天是周伯的生辰。」",  # a placeholder, no name: the user's role
+            "说话人:胖掌柜：‘熟客嘛，让一让。’",
         ]
     )
     assert parse_lines(answer, c) == [
@@ -287,6 +291,8 @@ def test_the_backends_lines_are_read_and_the_characters_own_left_out() -> None:
         Asked("阿婆", "雾这么大，船还开吗？"),
         Asked("豆子", "你昨晚去哪儿了？"),
         Asked("旅人", "你会修钟吗？"),
+        Asked("旅人", "豆子，今天是周伯的生辰。"),
+        Asked("胖掌柜", "熟客嘛，让一让。"),
     ]
 
 
@@ -505,3 +511,21 @@ def test_dataset_commands_name_a_bad_folder(tmp_path: Path, capsys) -> None:  # 
     out = tmp_path / "x.jsonl"
     assert main(["dataset", "export", str(tmp_path / "none"), "-o", str(out)]) == 1
     assert "not a dataset folder" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        ("王小川:", "name only"),  # what the default model answered, 2026-11-30
+        ("旅行人：", "name only"),
+        ("", "empty"),
+        ("作为一个AI语言模型，我无法回答。", "refusal"),
+    ],
+)
+def test_replies_unfit_to_train_on_are_named(reply: str, reason: str) -> None:
+    from rolecast.eval.smoke import SmokeChecker
+    from rolecast.training.augment import filter_reply
+
+    c = make_character(4)
+    assert filter_reply(SmokeChecker(c), c, "你好", reply)[0] == reason
+    assert filter_reply(SmokeChecker(c), c, "你好", "雾大，先坐下喝口热汤。") == []

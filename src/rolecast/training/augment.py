@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -72,8 +73,13 @@ def augment_scope(prototype: Session, settings: Settings) -> dict[str, Any]:
     }
 
 
+_NAME_ONLY = re.compile(r"^\s*[^\s:：「」]{1,16}\s*[:：]\s*$")  # "王小川:" and nothing said
+
+
 def filter_reply(checker: SmokeChecker, character: Character, line: str, reply: str) -> list[str]:
     """The reasons a reply is not fit to train on (empty when it is)."""
+    if _NAME_ONLY.match(reply):
+        return ["name only"]
     found = list(checker.check(reply, line))
     for violation in rule_violations(reply, character, _PLAIN):
         rule = violation.split(":", 1)[0]

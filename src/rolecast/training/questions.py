@@ -81,19 +81,28 @@ _SPOKEN = re.compile(r"^\s*([^:：「」\"“”\n]{1,30}?)\s*[:：]\s*(.+)$")
 _QUOTES = "「」『』\"“”'‘’ "
 
 
+# what a small model copies from the request's format instead of a name
+PLACEHOLDERS = frozenset({"说话人", "名字", "某人", "speaker", "name", "someone"})
+
+
 def parse_lines(text: str, character: Character) -> list[Asked]:
     """The lines in the backend's answer, numbering and quotes taken off; lines that the
-    character itself speaks, empty ones and over-long ones are left out."""
+    character itself speaks, empty ones and over-long ones are left out. A placeholder for a
+    name copied from the request ("说话人:林小满：「…」") is looked through."""
     selves = {character.name, *character.aliases}
     out = []
     for raw in text.splitlines():
         line = _NUMBER.sub("", raw).strip()
-        if not line:
-            continue
         speaker = ""
-        m = _SPOKEN.match(line)
-        if m:
+        for _ in range(3):  # "说话人:" before the real name, at most twice
+            m = _SPOKEN.match(line)
+            if not m:
+                break
             speaker, line = m.group(1).strip(_QUOTES + "*"), m.group(2)
+            if speaker.casefold() not in PLACEHOLDERS:
+                break
+        if speaker.casefold() in PLACEHOLDERS:
+            speaker = ""
         said = line.strip().strip(_QUOTES).strip()
         if not said or len(said) > MAX_CHARS or speaker in selves:
             continue
