@@ -284,6 +284,8 @@ def test_the_backends_lines_are_read_and_the_characters_own_left_out() -> None:
             "说话人:小满：「还有那一天吗？」",  # the character: dropped
             "说话人:「豆子，今天是周伯的生辰。」",  # a placeholder, no name: the user's role
             "说话人:胖掌柜：‘熟客嘛，让一让。’",
+            "周伯（小满）:「今天是周伯的生辰。」",  # a muddled name with the character's in it
+            "餐后，小满回答:「我叫胖掌柜。」",
         ]
     )
     assert parse_lines(answer, c) == [

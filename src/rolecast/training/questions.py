@@ -104,8 +104,8 @@ def parse_lines(text: str, character: Character) -> list[Asked]:
         if speaker.casefold() in PLACEHOLDERS:
             speaker = ""
         said = line.strip().strip(_QUOTES).strip()
-        if not said or len(said) > MAX_CHARS or speaker in selves:
-            continue
+        if not said or len(said) > MAX_CHARS or any(n in speaker for n in selves if n):
+            continue  # "周伯（林小满）", "林小满回答": the character's own line, or a muddle
         out.append(Asked(speaker or character.user_role, said))
     return out
 
