@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -47,6 +48,7 @@ TALK_MIN_KEPT = 3  # fewer tokens before assistant talk ("Yes, I'm a chatbot") a
 # own prompt (persona, rules, the canon's instructions), is cut where the recital starts: a
 # clause, not a shared phrase. The gate counts copies and leaks at the same lengths.
 RECITE_CJK, RECITE_WORDS = 10, 8
+RECITALS_KEPT = 8  # recitals kept for sets of left-out scenes (each holds the canon's runs)
 PROMPT_RECITE_CJK, PROMPT_RECITE_WORDS = 8, 7
 _TRAILING = "，、,;；:：—-–… \n\t"
 _BOUNDARY = "。！？!?\n，,；;."
@@ -486,6 +488,10 @@ class Session:
             )
         self.cleaner = ReplyCleaner.for_character(self.character)
         self.recital = Recital.for_character(self.character)
+        # the recital without some scenes, by the scenes left out: shared with the copies an
+        # evaluation or a dataset makes of this session (eval.runner.fresh_session)
+        self.recitals: dict[frozenset[str], Recital] = {}
+        self.recitals_lock = threading.Lock()  # copies run in threads (workers)
         self.wrong_self = WrongSelf.for_character(self.character)
         # the caller's stops first (an endpoint may take only a few), then every other speaker
         self.others = other_speakers(self.character)
@@ -495,6 +501,21 @@ class Session:
         header = fixed_texts(self.character)[-1]
         avoid = dict.fromkeys([*self.params.avoid, header])
         self.params = replace(self.params, stop=tuple(stops), avoid=tuple(avoid))
+
+    def _recital_without(self, held_out: frozenset[str]) -> Recital:
+        """The recital check of the canon without ``held_out`` scenes (which the model has
+        not read, so cannot copy), worked out once per set of scenes (~50 ms on 林小满)."""
+        if not held_out:
+            return self.recital
+        with self.recitals_lock:
+            recital = self.recitals.get(held_out)
+        if recital is None:
+            recital = Recital.for_character(self.character, held_out)
+            with self.recitals_lock:
+                if len(self.recitals) >= RECITALS_KEPT:  # an eval leaves out a scene per item
+                    self.recitals.pop(next(iter(self.recitals)))
+                self.recitals[held_out] = recital
+        return recital
 
     def prepare(
         self, text: str, as_role: str | None = None, exclude: Collection[str] = ()
@@ -577,7 +598,7 @@ class Session:
         mine = [t.text for t in self.history if self.character.is_self(t.speaker)]
         recent = mine[-ECHO_REPLIES:]
         held_out = report.exclude
-        recital = Recital.for_character(self.character, held_out) if held_out else self.recital
+        recital = self._recital_without(held_out)
         started = time.monotonic()
         deadline: float | None = None
         params = self.params

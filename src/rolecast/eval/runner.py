@@ -10,6 +10,7 @@ the next run resumes where it stopped.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import sys
@@ -58,21 +59,16 @@ def item_seed(seed: int, *key: object) -> int:
 def fresh_session(prototype: Session, seed: int, history: Sequence[Turn] = ()) -> Session:
     """A new Session set up like ``prototype`` (character, index, backend, budget, order,
     mode, reply clean-up), sampled with ``seed``, starting from ``history``: nothing
-    carries over from one item to the next."""
-    from ..session import Session
+    carries over from one item to the next.
 
-    session = Session(
-        prototype.character,
-        prototype.index,
-        prototype.llm,
-        budget=prototype.budget,
-        counter=prototype.counter,
-        order=prototype.order,
-        retrieval_mode=prototype.retrieval_mode,
-        params=replace(prototype.params, seed=seed),
-        history=list(history),
-    )
-    session.cleaner = prototype.cleaner
+    A copy, not a new Session: what a session works out from its character once (the reply
+    clean-up, the recital and identity checks, the stop words: ~55 ms for 林小满) is read-only
+    and shared, so an evaluation or a dataset of thousands of items does not redo it each time.
+    """
+    session = copy.copy(prototype)
+    session.params = replace(prototype.params, seed=seed)
+    session.history = list(history)
+    session.last = session.pending = None
     return session
 
 
