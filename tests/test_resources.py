@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from rolecast.resources import ResourceCache
 
+V = TypeVar("V")
 WAIT = 10.0  # seconds any one wait may take before the test fails instead of hanging
 
 
@@ -51,6 +52,18 @@ class Closable:
             raise OSError(f"{self.name} would not close")
 
 
+def held(value: V) -> tuple[Callable[[], V], threading.Event, threading.Event]:
+    """A make that returns ``value`` once ``release`` is set, and says it ``started``."""
+    started, release = threading.Event(), threading.Event()
+
+    def make() -> V:
+        started.set()
+        assert release.wait(WAIT)
+        return value
+
+    return make, started, release
+
+
 def in_threads(count: int, call: Callable[[], Any]) -> tuple[list[threading.Thread], list[Any]]:
     """``count`` threads, started, each putting what ``call()`` returns or raises in the list."""
     results: list[Any] = []
@@ -76,12 +89,7 @@ def joined(threads: list[threading.Thread]) -> bool:
 def test_a_slow_make_holds_up_no_other_key() -> None:
     cache: ResourceCache[str, str] = ResourceCache()
     cache["index B"] = "B"  # already loaded
-    started, release = threading.Event(), threading.Event()
-
-    def slow() -> str:
-        started.set()
-        assert release.wait(WAIT)
-        return "A"
+    slow, started, release = held("A")
 
     loading, got_a = in_threads(1, lambda: cache.get("model A", slow))
     try:
@@ -144,12 +152,7 @@ def test_the_least_recently_used_made_value_is_dropped_first() -> None:
     assert cache.keys() == ["a", "c"] and made == ["a", "b", "c"]  # b, least recent, went
     assert cache.get("b", make("b")) == "B" and made[-1] == "b"  # made again when asked for
     # a value being made is never the one dropped: its callers are waiting for it
-    started, release = threading.Event(), threading.Event()
-
-    def slow() -> str:
-        started.set()
-        assert release.wait(WAIT)
-        return "SLOW"
+    slow, started, release = held("SLOW")
 
     threads, got = in_threads(1, lambda: cache.get("slow", slow))
     try:
@@ -184,13 +187,8 @@ def test_close_closes_each_value_once_and_forgets_them() -> None:
 
 def test_close_leaves_a_value_still_being_made_for_a_later_close() -> None:
     cache: ResourceCache[str, Closable] = ResourceCache()
-    started, release = threading.Event(), threading.Event()
     slow = Closable("slow")
-
-    def make() -> Closable:
-        started.set()
-        assert release.wait(WAIT)
-        return slow
+    make, started, release = held(slow)
 
     threads, got = in_threads(1, lambda: cache.get("slow", make))
     try:

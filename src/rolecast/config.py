@@ -18,7 +18,7 @@ from typing import Any
 from .errors import InputError, ParseError
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    import tomllib as tomllib  # re-exported: the package reads TOML through this one name
 else:  # pragma: no cover
     import tomli as tomllib
 

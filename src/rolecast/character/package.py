@@ -30,7 +30,6 @@ import logging
 import os
 import re
 import shutil
-import sys
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
@@ -38,15 +37,11 @@ from typing import Any
 
 import tomli_w
 
+from ..config import tomllib
 from ..errors import PackageError, ParseError
 from ..files import replace_dir, staging_dir
 from .model import Character, Line, LoreEntry, Scene, Voice
 from .safezip import SafeZip, unsafe_name
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 TOML, PERSONA, CANON, IMAGES = "character.toml", "persona.md", "canon.jsonl", "images"
 LORE, CARD, VECTORS = "lore.jsonl", "card.json", "vectors.json"

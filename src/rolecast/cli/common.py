@@ -60,6 +60,11 @@ def finish(out: Path, written: dict[str, Path], *caches: Cache | None) -> None:
     print(f"wrote {out / 'report.md'} and {len(written) - 1} more files in {out}")
 
 
+def items_progress(label: str) -> Callable[[int, int], None]:
+    """A progress printer that counts items (evaluations, datasets)."""
+    return progress(label, unit="items")
+
+
 def report_problems(problems: list[Any], label: str, limit: int = 10) -> None:
     for p in problems[:limit]:
         print(f"{label}: {p}", file=sys.stderr)

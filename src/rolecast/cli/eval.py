@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
-from .common import backend_opts, embedder_from, finish, load_character, open_llm, progress
+from .common import (
+    backend_opts,
+    embedder_from,
+    finish,
+    items_progress,
+    load_character,
+    open_llm,
+)
 
 if TYPE_CHECKING:
     from ..backends.base import LLM, GenerationParams
@@ -123,10 +130,6 @@ def open_out(
 
     out = check_out_dir(args.out or default_out_dir(eval_name, character.id))
     return out, open_cache(out, scope, fresh=args.fresh)
-
-
-def items_progress(label: str) -> Callable[[int, int], None]:
-    return progress(label, unit="items")
 
 
 def with_head(head: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
@@ -241,8 +244,12 @@ def cmd_eval_canon(args: argparse.Namespace) -> int:
             progress=items_progress("generating"),
         )
     info = scope_info(scope)
-    head = {**header("canon", character, info), "n": args.n, "seed": args.seed}
-    head |= {"params": scope["params"]}
+    head = {
+        **header("canon", character, info),
+        "n": args.n,
+        "seed": args.seed,
+        "params": scope["params"],
+    }
     figures = canon.canon_figures(result)
     markdown = canon.canon_markdown(result, head, model_note(info), list(figures))
     written = write_report(out, {**head, **result.to_dict()}, markdown, figures)

@@ -6,12 +6,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .common import backend_opts, embedder_from, load_character, open_llm, progress
+from .common import backend_opts, embedder_from, items_progress, load_character, open_llm
 
 
 def cmd_augment(args: argparse.Namespace) -> int:
@@ -35,16 +34,12 @@ def cmd_augment(args: argparse.Namespace) -> int:
     try:
         prototype = Session(character, index, llm, order=args.order or llm.prompt_order)
         cache = Cache(out / "cache", augment_scope(prototype, settings), enabled=not args.fresh)
-
-        def shown(step: str) -> Callable[[int, int], None]:
-            return progress(step, unit="items")
-
         manifest, samples = augment(
             prototype,
             settings,
             cache=cache,
             workers=workers_for(llm, args.concurrency),
-            progress=shown,
+            progress=items_progress,
         )
     finally:
         llm.close()

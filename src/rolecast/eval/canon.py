@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -193,11 +193,21 @@ def condition_session(
     return session
 
 
-def generate(prototype: Session, item: HeldOut, seed: int = 0) -> dict[str, Any]:
-    """The reply of the prototype's condition to one held-out turn, leak-checked first."""
+def prepare_turn(
+    prototype: Session, item: HeldOut, seed: int = 0, exclude: Collection[str] = ()
+) -> tuple[Session, str, TurnReport]:
+    """A fresh session like ``prototype`` at the point of the turn (the scene's earlier lines
+    as its history, sampled with the item's seed), the role that says the line, and the
+    prompt assembled for it. Neither the item's scene nor ``exclude`` is retrieved."""
     session = fresh_session(prototype, item_seed(seed, item.scene_id, item.index), item.history())
     role = item.line.speaker or next(iter(session.character.narrators), "narrator")
-    report = session.prepare(item.line.text, role, exclude={item.scene_id})
+    report = session.prepare(item.line.text, role, exclude={item.scene_id, *exclude})
+    return session, role, report
+
+
+def generate(prototype: Session, item: HeldOut, seed: int = 0) -> dict[str, Any]:
+    """The reply of the prototype's condition to one held-out turn, leak-checked first."""
+    session, role, report = prepare_turn(prototype, item, seed)
     check_leak(item, report)
     try:
         for _ in session.say(item.line.text, role, report=report):

@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import re
-import sys
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -396,10 +395,8 @@ def read_labels(path: str | Path) -> dict[str, Label]:
         text = path.read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ParseError(f"cannot read the labels file: {exc}", path) from exc
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
+    from ..config import tomllib
+
     suffix = path.suffix.lower()
     data: object = None
     errors = []

@@ -19,13 +19,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
-from importlib import resources
-from string import Template
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import LLM, GenerationParams
 from ..character.model import Character
 from ..errors import InputError
+from ..prompt.assemble import template
 from . import metrics
 from .metrics import normalise
 from .report import Cache, to_jsonable
@@ -109,14 +108,8 @@ def sample_queries(character: Character, n: int | None = None, seed: int = 0) ->
 
 
 @cache
-def _template(language: str) -> Template:
-    lang = "zh" if language.startswith(("zh", "ja")) else "en"
-    path = resources.files("rolecast.prompt").joinpath("templates", f"paraphrase_{lang}.txt")
-    return Template(path.read_text("utf-8"))
-
-
 def paraphrase_messages(text: str, language: str) -> list[dict[str, str]]:
-    prompt = _template(language).substitute(line=text).strip()
+    prompt = template("paraphrase", language).substitute(line=text).strip()
     return [{"role": "user", "content": prompt}]
 
 

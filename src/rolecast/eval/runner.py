@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -21,12 +20,8 @@ from dataclasses import replace
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..config import tomllib
 from ..errors import NoReplyError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends.base import LLM

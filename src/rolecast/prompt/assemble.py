@@ -90,7 +90,9 @@ class Assembly:
 
 
 @cache
-def _template(kind: str, language: str) -> Template:
+def template(kind: str, language: str) -> Template:
+    """The package's prompt template ``templates/<kind>_<zh|en>.txt``: Chinese for a Chinese
+    or Japanese character, English otherwise."""
     lang = "zh" if language.startswith(("zh", "ja")) else "en"
     path = resources.files("rolecast.prompt").joinpath("templates", f"{kind}_{lang}.txt")
     return Template(path.read_text("utf-8"))
@@ -99,7 +101,7 @@ def _template(kind: str, language: str) -> Template:
 def reply_rules(character: Character) -> str:
     """The standing instruction after the persona: speak only as the character."""
     return (
-        _template("reply", character.language)
+        template("reply", character.language)
         .substitute(name=character.name, user=character.user_role)
         .strip()
     )
@@ -140,7 +142,7 @@ def canon_block(character: Character, blocks: Sequence[str]) -> str:
     if not blocks:
         return ""
     return (
-        _template("canon", character.language)
+        template("canon", character.language)
         .substitute(
             name=character.name,
             source=character.source

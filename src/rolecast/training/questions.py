@@ -13,13 +13,12 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from importlib import resources
-from string import Template
 from typing import TYPE_CHECKING
 
 from ..character.model import Character
 from ..eval.canon import candidate_turns
 from ..eval.metrics import normalise
+from ..prompt.assemble import template
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,12 +37,6 @@ class Asked:
 
     speaker: str
     text: str
-
-
-def _template(language: str) -> Template:
-    lang = "zh" if language.startswith(("zh", "ja")) else "en"
-    path = resources.files("rolecast.prompt").joinpath("templates", f"questions_{lang}.txt")
-    return Template(path.read_text("utf-8"))
 
 
 def example_pairs(
@@ -70,7 +63,7 @@ def question_messages(
     else:
         shown = "\n\n".join(f'{s}: "{a}"\n{character.name}: "{b}"' for s, a, b in examples)
         work = character.source or "the original story"
-    text = _template(character.language).substitute(
+    text = template("questions", character.language).substitute(
         name=character.name, work=work, examples=shown, n=n
     )
     return [{"role": "user", "content": text}]

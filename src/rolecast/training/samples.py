@@ -9,8 +9,7 @@ import hashlib
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
-from ..eval.canon import HeldOut, candidate_turns
-from ..eval.runner import fresh_session, item_seed
+from ..eval.canon import HeldOut, candidate_turns, prepare_turn
 from .dataset import Sample
 
 if TYPE_CHECKING:
@@ -29,10 +28,8 @@ def canon_sample(
     """One canon turn as a sample: the prompt a session like ``prototype`` assembles for the
     line the character answers, after the scene's earlier lines, and the canon line. Neither
     the turn's own scene nor a ``held_out`` one is retrieved into the prompt."""
-    session = fresh_session(prototype, item_seed(seed, turn.scene_id, turn.index), turn.history())
-    character = session.character
-    role = turn.line.speaker or next(iter(character.narrators), "narrator")
-    report = session.prepare(turn.line.text, role, exclude={turn.scene_id, *held_out})
+    _, _, report = prepare_turn(prototype, turn, seed, held_out)
+    character = prototype.character
     return Sample(
         sample_id("canon", character.id, turn.scene_id, turn.index),
         "canon",

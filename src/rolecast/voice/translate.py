@@ -20,15 +20,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cache
-from importlib import resources
 from pathlib import Path
-from string import Template
 from typing import Any
 
 from .. import config
 from ..backends.base import LLM, GenerationParams, WrappedLLM
 from ..errors import InputError, VoiceError
+from ..prompt.assemble import template
 from .text import guess_language, language_name
 
 log = logging.getLogger(__name__)
@@ -49,18 +47,12 @@ def cache_path(environ: Mapping[str, str] | None = None) -> Path:
     return config.home(environ) / "cache" / "translations.sqlite3"
 
 
-@cache
-def _template() -> Template:
-    path = resources.files("rolecast.prompt").joinpath("templates", "translate_en.txt")
-    return Template(path.read_text("utf-8"))
-
-
 def translation_messages(
     text: str, source: str, target: str, names: Sequence[str] = (), speaker: str = ""
 ) -> list[dict[str, str]]:
     """The chat messages that ask for a translation of ``text`` (a pure function)."""
     listed = f" The names here: {', '.join(names)}." if names else ""
-    system = _template().substitute(
+    system = template("translate", "en").substitute(
         source=language_name(source),
         target=language_name(target),
         names=listed,
