@@ -504,7 +504,7 @@ class Session:
 
     def _recital_without(self, held_out: frozenset[str]) -> Recital:
         """The recital check of the canon without ``held_out`` scenes (which the model has
-        not read, so cannot copy), worked out once per set of scenes (~50 ms on 林小满)."""
+        not read, so cannot copy), worked out once per set of scenes."""
         if not held_out:
             return self.recital
         with self.recitals_lock:

@@ -57,7 +57,7 @@ def fresh_session(prototype: Session, seed: int, history: Sequence[Turn] = ()) -
     carries over from one item to the next.
 
     A copy, not a new Session: what a session works out from its character once (the reply
-    clean-up, the recital and identity checks, the stop words: ~55 ms for 林小满) is read-only
+    clean-up, the recital and identity checks, the stop words) is read-only
     and shared, so an evaluation or a dataset of thousands of items does not redo it each time.
     """
     session = copy.copy(prototype)
