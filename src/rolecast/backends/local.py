@@ -90,9 +90,12 @@ class LocalLLM(LLM):
         progress: Progress | None = None,
         verbose: bool = False,
         vocab_only: bool = False,
+        lora: str | None = None,
     ) -> None:
         """``vocab_only``: load the tokenizer and not the weights (under a second), for what
-        only counts tokens (``rolecast prompt``); such a backend cannot generate."""
+        only counts tokens (``rolecast prompt``); such a backend cannot generate. ``lora``:
+        an adapter folder made by ``rolecast finetune`` for this model (another model's
+        adapter is refused)."""
         try:
             import llama_cpp
             import llama_cpp.llama
@@ -105,13 +108,24 @@ class LocalLLM(LLM):
         if vocab_only:
             options["vocab_only"] = True
         self.vocab_only = vocab_only
+        self.adapter = None
+        suffix = ""
+        if lora:
+            from ..training.adapter import check_base, file_sha256, open_adapter
+
+            self.adapter = open_adapter(lora)
+            check_base(self.adapter, path)
+            if not vocab_only:
+                options["lora_path"] = str(self.adapter.gguf)
+            # replies, caches and saved KV states of the tuned model are its own
+            suffix = f"+lora-{file_sha256(self.adapter.gguf)[:12]}"
         try:
             with _no_weight_repacking(llama_cpp.llama):
                 self._llm = llama_cpp.Llama(model_path=str(path), verbose=verbose, **options)
         except ValueError as exc:
             raise BackendError(f"llama.cpp could not load {path}: {exc}") from exc
         self.context_window = n_ctx
-        self.model = path.name
+        self.model = path.name + suffix
         self.path = path
         self.states = kvstate.states_dir()
         self._prefixes: dict[Path, list[int]] = {}  # saved states this process knows the tokens of

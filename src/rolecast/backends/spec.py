@@ -10,14 +10,18 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .. import config, registry
 from ..errors import InputError
 from .base import LLM
 
+if TYPE_CHECKING:
+    from ..character.model import Character
+
 # the settings a backend may take, by the name of its constructor's parameter
-SETTINGS = ("model", "base_url", "api_key", "timeout")
+SETTINGS = ("model", "base_url", "api_key", "timeout", "lora")
 
 
 @dataclass(frozen=True)
@@ -31,11 +35,25 @@ class BackendSpec:
     base_url: str | None = None
     api_key: str | None = None
     timeout: float | None = None
+    lora: str | None = None  # an adapter folder (the local backend)
     given: frozenset[str] = field(default=frozenset(), compare=False)
 
     def with_model(self, model: str | None) -> BackendSpec:
         """The same backend with another model (None: this one's)."""
         return self if model is None else replace(self, model=model)
+
+    def for_character(self, character: Character) -> BackendSpec:
+        """This backend with the character's own model (its ``[model]`` table) where the
+        user named neither a model nor an adapter and the backend is the local one. A
+        relative ``lora`` is inside the character's package."""
+        choice = character.model
+        if choice is None or self.name != "local" or self.given & {"model", "lora"}:
+            return self
+        lora = choice.lora or None
+        root = character.extra.get("_root")
+        if lora and root and not Path(lora).expanduser().is_absolute():
+            lora = str(Path(str(root)) / lora)
+        return replace(self, model=choice.base or self.model, lora=lora)
 
     def options(self) -> dict[str, Any]:
         """The settings this backend takes, as keyword arguments for it."""
@@ -88,12 +106,15 @@ def backend_spec(
     timeout: float | None = None,
     environ: Mapping[str, str] | None = None,
     file: Mapping[str, Any] | None = None,
+    lora: str | None = None,
 ) -> BackendSpec:
     """The backend a user asked for: each setting from the argument, else the environment,
     else the config file, else its default. An unknown backend name fails here, at once."""
     data = config.read_file(environ) if file is None else file
     given = {
-        k for k, v in {"model": model, "base_url": base_url, "api_key": api_key}.items() if v
+        k
+        for k, v in {"model": model, "base_url": base_url, "api_key": api_key, "lora": lora}.items()
+        if v
     } | ({"timeout"} if timeout is not None else set())
     name = config.resolve("backend", backend, environ, data) or "local"
     registry.resolve("llm", name)  # unknown: an error listing the known ones, before any work
@@ -104,6 +125,7 @@ def backend_spec(
         base_url=config.resolve("base_url", base_url, environ, data),
         api_key=config.resolve("api_key", api_key, environ, data),
         timeout=float(seconds) if seconds is not None else None,
+        lora=lora,
         given=frozenset(given),
     )
 

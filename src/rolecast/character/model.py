@@ -71,6 +71,19 @@ class Voice:
         return {**out, **self.extra}
 
 
+@dataclass(frozen=True)
+class ModelChoice:
+    """The character's own model: the ``[model]`` table of character.toml. ``base`` is a
+    local model (catalogue name or GGUF path), ``lora`` an adapter folder made by
+    ``rolecast finetune`` (relative to the package, or absolute). Flags still win."""
+
+    base: str = ""
+    lora: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return {k: v for k, v in asdict(self).items() if v}
+
+
 @dataclass
 class Character:
     """A character package in memory. ``id`` is its folder name."""
@@ -89,6 +102,7 @@ class Character:
     portrait: str = ""  # path relative to the package, e.g. "images/portrait.png"
     lore: list[LoreEntry] = field(default_factory=list)
     voice: Voice | None = None  # None: a default voice for the character's language
+    model: ModelChoice | None = None  # None: whatever model the user runs
     # fields of an imported character card that rolecast does not use, written back on export
     card: dict[str, object] = field(default_factory=dict)
     # embeddings that came with an import, kept as they were: {column: {scene id: base64}}

@@ -2,8 +2,9 @@
 
     <id>/
       character.toml   name, aliases, language, source, user_role, narrators, greetings,
-                       description, portrait, and an optional [voice] table (backend, voice,
-                       language, speed, model): how the character sounds
+                       description, portrait, an optional [voice] table (backend, voice,
+                       language, speed, model): how the character sounds, and an optional
+                       [model] table (base, lora): the character's own tuned model
       persona.md       the system prompt
       canon.jsonl      one scene per line: {"id", "title", "lines": [{"speaker", "text",
                        "start"?, "end"?, "image"?}]}
@@ -40,7 +41,7 @@ import tomli_w
 from ..config import tomllib
 from ..errors import PackageError, ParseError
 from ..files import replace_dir, staging_dir
-from .model import Character, Line, LoreEntry, Scene, Voice
+from .model import Character, Line, LoreEntry, ModelChoice, Scene, Voice
 from .safezip import SafeZip, unsafe_name
 
 TOML, PERSONA, CANON, IMAGES = "character.toml", "persona.md", "canon.jsonl", "images"
@@ -56,6 +57,7 @@ TOML_KEYS = {
     "description",
     "portrait",
     "voice",
+    "model",
 }
 VOICE_KEYS = ("backend", "voice", "language", "speed", "model")
 log = logging.getLogger(__name__)
@@ -293,6 +295,22 @@ def parse_voice(meta: dict[str, Any], path: Path) -> Voice | None:
     )
 
 
+def parse_model(meta: dict[str, Any], path: Path) -> ModelChoice | None:
+    """The ``[model]`` table: ``base`` and ``lora``, strings; nothing else."""
+    table = meta.get("model")
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ParseError("'model' must be a table: [model] base = ..., lora = ...", path)
+    unknown = sorted(set(table) - {"base", "lora"})
+    if unknown:
+        raise ParseError(f"[model] takes base and lora, not {', '.join(unknown)}", path)
+    for key in ("base", "lora"):
+        if key in table and not isinstance(table[key], str):
+            raise ParseError(f"[model] {key!r} must be a string", path)
+    return ModelChoice(base=table.get("base", "").strip(), lora=table.get("lora", "").strip())
+
+
 def _character_from_files(cid: str, read: Callable[[str], str | None], root: Path) -> Character:
     toml_text, persona = read(TOML), read(PERSONA) or ""
     assert toml_text is not None
@@ -324,6 +342,7 @@ def _character_from_files(cid: str, read: Callable[[str], str | None], root: Pat
         portrait=meta.get("portrait", ""),
         lore=parse_lore(lore_text, root / LORE) if lore_text is not None else [],
         voice=parse_voice(meta, toml_path),
+        model=parse_model(meta, toml_path),
         card=_json_object(read(CARD), root / CARD),
         vectors=_vectors(read(VECTORS), root / VECTORS),
         extra={k: v for k, v in meta.items() if k not in TOML_KEYS},
@@ -418,6 +437,8 @@ def _toml_text(character: Character) -> str:
     meta.update({k: v for k, v in character.extra.items() if not k.startswith("_")})
     if character.voice is not None:
         meta["voice"] = character.voice.to_dict()
+    if character.model is not None and character.model.to_dict():
+        meta["model"] = character.model.to_dict()
     return tomli_w.dumps(meta)
 
 

@@ -114,6 +114,12 @@ def backend_opts(sp: argparse.ArgumentParser, key_flag: str = "--api-key") -> No
         "qwen2.5-coder-1.5b, smollm2-135m), a GGUF path or hf:OWNER/REPO/FILE (default: "
         "$ROLECAST_MODEL or qwen2.5-coder-0.5b)",
     )
+    sp.add_argument(
+        "--lora",
+        metavar="ADAPTER",
+        help="local backend: a LoRA adapter folder from `rolecast finetune` (for its base "
+        "model; default: the character's [model] table, if any)",
+    )
 
 
 def turn_opts(sp: argparse.ArgumentParser) -> None:
@@ -149,7 +155,13 @@ def backend_from(args: argparse.Namespace, prefix: str = "") -> BackendSpec:
         value = getattr(args, f"{prefix}{name}", None) if prefix else None
         return value if value is not None else getattr(args, name, None)
 
-    return backend_spec(opt("backend"), opt("model"), opt("base_url"), opt("api_key"))
+    return backend_spec(
+        opt("backend"),
+        opt("model"),
+        opt("base_url"),
+        opt("api_key"),
+        lora=None if prefix else getattr(args, "lora", None),  # the judge runs no adapter
+    )
 
 
 def open_llm(args: argparse.Namespace, prefix: str = "", **extra: Any) -> LLM:
@@ -173,9 +185,9 @@ def open_session(
     from ..retrieval.index import load_index
     from ..session import Session
 
-    spec = backend_from(args)
     embedder = embedder_from(args)
     character = character or load_character(args.name)
+    spec = backend_from(args).for_character(character)
     index = load_index(character, embedder)
     extra = {} if replies else {"vocab_only": True}
     llm = spec.open(progress=progress("preparing the model"), **extra)

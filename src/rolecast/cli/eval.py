@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -220,13 +220,27 @@ def cmd_eval_canon(args: argparse.Namespace) -> int:
     character = load_character(args.name)
     if args.n < 1:
         raise InputError(f"--n must be at least 1, not {args.n}")
-    canon.sample_turns(character, args.n, args.seed)  # bad input fails before a model loads
-    conditions = canon.check_conditions(args.conditions or canon.CONDITIONS)
+    adapter, scenes = None, None
+    if args.lora:  # the tuned model against its base, on the scenes its dataset held out
+        from ..training.adapter import open_adapter
+
+        adapter = open_adapter(args.lora)
+        scenes = canon.check_tuned(character, adapter)
+    canon.sample_turns(character, args.n, args.seed, scenes)  # bad input: before a model loads
+    default = ["canon"] if adapter else canon.CONDITIONS
+    conditions = canon.check_conditions(args.conditions or default)
     params = reply_params(args)
     index = load_index(character, embedder_from(args))
-    with eval_backends(args) as (llm, _):
+    base_args = argparse.Namespace(**{**vars(args), "lora": None})
+    with eval_backends(base_args) as (llm, _), ExitStack() as stack:
+        tuned = None
+        if adapter is not None:
+            tuned = eval_llm(args)
+            stack.callback(tuned.close)
         order = args.order or llm.prompt_order
-        scope = canon.canon_scope(character, llm, params, index.embedder.name, args.mode, order)
+        scope = canon.canon_scope(
+            character, llm, params, index.embedder.name, args.mode, order, tuned
+        )
         out, cache = open_out(args, "canon", character, scope)
         result = canon.run_canon_eval(
             character,
@@ -242,6 +256,8 @@ def cmd_eval_canon(args: argparse.Namespace) -> int:
             cache=cache,
             workers=workers_for(llm, args.concurrency),
             progress=items_progress("generating"),
+            tuned=tuned,
+            scenes=scenes,
         )
     info = scope_info(scope)
     head = {
@@ -250,6 +266,9 @@ def cmd_eval_canon(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "params": scope["params"],
     }
+    if adapter is not None:
+        head["tuned"] = str(adapter.folder)
+        head["held_out_scenes"] = len(scenes or ())
     figures = canon.canon_figures(result)
     markdown = canon.canon_markdown(result, head, model_note(info), list(figures))
     written = write_report(out, {**head, **result.to_dict()}, markdown, figures)
@@ -271,7 +290,7 @@ def add_canon(evsub: Any) -> None:
     sp.add_argument(
         "--conditions",
         type=_names,
-        help=f"comma-separated, of {','.join(CONDITIONS)} (default: all three)",
+        help=f"comma-separated, of {','.join(CONDITIONS)} (default: all three; canon with --lora)",
     )
     sp.add_argument(
         "--mode",

@@ -31,6 +31,7 @@ COMMANDS: tuple[Callable[[Any], None], ...] = (
     viz.add_viz,
     training.add_augment,
     training.add_dataset,
+    training.add_finetune,
     voice.add_voice,
     characters.add_config,
     characters.add_pack,

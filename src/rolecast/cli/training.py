@@ -1,10 +1,11 @@
-"""`rolecast augment` and `rolecast dataset ...`: a character's canon grown into a training set,
-shown and exported for trainers."""
+"""`rolecast augment`, `rolecast dataset ...` and `rolecast finetune`: a character's canon grown
+into a training set, shown and exported for trainers, and a LoRA trained on it."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -140,3 +141,110 @@ def add_dataset(sub: Any) -> None:
         "--user-role", help="chatharuhi: the name user lines go under (default: the character's)"
     )
     export.set_defaults(func=cmd_dataset_export)
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from ..training.finetune import Settings, finetune
+
+    settings = Settings(
+        base=args.base,
+        rank=args.rank,
+        alpha=args.alpha,
+        dropout=args.dropout,
+        learning_rate=args.learning_rate,
+        epochs=args.epochs,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        accumulate=args.accumulate,
+        max_steps=args.max_steps,
+        save_every=args.save_every,
+        seed=args.seed,
+    )
+    settings.check()
+    print(f"loading {settings.base} ...", file=sys.stderr)
+    result = finetune(
+        Path(args.dataset),
+        Path(args.output),
+        settings,
+        device=args.device,
+        progress=step_progress(),
+        convert=not args.no_gguf,
+    )
+    if result.trained_steps == 0:
+        print(f"{result.folder} already holds this adapter ({result.steps} steps): nothing to do")
+        return 0
+    resumed = f", resumed at step {result.resumed_from}" if result.resumed_from else ""
+    skipped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in result.skipped.items() if v)
+    print(
+        f"adapter in {result.folder}: {result.steps} steps{resumed}, final loss "
+        f"{result.loss:.3f}, {result.tokens_per_second:,.0f} tokens/s"
+        + (f"; samples left out: {skipped}" if skipped else "")
+    )
+    print(f"chat with it: rolecast chat NAME --model {settings.base} --lora {result.folder}")
+    return 0
+
+
+def step_progress() -> Any:
+    """A line per step on stderr (updated in place on a terminal): loss, tokens/s, ETA."""
+    started = time.perf_counter()
+    first: dict[str, int] = {}
+
+    def show(step: int, steps: int, loss: float, rate: float) -> None:
+        first.setdefault("step", step - 1)
+        done = step - first["step"]
+        left = (time.perf_counter() - started) / done * (steps - step) if done else 0.0
+        end = "\n" if step == steps or not sys.stderr.isatty() else ""
+        print(
+            f"\rstep {step}/{steps}  loss {loss:.3f}  {rate:,.0f} tokens/s  ETA {left:,.0f} s",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
+def add_finetune(sub: Any) -> None:
+    from ..training.finetune import Settings
+
+    d = Settings()
+    sp = sub.add_parser(
+        "finetune",
+        help="train a LoRA on a dataset from augment (peft on transformers, CPU or CUDA); "
+        "writes peft files and a GGUF adapter for --lora",
+    )
+    sp.add_argument("dataset", help="the dataset folder (rolecast augment -o ...)")
+    sp.add_argument(
+        "--base",
+        default=d.base,
+        help=f"the base model: qwen2.5-coder-0.5b, smollm2-135m, a GGUF file or a Hugging "
+        f"Face model folder (default {d.base})",
+    )
+    sp.add_argument("-o", "--output", required=True, help="the adapter folder (made)")
+    sp.add_argument("--rank", type=int, default=d.rank, help=f"LoRA rank (default {d.rank})")
+    sp.add_argument("--alpha", type=float, default=d.alpha, help=f"LoRA alpha ({d.alpha:g})")
+    sp.add_argument("--dropout", type=float, default=d.dropout, help=f"({d.dropout:g})")
+    sp.add_argument(
+        "--learning-rate", type=float, default=d.learning_rate, help=f"({d.learning_rate:g})"
+    )
+    sp.add_argument("--epochs", type=float, default=d.epochs, help=f"(default {d.epochs:g})")
+    sp.add_argument(
+        "--max-length",
+        type=int,
+        default=d.max_length,
+        help=f"tokens; longer samples are left out, never cut (default {d.max_length})",
+    )
+    sp.add_argument("--batch-size", type=int, default=d.batch_size, help=f"({d.batch_size})")
+    sp.add_argument(
+        "--accumulate", type=int, default=d.accumulate, help="batches per optimiser step (1)"
+    )
+    sp.add_argument("--max-steps", type=int, default=0, help="stop after this many steps")
+    sp.add_argument(
+        "--save-every", type=int, default=d.save_every, help=f"checkpoint steps ({d.save_every})"
+    )
+    sp.add_argument("--seed", type=int, default=0, help="data order and LoRA init (default 0)")
+    sp.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    sp.add_argument(
+        "--no-gguf", action="store_true", help="peft files only, no GGUF adapter for llama.cpp"
+    )
+    sp.set_defaults(func=cmd_finetune)

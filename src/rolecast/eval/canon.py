@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..retrieval.embedders import Embedder
     from ..retrieval.hybrid import CanonIndex, Mode
     from ..session import Session, TurnReport
+    from ..training.adapter import Adapter
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +75,14 @@ class HeldOut:
         return [Turn(ln.speaker, ln.text) for ln in self.context[:-1]]
 
 
-def candidate_turns(character: Character) -> list[HeldOut]:
+def candidate_turns(character: Character, scenes: Collection[str] | None = None) -> list[HeldOut]:
     """Every line of the character that answers another speaker: the nearest spoken line
-    before it in its scene is someone else's (narration may come between)."""
+    before it in its scene is someone else's (narration may come between). ``scenes``: only
+    in these scenes (a dataset's held-out ones)."""
     out: list[HeldOut] = []
     for scene in character.scenes:
+        if scenes is not None and scene.id not in scenes:
+            continue
         lines = scene.lines
         for i, ln in enumerate(lines):
             if i == 0 or not character.is_self(ln.speaker) or not ln.text.strip():
@@ -108,11 +112,19 @@ class _Haystack:
         return len(n) >= MIN_TARGET_CHARS and self.text.count(n) == 1
 
 
-def sample_turns(character: Character, n: int, seed: int = 0) -> list[HeldOut]:
-    """``n`` held-out turns drawn with ``seed`` (the same seed, the same turns)."""
+def sample_turns(
+    character: Character, n: int, seed: int = 0, scenes: Collection[str] | None = None
+) -> list[HeldOut]:
+    """``n`` held-out turns drawn with ``seed`` (the same seed, the same turns); ``scenes``:
+    from these scenes only."""
     if n < 1:
         raise InputError(f"--n must be at least 1, not {n}")
-    candidates = candidate_turns(character)
+    candidates = candidate_turns(character, scenes)
+    if not candidates and scenes is not None:
+        raise InputError(
+            f"none of the {len(scenes)} held-out scenes has a line of {character.name} that "
+            f"answers another speaker: nothing to evaluate on (hold out a larger share)"
+        )
     if not candidates:
         raise InputError(
             f"{character.name} ({character.id}) has no multi-speaker scene: no line of "
@@ -129,7 +141,8 @@ def sample_turns(character: Character, n: int, seed: int = 0) -> list[HeldOut]:
                 return picked
     raise InputError(
         f"--n {n} is more than the {len(picked)} held-out turns {character.name} has "
-        f"({len(candidates)} lines answer another speaker; {len(candidates) - len(picked)} "
+        + ("in the held-out scenes " if scenes is not None else "")
+        + f"({len(candidates)} lines answer another speaker; {len(candidates) - len(picked)} "
         f"are shorter than {MIN_TARGET_CHARS} characters or occur elsewhere in the character)"
     )
 
@@ -287,6 +300,26 @@ def summarise(
     return summary, differences
 
 
+TUNED = "+lora"  # the suffix of a condition answered by the tuned model
+
+
+def check_tuned(character: Character, adapter: Adapter) -> list[str]:
+    """The scenes a tuned model may be scored on: its dataset's held-out ones, when the
+    dataset was this character's; anything else is refused."""
+    trained_on = adapter.manifest.character.get("id")
+    if trained_on != character.id:
+        raise InputError(
+            f"the adapter in {adapter.folder} was trained on {trained_on!r}'s dataset, not "
+            f"{character.id!r}'s: evaluate it on its own character"
+        )
+    if not adapter.held_out:
+        raise InputError(
+            f"the adapter in {adapter.folder} was trained with no held-out scenes: every "
+            f"scene of {character.name} was training data, so none can score it honestly"
+        )
+    return adapter.held_out
+
+
 def check_conditions(conditions: Sequence[str]) -> list[str]:
     """The conditions in their fixed order (canon first), or a clear error."""
     unknown = [c for c in conditions if c not in CONDITIONS]
@@ -305,12 +338,14 @@ def canon_scope(
     embedder: str,
     mode: Mode = "hybrid",
     order: Order | None = None,
+    tuned: LLM | None = None,
 ) -> dict[str, Any]:
-    """What a cached reply depends on besides its turn: the character, backend, model,
-    parameters, embedder, retrieval mode and prompt order."""
+    """What a cached reply depends on besides its turn: the character, backend, model (and
+    the tuned one), parameters, embedder, retrieval mode and prompt order."""
     order = order or llm.prompt_order
+    extra = {"tuned": tuned.model} if tuned is not None else {}
     return Cache.scope_for(
-        "canon", character, llm, params, embedder=embedder, mode=mode, order=order
+        "canon", character, llm, params, embedder=embedder, mode=mode, order=order, **extra
     )
 
 
@@ -329,18 +364,32 @@ def run_canon_eval(
     cache: Cache | None = None,
     workers: int = 1,
     progress: Progress | None = None,
+    tuned: LLM | None = None,
+    scenes: Collection[str] | None = None,
 ) -> CanonResult:
     """Generate and score ``n`` held-out turns under each condition.
 
     ``embedder`` scores the cosine (and, through ``index``, retrieves for the canon
     condition). ``cache`` keys are (condition, turn) within the cache's scope, so the scope
     should name the character, backend, model and ``params`` (``Cache.scope_for``).
+    ``tuned``: the same model with a LoRA, answering the same turns with the same seeds
+    under each condition (named ``<condition>+lora``, listed first, so the paired
+    differences read tuned minus base); ``scenes``: turns from these scenes only.
     """
     conditions = check_conditions(conditions)
-    items = sample_turns(character, n, seed)
+    items = sample_turns(character, n, seed, scenes)
     prototypes = {
         c: condition_session(c, character, llm, index, params, mode, order) for c in conditions
     }
+    if tuned is not None:
+        prototypes = {
+            **{
+                c + TUNED: condition_session(c, character, tuned, index, params, mode, order)
+                for c in conditions
+            },
+            **prototypes,
+        }
+    conditions = list(prototypes)
     jobs = [(c, i) for c in conditions for i in range(len(items))]
     values = run_items(
         jobs,
@@ -379,6 +428,14 @@ def canon_markdown(
         "- **canon**: persona and retrieved canon, the held-out scene excluded",
         "- **persona**: persona only, no canon",
         "- **bare**: no persona, no canon, only the instruction to speak as the character",
+        *(
+            [
+                f"- **…{TUNED}**: the same, answered by the model with the LoRA adapter "
+                f"`{head['tuned']}`, on scenes its dataset held out"
+            ]
+            if head.get("tuned")
+            else []
+        ),
         "",
         "## Scores",
         "",
@@ -440,6 +497,6 @@ def canon_figures(result: CanonResult) -> dict[str, Any]:
 def summary_lines(result: CanonResult) -> list[str]:
     """What `rolecast eval canon` prints: each condition's mean of each metric."""
     return [
-        f"{c:8s} " + "  ".join(f"{m} {scores[m]}" for m in METRICS)
+        f"{c:13s} " + "  ".join(f"{m} {scores[m]}" for m in METRICS)
         for c, scores in result.summary.items()
     ]

@@ -221,8 +221,11 @@ class ServerState:
 
         def load() -> LLM:
             try:
-                assert self.spec is not None
-                return shared(self.spec.with_model(model).open())
+                spec = self.spec
+                assert spec is not None
+                if model != spec.model:  # the adapter belongs to the model it was made for
+                    spec = replace(spec, lora=None, given=spec.given - {"lora"})
+                return shared(spec.with_model(model).open())
             except UnknownNameError as exc:
                 log.warning("backend model %r not loaded: %s", model, exc)
                 raise not_found(model or self.backend) from None

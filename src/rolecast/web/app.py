@@ -91,7 +91,9 @@ class WebApp:
         def load() -> LLM:
             spec = self.spec
             if name != spec.name:  # another backend picked in the settings: its defaults
-                spec = replace(spec, name=name, model=None, given=frozenset())
+                spec = replace(spec, name=name, model=None, lora=None, given=frozenset())
+            elif chosen != spec.model:  # the adapter belongs to the model it was made for
+                spec = replace(spec, lora=None, given=spec.given - {"lora"})
             return shared(spec.with_model(chosen).open())
 
         return self._llms.get((name, chosen), load)
