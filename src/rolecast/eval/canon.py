@@ -309,8 +309,8 @@ def check_tuned(character: Character, adapter: Adapter) -> list[str]:
     trained_on = adapter.manifest.character.get("id")
     if trained_on != character.id:
         raise InputError(
-            f"the adapter in {adapter.folder} was trained on {trained_on!r}'s dataset, not "
-            f"{character.id!r}'s: evaluate it on its own character"
+            f"the adapter in {adapter.folder} was trained on a dataset of {trained_on!r}, "
+            f"not of {character.id!r}: evaluate it on its own character"
         )
     if not adapter.held_out:
         raise InputError(

@@ -210,6 +210,8 @@ def write_adapter(
     dest = folder / PEFT
     with staging_dir(dest) as tmp:
         model.save_pretrained(tmp, save_embedding_layers=False)  # LoRA on attention only
+        for path in (tmp, *tmp.iterdir()):  # readable like any model file, not only by us
+            path.chmod(0o755 if path.is_dir() else 0o644)
         replace_dir(tmp, dest)
     if convert:
         with staging_dir(folder / ".base-config") as config_dir:

@@ -269,6 +269,8 @@ def finetune(
         )
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir} is a file: give a folder for the adapter")
+    state = {"digest": digest, "settings": settings.training_dict(), "base": base.sha256}
+    start = _checkpoint_step(out_dir, state)  # another run's checkpoint: refused before loading
     device = pick_device(device)
     torch, _, peft = _libraries()
     tokenizer, model = load_base(base, device)
@@ -299,8 +301,8 @@ def finetune(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: max(0.0, 1.0 - s / max(1, steps))
     )
-    state = {"digest": digest, "settings": settings.training_dict(), "base": base.sha256}
-    start = _resume(out_dir, model, optimizer, scheduler, state, peft, torch)
+    if start:
+        _resume(out_dir, model, optimizer, scheduler, peft, torch)
     pad = int(tokenizer.pad_token_id)
     model.train()
     loss_value, tokens, seconds = math.nan, 0, 0.0
@@ -392,31 +394,30 @@ def _save_checkpoint(
         replace_dir(tmp, dest)
 
 
-def _resume(
-    out_dir: Path,
-    model: Any,
-    optimizer: Any,
-    scheduler: Any,
-    state: dict[str, Any],
-    peft: Any,
-    torch: Any,
-) -> int:
-    """The step to start from: a checkpoint of this same run is loaded, another refused."""
+def _checkpoint_step(out_dir: Path, state: dict[str, Any]) -> int:
+    """The step of this run's checkpoint in ``out_dir`` (0: none); another run's is refused."""
     folder = out_dir / CHECKPOINT
     try:
         saved = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        step = int(saved["step"])
     except FileNotFoundError:
         return 0
-    except (ValueError, OSError) as exc:
+    except (ValueError, KeyError, TypeError, OSError) as exc:
         raise InputError(f"the checkpoint in {folder} is unreadable ({exc}): remove it") from None
     if {k: saved.get(k) for k in state} != state:
         raise InputError(
             f"{folder} is a checkpoint of another dataset, base model or settings: "
             f"give another folder, or remove the checkpoint to start over"
         )
-    blob = torch.load(folder / "state.pt", weights_only=False)
+    return step
+
+
+def _resume(
+    out_dir: Path, model: Any, optimizer: Any, scheduler: Any, peft: Any, torch: Any
+) -> None:
+    """Load the checkpoint's adapter weights, optimiser, schedule and random state."""
+    blob = torch.load(out_dir / CHECKPOINT / "state.pt", weights_only=False)
     peft.set_peft_model_state_dict(model, blob["adapter"])
     optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
     torch.set_rng_state(blob["rng"])
-    return int(saved["step"])
