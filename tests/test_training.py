@@ -361,8 +361,15 @@ class Responder(LLM):
                     "5. 旅人:「今天赚了多少？」",  # a canon line: dropped by the keeper
                 ]
             )
+        elif "接着会对" in last:  # the asker's next line: numbered by the turns so far
+            turn = (last.count("「") - 1) // 2 + 1  # the dialogue's lines, and the form's
+            yield f"豆子:「第{turn}句，那你明天还来吗？」"
         elif "老实说" in last:
             yield "作为一个AI语言模型，我无法回答这个问题。"
+        elif "第2句，那你明天" in last:  # later turns: replies of their own
+            yield "明天？看天吧，雨大就不摆了。"
+        elif "第3句，那你明天" in last:
+            yield "你都问三回啦，照样出摊，来不来随你。"
         else:
             yield "雾大，先坐下喝口热汤。"
 
@@ -383,13 +390,14 @@ POOL = [
 ]
 
 
-def run_augment(tmp_path, embedder, llm, n=6, workers=1, cache=True):  # type: ignore[no-untyped-def]
+def run_augment(tmp_path, embedder, llm, n=6, workers=1, cache=True, **more):  # type: ignore[no-untyped-def]
     from rolecast.eval.report import Cache
     from rolecast.training.augment import Settings, augment, augment_scope
 
     c = make_character(8)
     prototype = Session(c, load_index(c, embedder), llm, order="split")
-    settings = Settings(n=n, seed=2, held_out=0.25, per_request=5)
+    more.setdefault("continued", 0.0)
+    settings = Settings(n=n, seed=2, held_out=0.25, per_request=5, **more)
     store = Cache(tmp_path / "cache", augment_scope(prototype, settings)) if cache else None
     return augment(prototype, settings, cache=store, workers=workers)
 
@@ -430,6 +438,54 @@ def test_a_rerun_makes_no_call_and_an_interrupted_run_goes_on(tmp_path: Path, em
     assert run_augment(tmp_path / "b", embedder, resumed) == first
     assert resumed.calls == 10 - 5  # only what the interrupted run had not done
     assert broken.calls == 5
+
+
+def test_a_share_of_conversations_goes_on_with_the_askers_next_lines(
+    tmp_path: Path, embedder
+) -> None:  # type: ignore[no-untyped-def]
+    llm = Responder()
+    manifest, samples = run_augment(tmp_path, embedder, llm, continued=1.0, turns=3)
+    generated = [s for s in samples if s.kind == "generated"]
+    firsts = [s for s in generated if s.source["turn"] == 1]
+    assert len(firsts) == 5  # the sixth line's reply was unfit: no sample, and no next turn
+    assert len(generated) == 15 and len({s.id for s in samples}) == len(samples)
+    for first in firsts:
+        later = [s for s in generated if s.source.get("conversation") == first.id]
+        assert [s.source["turn"] for s in later] == [2, 3]
+        third = later[1]
+        assert "第3句，那你明天还来吗？" in third.messages[-1]["content"]
+        said = "\n".join(m["content"] for m in third.messages)
+        # the history: the first line, the reply, the second line and its reply
+        assert first.messages[-1]["content"] in said and "第2句" in said
+        assert said.count("雾大，先坐下喝口热汤。") == 1 and "雨大就不摆了" in said
+    # 2 requests, 5 + 3 turn-1 replies (a refusal tried thrice), 2 x 5 next lines, 2 x 5 replies
+    assert llm.calls == 2 + 8 + 10 + 10
+    again = Responder()
+    assert run_augment(tmp_path, embedder, again, continued=1.0, turns=3)[1] == samples
+    assert again.calls == 0  # conversations are cached whole
+
+
+def test_a_conversation_ends_at_a_reply_that_repeats_an_earlier_one(
+    tmp_path: Path, embedder
+) -> None:  # type: ignore[no-untyped-def]
+    class SameReply(Responder):
+        def stream(self, messages, params):  # type: ignore[no-untyped-def]
+            if "句，那你明天" in messages[-1]["content"]:
+                yield "雾大，先坐下喝口热汤。"  # the first turn's reply again
+            else:
+                yield from super().stream(messages, params)
+
+    manifest, samples = run_augment(tmp_path, embedder, SameReply(), continued=1.0, turns=3)
+    assert {s.source["turn"] for s in samples if s.kind == "generated"} == {1}
+    assert manifest.dropped["repeats itself"] == 5
+
+
+def test_which_conversations_go_on_is_seeded(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    half = run_augment(tmp_path / "a", embedder, Responder(), n=12, continued=0.5, cache=False)
+    turns = [s.source["turn"] for s in half[1] if s.kind == "generated"]
+    assert turns.count(1) > turns.count(3) > 0  # some went on, not all
+    again = run_augment(tmp_path / "b", embedder, Responder(), n=12, continued=0.5, cache=False)
+    assert again == half
 
 
 def test_four_in_flight_give_the_same_dataset(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
@@ -480,6 +536,9 @@ def test_augment_show_and_export_from_the_command_line(cli_backend, tmp_path: Pa
     assert main(["dataset", "show", str(out)]) == 0
     shown = capsys.readouterr().out
     assert "samples" in shown and "canon" in shown and "held out: 2 scenes" in shown
+    assert "tokens (qwen3 tokenizer): prompts" in shown and "reply language: zh 100%" in shown
+    png = (out / "lengths.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000  # two histograms drawn
     for fmt in ("chatml", "sharegpt", "chatharuhi"):
         path = tmp_path / f"{fmt}.jsonl"
         assert main(["dataset", "export", str(out), "--format", fmt, "-o", str(path)]) == 0

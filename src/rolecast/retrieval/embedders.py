@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -59,6 +60,10 @@ class Embedder:
     name: ClassVar[str] = "base"
     dim: ClassVar[int] = 0
     batch_size: ClassVar[int] = 512
+    # whether a query's vector is its document vector (no query/passage prefixes): vectors
+    # made by embed_documents may then be remembered as queries
+    queries_are_documents: ClassVar[bool] = False
+    QUERIES_KEPT: ClassVar[int] = 2048  # query vectors remembered (see remember_queries)
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         raise NotImplementedError
@@ -106,9 +111,44 @@ class Embedder:
         return vectors
 
     def embed_query(self, text: str) -> np.ndarray:
+        key = text[:MAX_CHARS]
+        memo = self.__dict__.get("_queries")
+        if memo is not None:
+            known: np.ndarray | None = memo.get(key)
+            if known is not None:
+                return known
         with single_threaded_blas():
-            vector: np.ndarray = self._normalise(self._embed_query_batch([text[:MAX_CHARS]]))[0]
+            vector: np.ndarray = self._normalise(self._embed_query_batch([key]))[0]
             return vector
+
+    def knows_query(self, text: str) -> bool:
+        return text[:MAX_CHARS] in self.__dict__.get("_queries", {})
+
+    def remember_queries(self, texts: Sequence[str], vectors: np.ndarray | None = None) -> None:
+        """Have ``embed_query`` answer these texts from memory: a run that will ask many
+        queries it knows in advance embeds them in batches (three times cheaper a text than
+        one by one), or gives the ``vectors`` it has (documents' vectors, where
+        ``queries_are_documents``). The latest ``QUERIES_KEPT`` are kept."""
+        keys = [t[:MAX_CHARS] for t in texts]
+        if vectors is None:
+            missing = list(dict.fromkeys(k for k in keys if not self.knows_query(k)))
+            parts = [
+                self._normalise(self._embed_query_batch(missing[i : i + self.batch_size]))
+                for i in range(0, len(missing), self.batch_size)
+            ]
+            keys, vectors = missing, (np.concatenate(parts) if parts else None)
+        elif not self.queries_are_documents:
+            raise ValueError(f"the {self.name} embedder embeds queries unlike documents")
+        if vectors is None:
+            return
+        lock = self.__dict__.setdefault("_queries_lock", threading.Lock())
+        with lock:
+            memo: dict[str, np.ndarray] = self.__dict__.setdefault("_queries", {})
+            for key, vector in zip(keys, vectors, strict=True):
+                memo.pop(key, None)
+                memo[key] = vector
+            while len(memo) > self.QUERIES_KEPT:
+                memo.pop(next(iter(memo)))
 
 
 class USEEmbedder(Embedder):
@@ -117,6 +157,7 @@ class USEEmbedder(Embedder):
 
     name = "use"
     dim = 512
+    queries_are_documents = True
 
     def __init__(self) -> None:
         try:

@@ -14,25 +14,38 @@ from __future__ import annotations
 import math
 import random
 import re
+import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import GenerationParams
 from ..character.model import Character
 from ..errors import InputError, NoReplyError
+from ..eval.canon import candidate_turns
+from ..eval.metrics import normalise
 from ..eval.probes import Probe, rule_violations
 from ..eval.report import backend_info, character_digest, to_jsonable
 from ..eval.runner import Progress, fresh_session, item_seed, run_items
 from ..eval.smoke import SmokeChecker
 from .dataset import Manifest, Sample
-from .questions import PER_REQUEST, Asked, Keeper, example_pairs, parse_lines, question_messages
+from .questions import (
+    PER_REQUEST,
+    Asked,
+    Keeper,
+    example_pairs,
+    followup_messages,
+    next_line,
+    parse_lines,
+    question_messages,
+)
 from .samples import canon_samples, sample_id
 from .split import DEFAULT_SHARE, held_out_scenes
 
 if TYPE_CHECKING:
     from ..eval.report import Cache
+    from ..retrieval.embedders import Embedder
     from ..session import Session
 
 QUESTION_PARAMS = GenerationParams(max_tokens=480, temperature=1.0, top_p=0.95)
@@ -49,10 +62,16 @@ class Settings:
     held_out: float = DEFAULT_SHARE
     canon: bool = True  # the canon's own lines as samples too
     per_request: int = PER_REQUEST
+    continued: float = 0.2  # share of generated lines whose conversation goes on
+    turns: int = 3  # turns of such a conversation at most, the first line's included
 
     def check(self) -> None:
         if self.n < 0:
             raise InputError(f"-n must not be negative, not {self.n}")
+        if not 0 <= self.continued <= 1:
+            raise InputError(f"--continued must be a share from 0 to 1, not {self.continued}")
+        if not 1 <= self.turns <= 10:
+            raise InputError(f"--turns must be 1 to 10, not {self.turns}")
         if not 1 <= self.per_request <= 50:
             raise InputError(f"lines per request must be 1 to 50, not {self.per_request}")
 
@@ -70,16 +89,27 @@ def augment_scope(prototype: Session, settings: Settings) -> dict[str, Any]:
         "seed": settings.seed,
         "held_out": settings.held_out,
         "per_request": settings.per_request,
+        "continued": settings.continued,
+        "turns": settings.turns,
     }
 
 
 _NAME_ONLY = re.compile(r"^\s*[^\s:：「」]{1,16}\s*[:：]\s*$")  # "王小川:" and nothing said
 
 
-def filter_reply(checker: SmokeChecker, character: Character, line: str, reply: str) -> list[str]:
-    """The reasons a reply is not fit to train on (empty when it is)."""
+def filter_reply(
+    checker: SmokeChecker,
+    character: Character,
+    line: str,
+    reply: str,
+    earlier: Sequence[str] = (),
+) -> list[str]:
+    """The reasons a reply is not fit to train on (empty when it is); ``earlier``: the
+    character's replies before it in the same conversation."""
     if _NAME_ONLY.match(reply):
         return ["name only"]
+    if reply.strip() and normalise(reply) in {normalise(e) for e in earlier}:
+        return ["repeats itself"]
     found = list(checker.check(reply, line))
     for violation in rule_violations(reply, character, _PLAIN):
         rule = violation.split(":", 1)[0]
@@ -109,12 +139,12 @@ def augment(
 
         embedder = get_embedder("use")
     keeper = Keeper(embedder, character)
+    turns = candidate_turns(character)
 
     def ask(i: int) -> dict[str, str]:
         rng = random.Random(item_seed(settings.seed, "examples", i))
-        messages = question_messages(
-            character, example_pairs(character, rng=rng, held_out=held), settings.per_request
-        )
+        pairs = example_pairs(character, rng=rng, held_out=held, turns=turns)
+        messages = question_messages(character, pairs, settings.per_request)
         params = replace(QUESTION_PARAMS, seed=item_seed(settings.seed, "questions", i))
         return {"text": "".join(llm.stream(messages, params))}
 
@@ -140,21 +170,47 @@ def augment(
     if len(lines) < settings.n:
         dropped["not enough new lines"] += settings.n - len(lines)
 
+    prime = _QueryPrimer(embedder, lines, keeper.vectors[: len(lines)])
+
     def answer(a: Asked) -> dict[str, Any]:
-        session = fresh_session(prototype, item_seed(settings.seed, "reply", a.speaker, a.text))
-        report = session.prepare(a.text, a.speaker, exclude=held)
-        error = ""
-        try:
-            for _ in session.say(a.text, a.speaker, report=report):
-                pass
-        except NoReplyError as exc:  # the session gave up on its tries: filtered out as empty
-            error = str(exc)  # (a backend that fails stops the run: nothing is cached for it)
-        return {
-            "messages": report.assembly.messages,
-            "retrieved": list(report.assembly.scene_ids),
-            "reply": "" if error else report.reply,
-            "error": error,
-        }
+        """The conversation that ``a`` starts: one turn, or (for a ``continued`` share of
+        lines, chosen by seed) up to ``turns``, the speaker's next lines asked of the
+        backend; it ends early at a reply unfit to train on."""
+        prime(a)
+        seed = item_seed(settings.seed, "reply", a.speaker, a.text)
+        session = fresh_session(prototype, seed)
+        goes_on = random.Random(item_seed(settings.seed, "continue", a.speaker, a.text))
+        last = settings.turns if goes_on.random() < settings.continued else 1
+        out: list[dict[str, Any]] = []
+        line = a.text
+        for t in range(last):
+            report = session.prepare(line, a.speaker, exclude=held)
+            error = ""
+            try:
+                for _ in session.say(line, a.speaker, report=report):
+                    pass
+            except NoReplyError as exc:  # the session gave up on its tries: filtered as empty
+                error = str(exc)  # (a backend that fails stops the run: nothing is cached)
+            reply = "" if error else report.reply
+            out.append(
+                {
+                    "line": line,
+                    "messages": report.assembly.messages,
+                    "retrieved": list(report.assembly.scene_ids),
+                    "reply": reply,
+                    "error": error,
+                }
+            )
+            earlier = [turn["reply"] for turn in out[:-1]]
+            if t + 1 == last or filter_reply(checker, character, line, reply, earlier):
+                break
+            dialogue = [(turn.speaker, turn.text) for turn in session.history]
+            params = replace(QUESTION_PARAMS, seed=item_seed(seed, "next", t))
+            asked = followup_messages(character, a.speaker, dialogue)
+            line = next_line("".join(llm.stream(asked, params)), character, a.speaker)
+            if not line or keeper.copies_canon(line):
+                break
+        return {"turns": out}
 
     values = run_items(
         lines,
@@ -166,25 +222,31 @@ def augment(
     )
     info = backend_info(llm)
     for a, value in zip(lines, values, strict=True):
-        verdicts = filter_reply(checker, character, a.text, value["reply"])
-        if verdicts:
-            dropped.update(verdicts[:1])  # counted once, under its first reason
-            continue
-        samples.append(
-            Sample(
-                sample_id("generated", character.id, a.speaker, a.text),
-                "generated",
-                tuple(value["messages"]),
-                value["reply"],
-                {
-                    "scenes": [],
-                    "retrieved": value["retrieved"],
-                    "asked_by": a.speaker,
-                    **info,
-                    "seed": item_seed(settings.seed, "reply", a.speaker, a.text),
-                },
+        first = sample_id("generated", character.id, a.speaker, a.text)
+        turns = value["turns"]
+        for t, turn in enumerate(turns):
+            earlier = [e["reply"] for e in turns[:t]]
+            verdicts = filter_reply(checker, character, turn["line"], turn["reply"], earlier)
+            if verdicts:
+                dropped.update(verdicts[:1])  # counted once, under its first reason
+                break  # a later turn would have this reply in its history
+            samples.append(
+                Sample(
+                    first if t == 0 else sample_id("generated", character.id, first, t),
+                    "generated",
+                    tuple(turn["messages"]),
+                    turn["reply"],
+                    {
+                        "scenes": [],
+                        "retrieved": turn["retrieved"],
+                        "asked_by": a.speaker,
+                        "turn": t + 1,
+                        **({"conversation": first} if t else {}),
+                        **info,
+                        "seed": item_seed(settings.seed, "reply", a.speaker, a.text),
+                    },
+                )
             )
-        )
     manifest = Manifest(
         character={
             "id": character.id,
@@ -198,3 +260,28 @@ def augment(
         dropped=dict(dropped),
     )
     return manifest, samples
+
+
+class _QueryPrimer:
+    """Before a line is answered, its retrieval query (the line) and the next ``AHEAD``
+    lines' are put in the embedder's memory at once: the keeper's vectors where they are
+    the queries' own, else one batch. Rows read from the cache never ask for it."""
+
+    AHEAD = 512
+
+    def __init__(self, embedder: Embedder, lines: list[Asked], vectors: Any) -> None:
+        self.embedder, self.lines = embedder, lines
+        self.vectors = vectors if embedder.queries_are_documents else None
+        self.at = {(a.speaker, a.text): i for i, a in enumerate(lines)}
+        self.lock = threading.Lock()
+
+    def __call__(self, line: Asked) -> None:
+        if self.embedder.knows_query(line.text):
+            return
+        with self.lock:
+            if self.embedder.knows_query(line.text):
+                return
+            i = self.at[(line.speaker, line.text)]
+            texts = [a.text for a in self.lines[i : i + self.AHEAD]]
+            vectors = None if self.vectors is None else self.vectors[i : i + self.AHEAD]
+            self.embedder.remember_queries(texts, vectors)

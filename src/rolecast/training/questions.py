@@ -3,6 +3,7 @@ examples (the method behind ChatHaruhi's 54K dialogues, written anew): the promp
 the backend's answer, and keeping only new lines.
 
     question_messages(character, examples, n)   the request: canon pairs as examples, rules
+    followup_messages(character, who, dialogue) the next line of one who talks on
     parse_lines(text, character)                the backend's lines, without the character's own
     Keeper(embedder, character).keep(lines)      new lines only; drops counted by reason
 """
@@ -12,11 +13,12 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..character.model import Character
-from ..eval.canon import candidate_turns
+from ..eval.canon import HeldOut, candidate_turns
 from ..eval.metrics import normalise
 from ..prompt.assemble import template
 
@@ -44,10 +46,14 @@ def example_pairs(
     k: int = EXAMPLES,
     rng: random.Random | None = None,
     held_out: frozenset[str] = frozenset(),
+    turns: Sequence[HeldOut] | None = None,
 ) -> list[tuple[str, str, str]]:
     """``k`` random (speaker, what they said, the character's answer) from the canon,
-    none from a ``held_out`` scene."""
-    turns = [t for t in candidate_turns(character) if t.scene_id not in held_out]
+    none from a ``held_out`` scene. ``turns``: the character's ``candidate_turns``, when the
+    caller has them (a run asks for examples thousands of times)."""
+    if turns is None:
+        turns = candidate_turns(character)
+    turns = [t for t in turns if t.scene_id not in held_out]
     chosen = (rng or random.Random(0)).sample(turns, min(k, len(turns)))
     return [(t.line.speaker, t.line.text, t.target) for t in chosen]
 
@@ -67,6 +73,30 @@ def question_messages(
         name=character.name, work=work, examples=shown, n=n
     )
     return [{"role": "user", "content": text}]
+
+
+def followup_messages(
+    character: Character, speaker: str, dialogue: Sequence[tuple[str, str]]
+) -> list[dict[str, str]]:
+    """The request for ``speaker``'s next line in ``dialogue`` ((who, what) in order)."""
+    zh = character.language.startswith(("zh", "ja"))
+    if zh:
+        shown = "\n".join(f"{who}:「{what}」" for who, what in dialogue)
+        work = character.source or "原作"
+    else:
+        shown = "\n".join(f'{who}: "{what}"' for who, what in dialogue)
+        work = character.source or "the original story"
+    text = template("followup", character.language).substitute(
+        name=character.name, speaker=speaker, work=work, dialogue=shown
+    )
+    return [{"role": "user", "content": text}]
+
+
+def next_line(text: str, character: Character, speaker: str) -> str:
+    """The speaker's next line in the backend's answer to ``followup_messages`` ("" when
+    there is none: the backend wrote the character's line, or nothing usable)."""
+    found = parse_lines(text, character)
+    return found[0].text if found else ""
 
 
 _NUMBER = re.compile(r"^\s*(?:[-*•·]|\(?\d{1,3}[.)、:：）]|[（(]\d{1,3}[)）])\s*")
@@ -121,6 +151,18 @@ class Keeper:
         self._canon = {
             normalise(ln.text) for s in self.character.scenes for ln in s.lines if ln.text.strip()
         }
+
+    def copies_canon(self, text: str) -> bool:
+        return normalise(text) in self._canon
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """The kept lines' normalised document vectors, one row each, in ``kept`` order."""
+        import numpy as np
+
+        if self._matrix is None:
+            return np.zeros((0, self.embedder.dim), dtype=np.float32)
+        return self._matrix[: len(self.kept)]
 
     def keep(self, lines: list[Asked]) -> list[Asked]:
         """The lines of ``lines`` worth keeping (they are kept from now on)."""
