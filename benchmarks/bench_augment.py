@@ -5,7 +5,7 @@
 A thread-safe stand-in backend answers at once: each request for lines gets ten lines (five
 sentence forms filled with random words of the character's canon, as far apart as real
 lines, so the near-duplicate check keeps most and has real work), each request for a
-conversation's next line one such line, each turn a fixed in-character reply. What is
+conversation's next line one such line, each turn an in-character reply of its own. What is
 timed is rolecast's own part: the canon samples, reading and keeping lines (USE embeddings,
 cosine against all kept), a Session per line (retrieval, prompt assembly, clean-up, the
 reply checks), the cache writes and the dataset write. Prints rows, seconds, rows/s, peak
@@ -75,8 +75,10 @@ class StandIn(LLM):
             yield "\n".join(f"{i + 1}. {rng.choice(WHO)}:「{self.line(rng)}」" for i in range(10))
         elif "接着会对" in asked or "say to" in asked:  # the next line of a conversation
             yield f"豆子:「{self.line(rng)}」"
-        else:
-            yield "雾大，先坐下喝口热汤，一碗面的事儿。"
+        else:  # a reply of its own to each line (a model's replies differ)
+            said = random.Random(f"{params.seed}:{messages[-1]['content']}")
+            a, b = said.choice(self.words), said.choice(self.words)
+            yield f"{a}？雾大，先坐下喝口热汤，{b}的事儿待会儿再说。"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -154,15 +154,15 @@ def augment(
     while len(keeper.kept) < settings.n and made < limit:
         short = settings.n - len(keeper.kept)
         batch = list(range(made, min(limit, made + max(workers, math.ceil(short / 3)))))
-        for value in run_items(
+        answers = run_items(
             batch,
             ask,
             key=lambda i: {"phase": "questions", "request": i},
             cache=cache,
             workers=workers,
             progress=asked_progress,
-        ):
-            keeper.keep(parse_lines(value["text"], character))
+        )  # in request order, whatever order they came back in: the same lines kept
+        keeper.keep([a for value in answers for a in parse_lines(value["text"], character)])
         made = batch[-1] + 1
     lines = keeper.kept[: settings.n]
     checker = SmokeChecker(character)
@@ -171,6 +171,10 @@ def augment(
         dropped["not enough new lines"] += settings.n - len(lines)
 
     prime = _QueryPrimer(embedder, lines, keeper.vectors[: len(lines)])
+    texts: dict[str, str] = {}  # one copy of each message text: the persona and the canon
+
+    def shared(text: str) -> str:  # blocks repeat across rows (tens of thousands of them)
+        return texts.setdefault(text, text)
 
     def answer(a: Asked) -> dict[str, Any]:
         """The conversation that ``a`` starts: one turn, or (for a ``continued`` share of
@@ -195,7 +199,10 @@ def augment(
             out.append(
                 {
                     "line": line,
-                    "messages": report.assembly.messages,
+                    "messages": [
+                        {"role": m["role"], "content": shared(m["content"])}
+                        for m in report.assembly.messages
+                    ],
                     "retrieved": list(report.assembly.scene_ids),
                     "reply": reply,
                     "error": error,

@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from ..character.model import Character
 from ..eval.canon import HeldOut, candidate_turns
@@ -146,6 +146,7 @@ class Keeper:
     _seen: set[str] = field(default_factory=set)
     _matrix: np.ndarray | None = None  # the kept lines' vectors, rows [0, len(kept))
     _canon: set[str] = field(default_factory=set)
+    CHUNK: ClassVar[int] = 256  # new lines checked together
 
     def __post_init__(self) -> None:
         self._canon = {
@@ -164,10 +165,40 @@ class Keeper:
             return np.zeros((0, self.embedder.dim), dtype=np.float32)
         return self._matrix[: len(self.kept)]
 
-    def keep(self, lines: list[Asked]) -> list[Asked]:
-        """The lines of ``lines`` worth keeping (they are kept from now on)."""
+    def _keep_new(self, fresh: list[Asked]) -> list[Asked]:
+        """Of lines none of which is a known text, those not near one kept (nor near an
+        earlier one of them that is kept). The kept lines' matrix is read once for all of
+        them: at tens of thousands of lines, reading it is what a check costs."""
         import numpy as np
 
+        vectors = self.embedder.embed_documents([a.text for a in fresh], workers=1)
+        before = len(self.kept)
+        near = (
+            np.max(self._matrix[:before] @ vectors.T, axis=0)
+            if self._matrix is not None and before
+            else np.zeros(len(fresh), dtype=np.float32)
+        )
+        among = vectors @ vectors.T  # these lines against each other
+        taken: list[int] = []  # of these, the ones kept
+        for j, a in enumerate(fresh):
+            if float(near[j]) >= self.threshold or (
+                taken and float(np.max(among[j, taken])) >= self.threshold
+            ):
+                self.dropped["near duplicate"] += 1
+                continue
+            n = len(self.kept)
+            if self._matrix is None or n == len(self._matrix):  # grow by doubling
+                grown = np.zeros((max(64, 2 * n), vectors.shape[1]), dtype=np.float32)
+                if self._matrix is not None:
+                    grown[:n] = self._matrix
+                self._matrix = grown
+            self._matrix[n] = vectors[j]
+            self.kept.append(a)
+            taken.append(j)
+        return [fresh[j] for j in taken]
+
+    def keep(self, lines: list[Asked]) -> list[Asked]:
+        """The lines of ``lines`` worth keeping (they are kept from now on)."""
         fresh = []
         for a in lines:
             key = normalise(a.text)
@@ -180,20 +211,7 @@ class Keeper:
                 fresh.append(a)
         if not fresh:
             return []
-        vectors = self.embedder.embed_documents([a.text for a in fresh], workers=1)
-        out = []
-        for a, v in zip(fresh, vectors, strict=True):
-            n = len(self.kept)
-            matrix = self._matrix
-            if matrix is not None and n and float(np.max(matrix[:n] @ v)) >= self.threshold:
-                self.dropped["near duplicate"] += 1
-                continue
-            if self._matrix is None or n == len(self._matrix):  # grow by doubling
-                grown = np.zeros((max(64, 2 * n), len(v)), dtype=np.float32)
-                if self._matrix is not None:
-                    grown[:n] = self._matrix
-                self._matrix = grown
-            self._matrix[n] = v
-            self.kept.append(a)
-            out.append(a)
+        out: list[Asked] = []
+        for start in range(0, len(fresh), self.CHUNK):
+            out += self._keep_new(fresh[start : start + self.CHUNK])
         return out
