@@ -134,6 +134,24 @@ def test_a_failed_write_leaves_the_dataset_that_was_there(built, tmp_path, monke
     assert ds.read_dataset(folder)[1] == samples
 
 
+def test_a_disk_that_fills_while_the_samples_are_written_loses_nothing(
+    built, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    c, held, samples = built
+    folder = tmp_path / "d"
+    ds.write_dataset(folder, manifest_for(c, held), samples[:3])
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ds.os, "fsync", full)
+    with pytest.raises(InputError, match="cannot write the samples .*No space left"):
+        ds.write_dataset(folder, manifest_for(c, held), samples)
+    monkeypatch.undo()
+    assert ds.read_dataset(folder)[1] == samples[:3]
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []
+
+
 def test_a_sample_from_a_held_out_scene_is_refused(built, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     c, held, samples = built
     with pytest.raises(InputError, match="held-out scene must stay out of training"):

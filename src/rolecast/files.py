@@ -29,11 +29,15 @@ _OLD = re.compile(r"^\.(?P<name>.+)\.old-(?P<pid>\d+)$")
 _TMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?:(?P<pid>\d+)-)?[^/]*$")  # older ones hold no pid
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o644) -> Path:
+def write_atomic(
+    path: str | os.PathLike[str], data: bytes | str, mode: int = 0o644, sync: bool = True
+) -> Path:
     """Write ``data`` (str as UTF-8) to ``path`` atomically: into a temporary sibling, synced
     to disk, then renamed into place, so a reader never sees half a file and a failed write
     leaves the old one. Missing folders are made; ``mode`` is the file's permissions. An
-    unwritable place is an :class:`InputError` naming the path."""
+    unwritable place is an :class:`InputError` naming the path. ``sync=False`` skips the
+    sync, for files whose reader takes a damaged one for a missing one (a cache entry):
+    atomic still, but a power cut may leave the new name on unwritten data."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"cannot write {path}: it is a folder, not a file name")
@@ -52,7 +56,8 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
             f.flush()
-            os.fsync(f.fileno())  # on disk before it takes the name
+            if sync:
+                os.fsync(f.fileno())  # on disk before it takes the name
         os.chmod(tmp, mode)  # mkstemp makes it private
         os.replace(tmp, path)
     except OSError as exc:

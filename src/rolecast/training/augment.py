@@ -138,7 +138,7 @@ def augment(
         from ..retrieval.embedders import get_embedder
 
         embedder = get_embedder("use")
-    keeper = Keeper(embedder, character)
+    keeper = Keeper(embedder, character, expected=settings.n)
     turns = candidate_turns(character)
 
     def ask(i: int) -> dict[str, str]:
@@ -196,6 +196,8 @@ def augment(
             except NoReplyError as exc:  # the session gave up on its tries: filtered as empty
                 error = str(exc)  # (a backend that fails stops the run: nothing is cached)
             reply = "" if error else report.reply
+            earlier = [turn["reply"] for turn in out]
+            verdicts = filter_reply(checker, character, line, reply, earlier)
             out.append(
                 {
                     "line": line,
@@ -206,10 +208,10 @@ def augment(
                     "retrieved": list(report.assembly.scene_ids),
                     "reply": reply,
                     "error": error,
+                    "verdicts": verdicts,
                 }
             )
-            earlier = [turn["reply"] for turn in out[:-1]]
-            if t + 1 == last or filter_reply(checker, character, line, reply, earlier):
+            if t + 1 == last or verdicts:
                 break
             dialogue = [(turn.speaker, turn.text) for turn in session.history]
             params = replace(QUESTION_PARAMS, seed=item_seed(seed, "next", t))
@@ -232,8 +234,7 @@ def augment(
         first = sample_id("generated", character.id, a.speaker, a.text)
         turns = value["turns"]
         for t, turn in enumerate(turns):
-            earlier = [e["reply"] for e in turns[:t]]
-            verdicts = filter_reply(checker, character, turn["line"], turn["reply"], earlier)
+            verdicts = turn["verdicts"]
             if verdicts:
                 dropped.update(verdicts[:1])  # counted once, under its first reason
                 break  # a later turn would have this reply in its history

@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import re
+import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -155,9 +157,7 @@ def write_dataset(folder: Path, manifest: Manifest, samples: Sequence[Sample]) -
             f"{leaked[0]}): a held-out scene must stay out of training"
         )
     folder = Path(folder)
-    body = "".join(json.dumps(s.to_dict(), ensure_ascii=False) + "\n" for s in samples)
-    name = f"samples-{hashlib.sha256(body.encode()).hexdigest()[:12]}.jsonl"
-    write_atomic(folder / name, body)
+    name = _write_samples(folder, samples)
     manifest.samples = name
     manifest.counts = {k: sum(s.kind == k for s in samples) for k in KINDS}
     manifest.created = manifest.created or _dt.datetime.now(_dt.timezone.utc).isoformat(
@@ -168,6 +168,31 @@ def write_dataset(folder: Path, manifest: Manifest, samples: Sequence[Sample]) -
         if old.name != name:
             old.unlink(missing_ok=True)
     return folder
+
+
+def _write_samples(folder: Path, samples: Sequence[Sample]) -> str:
+    """The samples file, written a line at a time (a dataset of 50,000 rows is hundreds of
+    megabytes: never held as one string), synced, and named by its content's hash."""
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(prefix=".samples.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for s in samples:
+                line = (json.dumps(s.to_dict(), ensure_ascii=False) + "\n").encode("utf-8")
+                digest.update(line)
+                f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        name = f"samples-{digest.hexdigest()[:12]}.jsonl"
+        os.replace(tmp, folder / name)
+    except OSError as exc:
+        raise InputError(f"cannot write the samples in {folder}: {exc.strerror or exc}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return name
 
 
 def read_manifest(folder: Path) -> Manifest:

@@ -146,6 +146,7 @@ class Keeper:
     _seen: set[str] = field(default_factory=set)
     _matrix: np.ndarray | None = None  # the kept lines' vectors, rows [0, len(kept))
     _canon: set[str] = field(default_factory=set)
+    expected: int = 0  # lines that will be kept (room is made for them at once)
     CHUNK: ClassVar[int] = 256  # new lines checked together
 
     def __post_init__(self) -> None:
@@ -187,8 +188,9 @@ class Keeper:
                 self.dropped["near duplicate"] += 1
                 continue
             n = len(self.kept)
-            if self._matrix is None or n == len(self._matrix):  # grow by doubling
-                grown = np.zeros((max(64, 2 * n), vectors.shape[1]), dtype=np.float32)
+            if self._matrix is None or n == len(self._matrix):  # the expected size, then 1.5x
+                size = max(64, self.expected + self.CHUNK, n + n // 2)
+                grown = np.zeros((size, vectors.shape[1]), dtype=np.float32)
                 if self._matrix is not None:
                     grown[:n] = self._matrix
                 self._matrix = grown
