@@ -4,8 +4,9 @@
         [--bases smollm2-135m,qwen2.5-coder-0.5b] [--device auto]
 
 The dataset is the character's canon samples (each answering line, its scene's earlier lines
-as history, the prompt as the character's session assembles it; no backend call). Each base
-trains ``--steps`` optimiser steps (rank 16 on q/k/v/o, samples up to 1,024 tokens) with no
+as history, the prompt as the character's session assembles it for the default local model;
+no backend call). Each base
+trains ``--steps`` optimiser steps (rank 16 on q/k/v/o, samples up to 2,048 tokens) with no
 checkpoint and no GGUF conversion. Prints, per base: the time to load the model (roughly),
 tokens/s over the training steps (forward, backward and optimiser; every token of the padded
 batch rows counted as the trainer counts them: each sample's own), and the samples' mean
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
 
-    from rolecast.backends.scripted import EchoLLM
+    from rolecast.backends.local import LocalLLM
     from rolecast.character import store
     from rolecast.retrieval.index import load_index
     from rolecast.session import Session
@@ -65,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
 
     character = store.load(args.character)
     held = held_out_scenes(character)
-    prototype = Session(character, load_index(character, "use"), EchoLLM(), order="split")
+    # the default model's tokenizer and budgets (no weights): the prompts augment makes
+    llm = LocalLLM(vocab_only=True)
+    prototype = Session(character, load_index(character, "use"), llm, order=llm.prompt_order)
     samples = canon_samples(prototype, frozenset(held))
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"

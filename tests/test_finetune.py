@@ -19,7 +19,7 @@ from rolecast.training import adapter as ad
 from rolecast.training import finetune as ft
 from rolecast.training.dataset import Manifest, Sample, write_dataset
 
-from conftest import make_english_character
+from conftest import corpus_root, make_english_character
 
 LINE = "Banana pancakes forever, friend!"
 QUESTIONS = (
@@ -414,3 +414,37 @@ def test_an_interrupted_run_goes_on_from_its_checkpoint(tmp_path: Path) -> None:
     assert result.resumed_from == 2 and sorted(second) == [3, 4]
     assert second[3] == pytest.approx(first[3], abs=1e-4)  # same weights, batch and dropout
     assert ad.read_adapter(out).figures["steps"] == 4
+
+
+@pytest.mark.corpus
+@needs_training
+@pytest.mark.skipif(corpus_root() is None, reason="ROLECAST_CORPUS is not set")
+def test_from_a_corpus_character_to_a_tuned_model_with_smollm2(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The whole loop on the CPU: augment a few dozen samples of Sheldon with SmolLM2, train
+    two steps, convert, chat one turn with the adapter, score one held-out turn."""
+    from rolecast.character import store
+    from rolecast.formats.chatharuhi import import_story_folder
+
+    root = corpus_root()
+    assert root is not None
+    sheldon = import_story_folder(root / "characters" / "Sheldon").character
+    sheldon.scenes = sheldon.scenes[:40]  # a small character: a few dozen canon samples
+    save_character(sheldon, store.user_package_path(sheldon.id))
+    model = ["--backend", "local", "--model", "smollm2-135m"]
+    data, lora = tmp_path / "data", tmp_path / "lora"
+    argv = ["augment", sheldon.id, "-o", str(data), "-n", "6", "--held-out", "0.2", *model]
+    assert main(argv) == 0
+    manifest = json.loads((data / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["counts"]["canon"] >= 10 and manifest["held_out"]
+    argv = ["finetune", str(data), "--base", "smollm2-135m", "-o", str(lora)]
+    assert main([*argv, "--max-steps", "2", "--batch-size", "2", "--max-length", "2048"]) == 0
+    assert "adapter in" in capsys.readouterr().out and (lora / ad.GGUF).is_file()
+    chat = ["chat", sheldon.id, *model, "--lora", str(lora)]
+    assert main([*chat, "--once", "Leonard, where is my spot?"]) == 0
+    assert capsys.readouterr().out.strip()
+    out = tmp_path / "eval"
+    argv = ["eval", "canon", sheldon.id, *model, "--lora", str(lora), "--n", "1"]
+    assert main([*argv, "--out", str(out)]) == 0
+    result = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert result["items"][0]["scene"] in manifest["held_out"]
+    assert set(result["items"][0]["replies"]) == {"canon+lora", "canon"}

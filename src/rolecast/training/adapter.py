@@ -241,6 +241,8 @@ def _drop_quantization(path: Path) -> None:
 def convert_to_gguf(peft_dir: Path, base_config: Path, out: Path) -> Path:
     """llama.cpp's converter on the peft adapter, into ``out`` (atomically)."""
     source = converter_dir()
+    # the converter runs in its own folder: every path it is given must be absolute
+    peft_dir, base_config, out = peft_dir.resolve(), base_config.resolve(), out.resolve()
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     command = [
         sys.executable,

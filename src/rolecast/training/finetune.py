@@ -48,13 +48,16 @@ class Settings:
     dropout: float = 0.05
     learning_rate: float = 2e-4
     epochs: float = 1.0
-    max_length: int = 1024
+    max_length: int = 2048
     batch_size: int = 4
     accumulate: int = 1  # batches per optimiser step
     max_steps: int = 0
     save_every: int = 50  # steps between checkpoints
     seed: int = 0
     targets: tuple[str, ...] = TARGETS
+    # keep only each layer's input for the backward pass (recomputing the rest): a batch of
+    # four 2,000-token samples needs ~24 GB for SmolLM2 without it, a few GB with it
+    checkpointing: bool = True
 
     def check(self) -> None:
         problems = []
@@ -194,11 +197,14 @@ def load_base(base: ad.Base, device: str) -> tuple[Any, Any]:
         folder, extra = str(base.path.parent), {"gguf_file": base.path.name}
     else:
         folder, extra = str(base.path), {}
+    transformers.utils.logging.disable_progress_bar()  # the command shows its own progress
     dtype = torch.float32
     if device == "cuda" and torch.cuda.is_bf16_supported():
         dtype = torch.bfloat16
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder, **extra)
-    model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **extra)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        folder, dtype=dtype, attn_implementation="sdpa", **extra
+    )
     if not getattr(tokenizer, "chat_template", None):
         raise InputError(f"the base model {base.name} has no chat template: it is not a chat model")
     if tokenizer.pad_token_id is None:
@@ -288,6 +294,14 @@ def finetune(
         target_modules=list(settings.targets),
         task_type="CAUSAL_LM",
     )
+    if settings.checkpointing:  # activations of long Chinese prompts: gigabytes a layer
+        options = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers 5.x
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+        model.enable_input_require_grads()
+        model.config.use_cache = False  # no KV cache while training
     try:
         with warnings.catch_warnings():  # peft asks transformers a question v5 deprecated
             warnings.simplefilter("ignore", FutureWarning)
@@ -313,13 +327,14 @@ def finetune(
         for batch in step_batches(len(encoded.rows), settings, step):
             rows = [encoded.rows[i] for i in batch]
             ids, mask, labels = pad_batch(rows, pad)
-            out = model(
-                input_ids=torch.tensor(ids, device=device),
-                attention_mask=torch.tensor(mask, device=device),
-                labels=torch.tensor(labels, device=device),
+            loss = reply_loss(
+                model,
+                torch.tensor(ids, device=device),
+                torch.tensor(mask, device=device),
+                torch.tensor(labels, device=device),
             )
-            (out.loss / settings.accumulate).backward()
-            losses.append(float(out.loss.detach()))
+            (loss / settings.accumulate).backward()
+            losses.append(float(loss.detach()))
             tokens += sum(len(i) for i, _ in rows)
         optimizer.step()
         scheduler.step()
@@ -369,6 +384,21 @@ def finetune(
         loss_value,
         resumed_from=start,
         skipped={"too_long": encoded.too_long, "empty": encoded.empty},
+    )
+
+
+def reply_loss(model: Any, ids: Any, mask: Any, labels: Any) -> Any:
+    """The mean next-token loss over the labelled (reply) tokens, with logits computed only
+    at the positions that predict one: the vocabulary-wide logits of every prompt token
+    would take gigabytes for nothing (replies are a tenth of the tokens or less)."""
+    import torch
+
+    targets = labels[:, 1:]  # position p predicts token p + 1
+    keep = (targets != IGNORE).any(dim=0).nonzero().squeeze(1)
+    logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits
+    wanted = targets[:, keep]
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), wanted.reshape(-1), ignore_index=IGNORE
     )
 
 
