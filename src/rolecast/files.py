@@ -11,6 +11,7 @@ folders that a dead process left behind.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -160,3 +161,12 @@ def recover_dirs(base: Path, now: float | None = None) -> list[str]:
         except OSError as exc:
             log.warning("cannot clean up %s: %s", entry, exc)
     return done
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file's content, read in 4 MB blocks (model files are hundreds of MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(4 << 20):
+            h.update(block)
+    return h.hexdigest()

@@ -111,7 +111,8 @@ class LocalLLM(LLM):
         self.adapter = None
         suffix = ""
         if lora:
-            from ..training.adapter import check_base, file_sha256, open_adapter
+            from ..files import file_sha256
+            from ..training.adapter import check_base, open_adapter
 
             self.adapter = open_adapter(lora)
             check_base(self.adapter, path)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import config
 from ..errors import BackendError, MissingDependencyError, UnknownNameError
-from ..files import write_atomic
+from ..files import file_sha256, write_atomic
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
 _CHUNK = 4 * 1024 * 1024
@@ -91,14 +91,6 @@ def _part_path(package: str, inner: str, spec: ModelSpec) -> Path:
     return Path(next(iter(found.submodule_search_locations))) / inner
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _stamp_text(spec: ModelSpec, path: Path) -> str:
     st = path.stat()
     return f"{spec.sha256} {st.st_size} {st.st_mtime_ns}\n"
@@ -110,7 +102,7 @@ def _checked(spec: ModelSpec, path: Path, stamp: Path) -> bool:
     now = _stamp_text(spec, path)
     if stamp.is_file() and stamp.read_text() == now:
         return True
-    if _sha256(path) != spec.sha256:
+    if file_sha256(path) != spec.sha256:
         return False
     write_atomic(stamp, now)
     return True

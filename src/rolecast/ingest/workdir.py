@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, RolecastError
-from ..files import write_atomic
+from ..files import file_sha256, write_atomic
 from .faces import Detector
 from .scenes import solo_spans
 from .subtitles import SubLine, read_subtitles
@@ -42,12 +42,7 @@ def _noop(step: str, done: int, total: int) -> None:
     return None
 
 
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+file_hash = file_sha256  # what ingest's cache keys name a file's content by
 
 
 class WorkDir:

@@ -14,7 +14,6 @@ before llama.cpp sees it.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import subprocess
@@ -28,7 +27,7 @@ from typing import Any
 from .. import __version__
 from ..backends import models
 from ..errors import BackendError, InputError, ParseError
-from ..files import replace_dir, staging_dir, write_atomic
+from ..files import file_sha256, replace_dir, staging_dir, write_atomic
 
 MANIFEST = "adapter.json"
 GGUF = "adapter.gguf"
@@ -49,14 +48,6 @@ class Base:
 
     def to_dict(self) -> dict[str, str]:
         return {"name": self.name, "kind": self.kind, "file": self.path.name, "sha256": self.sha256}
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(4 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def resolve_base(name: str) -> Base:
