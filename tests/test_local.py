@@ -147,8 +147,8 @@ def test_an_assembled_model_is_trusted_by_size_and_mtime_and_hashed_again_when_t
 ) -> None:
     spec = _fake_model(tmp_path, monkeypatch, "fake_model_stamp")
     hashed: list[Path] = []
-    real = models._sha256
-    monkeypatch.setattr(models, "_sha256", lambda p: hashed.append(p) or real(p))
+    real = models.file_sha256
+    monkeypatch.setattr(models, "file_sha256", lambda p: hashed.append(p) or real(p))
     path = models.assemble(spec, tmp_path / "models")
     assert path.read_bytes()[:4] == b"GGUF"
     assert models.assemble(spec, tmp_path / "models") == path and not hashed  # no re-hash
@@ -257,8 +257,8 @@ def test_a_model_a_package_carries_whole_is_checked_once_and_when_it_changes(
     whole = tmp_path / "whole.gguf"
     whole.write_bytes(b"GGUF" + b"x" * 12 + b"y" * 16)
     hashed: list[Path] = []
-    real = models._sha256
-    monkeypatch.setattr(models, "_sha256", lambda p: hashed.append(p) or real(p))
+    real = models.file_sha256
+    monkeypatch.setattr(models, "file_sha256", lambda p: hashed.append(p) or real(p))
     assert models.verified(spec, whole, tmp_path / "stamps") == whole and hashed == [whole]
     assert models.verified(spec, whole, tmp_path / "stamps") == whole and hashed == [whole]
     whole.write_bytes(b"GGUF" + b"z" * (spec.size - 4))  # damaged in place, same size
