@@ -18,7 +18,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,9 +31,13 @@ _TMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?:(?P<pid>\d+)-)?[^/]*$")  # older one
 
 
 def write_atomic(
-    path: str | os.PathLike[str], data: bytes | str, mode: int = 0o644, sync: bool = True
+    path: str | os.PathLike[str],
+    data: bytes | str | Iterable[bytes],
+    mode: int = 0o644,
+    sync: bool = True,
 ) -> Path:
-    """Write ``data`` (str as UTF-8) to ``path`` atomically: into a temporary sibling, synced
+    """Write ``data`` (str as UTF-8; or byte chunks one at a time, for a file too large to
+    hold as one string) to ``path`` atomically: into a temporary sibling, synced
     to disk, then renamed into place, so a reader never sees half a file and a failed write
     leaves the old one. Missing folders are made; ``mode`` is the file's permissions. An
     unwritable place is an :class:`InputError` naming the path. ``sync=False`` skips the
@@ -47,7 +51,11 @@ def write_atomic(
             if not folder.is_dir():
                 raise InputError(f"cannot write {path}: {folder} is a file, not a folder")
             break
-    blob = data.encode("utf-8") if isinstance(data, str) else data
+    chunks = (
+        [data.encode("utf-8")]
+        if isinstance(data, str)
+        else ([data] if isinstance(data, bytes) else data)
+    )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -55,7 +63,8 @@ def write_atomic(
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(blob)
+            for chunk in chunks:
+                f.write(chunk)
             f.flush()
             if sync:
                 os.fsync(f.fileno())  # on disk before it takes the name

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -173,25 +172,20 @@ def write_dataset(folder: Path, manifest: Manifest, samples: Sequence[Sample]) -
 def _write_samples(folder: Path, samples: Sequence[Sample]) -> str:
     """The samples file, written a line at a time (a dataset of 50,000 rows is hundreds of
     megabytes: never held as one string), synced, and named by its content's hash."""
-    folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(prefix=".samples.", suffix=".tmp", dir=folder)
+
+    def lines() -> Iterator[bytes]:
+        for s in samples:
+            line = (json.dumps(s.to_dict(), ensure_ascii=False) + "\n").encode("utf-8")
+            digest.update(line)
+            yield line
+
+    pending = write_atomic(folder / ".samples.pending", lines())
+    name = f"samples-{digest.hexdigest()[:12]}.jsonl"
     try:
-        with os.fdopen(fd, "wb") as f:
-            for s in samples:
-                line = (json.dumps(s.to_dict(), ensure_ascii=False) + "\n").encode("utf-8")
-                digest.update(line)
-                f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        name = f"samples-{digest.hexdigest()[:12]}.jsonl"
-        os.replace(tmp, folder / name)
+        os.replace(pending, folder / name)  # a rename in one folder: whole or not at all
     except OSError as exc:
         raise InputError(f"cannot write the samples in {folder}: {exc.strerror or exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return name
 
 
