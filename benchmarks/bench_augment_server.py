@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from servers import free_port, wait_for_url  # noqa: E402
+from servers import llama_server  # noqa: E402
 
 from rolecast.backends.base import LLM, GenerationParams, WrappedLLM  # noqa: E402
 
@@ -56,37 +55,6 @@ class Recorder(WrappedLLM):
             yield chunk
 
 
-def start_server(model: Path, threads: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                str(model),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n_ctx",
-                "4096",
-                "--interrupt_requests",
-                "False",  # else a new request cuts the one being streamed
-                "--n_threads",
-                str(threads),
-                "--n_threads_batch",
-                str(threads),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}/v1"
-    wait_for_url(f"{base}/models", proc, log, seconds=180)
-    return proc, base
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=24, help="generated lines wanted (default 24)")
@@ -106,10 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     character = store.load(args.character)
     index = load_index(character, "use")
     with tempfile.TemporaryDirectory() as tmp:
-        proc, base = start_server(
-            resolve_model(args.model), args.server_threads, Path(tmp) / "server.log"
-        )
-        try:
+        log = Path(tmp) / "server.log"
+        model = resolve_model(args.model)
+        with llama_server(model, log, n_ctx=4096, threads=args.server_threads) as base:
             client = OpenAILLM(model=args.model, base_url=base, api_key="none")
             recorder = Recorder(client)
             prototype = Session(character, index, recorder, order="split")
@@ -128,10 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             with ThreadPoolExecutor(args.concurrency) as pool:
                 replayed = sum(pool.map(replay, recorder.requests))
-            raw_s = time.perf_counter() - started
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+        raw_s = time.perf_counter() - started
     generated = sum(s.kind == "generated" for s in samples)
     sizes = [len(m[0][-1]["content"]) for m in recorder.requests]
     print(f"model {args.model}, server threads {args.server_threads}, {args.concurrency} in flight")

@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,28 +37,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(url: str, proc: subprocess.Popen[bytes], seconds: float = 120) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                answer.read()
-            return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"{url} did not answer")
+sys.path.insert(0, str(ROOT / "tests"))  # servers.py: llama.cpp on loopback
 
 
 def bench_retrieval(home: Path, character: str, repeat: int) -> dict[str, object]:
@@ -152,43 +130,15 @@ def bench_canon(
     server_threads: int = 1,
 ) -> dict[str, object]:
     """Against llama.cpp's server with SmolLM2 (one request decoded at a time)."""
+    from servers import llama_server
+
     from rolecast.backends.models import resolve_model
 
-    port = free_port()
-    log = home / "llama-server.log"
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                str(resolve_model("smollm2")),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n_ctx",
-                "2048",
-                "--interrupt_requests",
-                "False",  # else a new request cuts the one being streamed
-                # one thread for prompt and generation alike: the other core is rolecast's
-                # (retrieval, prompts, scoring), as if the server had its own machine
-                "--n_threads",
-                str(server_threads),
-                "--n_threads_batch",
-                str(server_threads),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        base = f"http://127.0.0.1:{port}/v1"
-        wait_for(f"{base}/models", server)
+    # one thread for prompt and generation alike: the other core is rolecast's (retrieval,
+    # prompts, scoring), as if the server had its own machine
+    model = resolve_model("smollm2")
+    with llama_server(model, home / "llama-server.log", threads=server_threads) as base:
         return measure(character, base, n, repeat, max_tokens, levels, "llama.cpp")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def stub_server(latency: float):  # type: ignore[no-untyped-def]

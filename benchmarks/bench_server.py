@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,27 +37,6 @@ import time
 from pathlib import Path
 
 QUESTIONS = ["Where is the cat?", "Why the lamp?", "How much for noodles?", "Is it raining?"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(url: str, proc: subprocess.Popen[bytes], seconds: float = 120) -> None:
-    import httpx
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[:3]} exited")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -108,36 +87,9 @@ async def client(n: int, base: str, until: float, max_tokens: int, stats: dict) 
             i += 1
 
 
-def start_llama(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    """llama.cpp's OpenAI-compatible server with SmolLM2-135M on one thread."""
-    from rolecast.backends.models import resolve_model
-
-    llama_port = free_port()
-    llama = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(resolve_model("smollm2")),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(llama_port),
-            "--n_ctx",
-            "2048",
-            "--interrupt_requests",
-            "False",
-            "--verbose",
-            "False",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{llama_port}/v1"
-    wait_for(f"{url}/models", llama)
-    return llama, url
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(timeout=20)
 
 
 def serve_command(args: argparse.Namespace, port: int, llama_url: str | None) -> list[str]:
@@ -272,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     home = Path(tempfile.mkdtemp(prefix="rolecast-bench-server-"))
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from servers import free_port, llama_server, wait_for_url
+
+    from rolecast.backends.models import resolve_model
     from rolecast.character.package import save_character
 
     from conftest import make_english_character
@@ -280,11 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     timings = home / "timings.jsonl"
     env = {**os.environ, "ROLECAST_HOME": str(home), "ROLECAST_SERVER_TIMINGS": str(timings)}
     port = free_port()
-    llama = server = None
-    try:
+    with contextlib.ExitStack() as stack:
         llama_url = None
-        if args.backend == "openai":
-            llama, llama_url = start_llama(env)
+        if args.backend == "openai":  # SmolLM2-135M on llama.cpp's default threads
+            model = resolve_model("smollm2")
+            llama_url = stack.enter_context(llama_server(model, env=env))
         server = subprocess.Popen(
             serve_command(args, port, llama_url),
             env={**env, "ROLECAST_TIMEOUT": "600"},
@@ -292,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
             stderr=subprocess.DEVNULL,
         )
         base = f"http://127.0.0.1:{port}/v1"
-        wait_for(f"{base}/models", server, seconds=600)
+        stack.callback(_stop, server)
+        wait_for_url(f"{base}/models", server, seconds=600)
         if args.dropped_stream:
             return dropped_stream(args, base)
         stats: dict = {"ok": 0, "errors": [], "ttft": [], "latency": []}  # type: ignore[type-arg]
@@ -306,11 +262,6 @@ def main(argv: list[str] | None = None) -> int:
 
         asyncio.run(run())
         wall = time.monotonic() - start
-    finally:
-        for p in (server, llama):
-            if p is not None:
-                p.terminate()
-                p.wait(timeout=20)
     rows = [json.loads(x) for x in timings.read_text().splitlines()] if timings.exists() else []
     first = [r["to_backend_ms"] for r in rows if "to_backend_ms" in r]
     hold = [r["holdback_ms"] for r in rows if "holdback_ms" in r]

@@ -6,8 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -15,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from servers import free_port, wait_for_url
+from servers import llama_server
 
 from rolecast.backends.base import GenerationParams
 from rolecast.backends.models import resolve_model
@@ -34,28 +32,9 @@ PARAMS = GenerationParams(max_tokens=24, seed=1)
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     """llama.cpp's OpenAI-compatible server with SmolLM2, on loopback."""
-    port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    cmd = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(resolve_model("smollm2")),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_ctx",
-        "2048",
-    ]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    wait_for_url(url + "/models", proc, log)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    with llama_server(resolve_model("smollm2"), log) as url:
+        yield url
 
 
 class FaultProxy:
