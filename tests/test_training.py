@@ -347,6 +347,24 @@ def test_the_keeper_drops_copies_and_near_duplicates(embedder) -> None:  # type:
     assert again == []  # near the last kept line, found past the first block
 
 
+def test_the_duplicate_threshold_is_the_cosine_at_which_a_line_is_dropped(embedder) -> None:  # type: ignore[no-untyped-def]
+    from rolecast.training.augment import Settings
+    from rolecast.training.questions import DUPLICATE_COSINE, Asked, Keeper
+
+    c = make_character(8)
+    a, b = "你觉得我们能成功吗？", "你觉得我们能够成功吗？"
+    va, vb = embedder.embed_documents([a, b], workers=1)
+    cosine = float(va @ vb)
+    assert DUPLICATE_COSINE < cosine < 1.0  # the same question, reworded
+    for threshold, kept in ((cosine - 0.001, [a]), (cosine + 0.001, [a, b])):
+        keeper = Keeper(embedder, c, threshold)
+        assert [x.text for x in keeper.keep([Asked("旅人", a), Asked("旅人", b)])] == kept
+    assert Settings().duplicate_cosine == DUPLICATE_COSINE
+    for bad in (0.0, -0.5, 1.2):
+        with pytest.raises(InputError, match="--duplicate-cosine must be above 0"):
+            Settings(duplicate_cosine=bad).check()
+
+
 # ------------------------------------------------------------------------------ augment
 
 

@@ -31,6 +31,7 @@ def cmd_augment(args: argparse.Namespace) -> int:
         canon=not args.no_canon,
         continued=args.continued,
         turns=args.turns,
+        duplicate_cosine=args.duplicate_cosine,
     )
     settings.check()
     held_out_scenes(character, settings.held_out, settings.seed)  # bad input: before a model
@@ -99,6 +100,15 @@ def add_augment(sub: Any) -> None:
         type=int,
         default=d.turns,
         help=f"turns of such a conversation at most (default {d.turns})",
+    )
+    sp.add_argument(
+        "--duplicate-cosine",
+        type=float,
+        metavar="COS",
+        default=d.duplicate_cosine,
+        help="a generated line this close (embedding cosine) to one kept already is a near "
+        f"duplicate and dropped (default {d.duplicate_cosine}, read off generated questions: "
+        "benchmarks/tune_duplicates.py)",
     )
     sp.add_argument(
         "--concurrency",

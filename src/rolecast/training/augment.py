@@ -31,6 +31,7 @@ from ..eval.runner import Progress, fresh_session, item_seed, run_items
 from ..eval.smoke import SmokeChecker
 from .dataset import Manifest, Sample
 from .questions import (
+    DUPLICATE_COSINE,
     PER_REQUEST,
     Asked,
     Keeper,
@@ -64,6 +65,7 @@ class Settings:
     per_request: int = PER_REQUEST
     continued: float = 0.2  # share of generated lines whose conversation goes on
     turns: int = 3  # turns of such a conversation at most, the first line's included
+    duplicate_cosine: float = DUPLICATE_COSINE  # a line this close to a kept one is dropped
 
     def check(self) -> None:
         if self.n < 0:
@@ -72,6 +74,10 @@ class Settings:
             raise InputError(f"--continued must be a share from 0 to 1, not {self.continued}")
         if not 1 <= self.turns <= 10:
             raise InputError(f"--turns must be 1 to 10, not {self.turns}")
+        if not 0 < self.duplicate_cosine <= 1:
+            raise InputError(
+                f"--duplicate-cosine must be above 0 and at most 1, not {self.duplicate_cosine}"
+            )
         if not 1 <= self.per_request <= 50:
             raise InputError(f"lines per request must be 1 to 50, not {self.per_request}")
 
@@ -138,7 +144,7 @@ def augment(
         from ..retrieval.embedders import get_embedder
 
         embedder = get_embedder("use")
-    keeper = Keeper(embedder, character, expected=settings.n)
+    keeper = Keeper(embedder, character, settings.duplicate_cosine, expected=settings.n)
     turns = candidate_turns(character)
 
     def ask(i: int) -> dict[str, str]:

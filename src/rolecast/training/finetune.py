@@ -263,22 +263,14 @@ def finetune(
     out_dir = Path(out_dir)
     manifest, samples = read_dataset(Path(dataset_dir))
     base = ad.resolve_base(settings.base)
-    done = ad.read_adapter(out_dir) if (out_dir / ad.MANIFEST).is_file() else None
     digest = dataset_digest(manifest)
-    if done is not None:
-        if done.dataset.get("digest") == digest and done.settings == settings.training_dict():
-            figures = done.figures
-            return Result(out_dir, int(figures.get("steps", 0)), 0, 0.0, figures.get("loss", 0.0))
-        raise InputError(
-            f"{out_dir} already holds an adapter trained on other data or settings: "
-            f"give another folder, or remove it to train again"
-        )
+    if (finished := _finished(out_dir, digest, settings)) is not None:
+        return finished
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir} is a file: give a folder for the adapter")
     state = {"digest": digest, "settings": settings.training_dict(), "base": base.sha256}
     start = _checkpoint_step(out_dir, state)  # another run's checkpoint: refused before loading
     device = pick_device(device)
-    torch, _, peft = _libraries()
     tokenizer, model = load_base(base, device)
     encoded = encode_samples(samples, tokenizer, settings.max_length)
     if not encoded.rows:
@@ -286,7 +278,72 @@ def finetune(
             f"no sample of {dataset_dir} fits in --max-length {settings.max_length} tokens "
             f"({encoded.too_long} longer): raise --max-length"
         )
-    torch.manual_seed(settings.seed)
+    model = _with_lora(model, settings, base.name)
+    run = _train(
+        model,
+        encoded,
+        int(tokenizer.pad_token_id),
+        settings,
+        device,
+        out_dir,
+        state,
+        start,
+        progress,
+    )
+    figures = {
+        "steps": run.steps,
+        "loss": run.loss,
+        "tokens_per_second": round(run.tokens_per_second, 2),
+        "device": device,
+        "samples": len(encoded.rows),
+        "tokens": encoded.tokens,
+        "trained_tokens": encoded.trained_tokens,
+        "too_long": encoded.too_long,
+    }
+    ad.write_adapter(
+        out_dir,
+        model,
+        tokenizer,
+        base,
+        ad.AdapterManifest(
+            base=base.to_dict(),
+            character=dict(manifest.character),
+            dataset={
+                "folder": str(Path(dataset_dir).resolve()),
+                "digest": digest,
+                "samples": manifest.samples,
+                "held_out": list(manifest.held_out),
+            },
+            settings=settings.training_dict(),
+            figures=figures,
+        ),
+        convert=convert,
+    )
+    shutil.rmtree(out_dir / CHECKPOINT, ignore_errors=True)
+    run.skipped = {"too_long": encoded.too_long, "empty": encoded.empty}
+    return run
+
+
+def _finished(out_dir: Path, digest: str, settings: Settings) -> Result | None:
+    """The adapter already in ``out_dir`` when it is this run's (a rerun trains nothing);
+    None when there is none; another run's is refused."""
+    if not (out_dir / ad.MANIFEST).is_file():
+        return None
+    done = ad.read_adapter(out_dir)
+    if done.dataset.get("digest") != digest or done.settings != settings.training_dict():
+        raise InputError(
+            f"{out_dir} already holds an adapter trained on other data or settings: "
+            f"give another folder, or remove it to train again"
+        )
+    figures = done.figures
+    return Result(out_dir, int(figures.get("steps", 0)), 0, 0.0, figures.get("loss", 0.0))
+
+
+def _with_lora(model: Any, settings: Settings, base_name: str) -> Any:
+    """``model`` wrapped by peft with LoRA on the target modules, activation checkpointing on
+    when the settings ask for it."""
+    torch, _, peft = _libraries()
+    torch.manual_seed(settings.seed)  # the LoRA's initial weights
     config = peft.LoraConfig(
         r=settings.rank,
         lora_alpha=settings.alpha,
@@ -305,9 +362,25 @@ def finetune(
     try:
         with warnings.catch_warnings():  # peft asks transformers a question v5 deprecated
             warnings.simplefilter("ignore", FutureWarning)
-            model = peft.get_peft_model(model, config)
+            return peft.get_peft_model(model, config)
     except ValueError as exc:  # a target module the architecture does not have
-        raise InputError(f"LoRA on {base.name}: {exc}") from None
+        raise InputError(f"LoRA on {base_name}: {exc}") from None
+
+
+def _train(
+    model: Any,
+    encoded: Encoded,
+    pad: int,
+    settings: Settings,
+    device: str,
+    out_dir: Path,
+    state: dict[str, Any],
+    start: int,
+    progress: StepReport | None,
+) -> Result:
+    """The optimisation steps from ``start`` (a checkpoint's, or 0) to the end, with a
+    checkpoint every ``save_every`` steps; the model is left in eval mode."""
+    torch, _, peft = _libraries()
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate
     )
@@ -317,7 +390,6 @@ def finetune(
     )
     if start:
         _resume(out_dir, model, optimizer, scheduler, peft, torch)
-    pad = int(tokenizer.pad_token_id)
     model.train()
     loss_value, tokens, seconds = math.nan, 0, 0.0
     for step in range(start, steps):
@@ -346,45 +418,7 @@ def finetune(
             _save_checkpoint(out_dir, model, optimizer, scheduler, {**state, "step": step + 1})
     model.eval()
     rate = tokens / seconds if seconds else 0.0
-    figures = {
-        "steps": steps,
-        "loss": loss_value,
-        "tokens_per_second": round(rate, 2),
-        "device": device,
-        "samples": len(encoded.rows),
-        "tokens": encoded.tokens,
-        "trained_tokens": encoded.trained_tokens,
-        "too_long": encoded.too_long,
-    }
-    ad.write_adapter(
-        out_dir,
-        model,
-        tokenizer,
-        base,
-        ad.AdapterManifest(
-            base=base.to_dict(),
-            character=dict(manifest.character),
-            dataset={
-                "folder": str(Path(dataset_dir).resolve()),
-                "digest": digest,
-                "samples": manifest.samples,
-                "held_out": list(manifest.held_out),
-            },
-            settings=settings.training_dict(),
-            figures=figures,
-        ),
-        convert=convert,
-    )
-    shutil.rmtree(out_dir / CHECKPOINT, ignore_errors=True)
-    return Result(
-        out_dir,
-        steps,
-        steps - start,
-        rate,
-        loss_value,
-        resumed_from=start,
-        skipped={"too_long": encoded.too_long, "empty": encoded.empty},
-    )
+    return Result(out_dir, steps, steps - start, rate, loss_value, resumed_from=start)
 
 
 def reply_loss(model: Any, ids: Any, mask: Any, labels: Any) -> Any:
