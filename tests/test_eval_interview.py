@@ -302,7 +302,7 @@ def test_labels_from_json_and_toml(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('{"X": 3}', r"unknown Big Five factor 'X'; known: E, A, C, N, O, Extraversion"),
+        ('{"X": 3}', r"unknown Big Five factor 'X'; known: O, C, E, A, N"),
         ('{"E": "medium"}', r'E \(Extraversion\) must be a number from 1 to 5 or "high"'),
         ('{"N": 7}', r"N \(Neuroticism\) must be a number from 1 to 5"),
         ('{"E": true}', r"must be a number"),

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends.base import LLM, GenerationParams
 from ..character.model import Character
+from ..character.personality import normalize_factor
 from ..errors import InputError, ParseError
 from .report import to_jsonable
 from .runner import Ask, Progress, asker, item_seed, read_data, run_items
@@ -333,27 +334,7 @@ def big_five(judged: Iterable[Judged]) -> dict[str, FactorScore]:
 # ------------------------------------------------------------------------------ labels
 
 Label = float | str  # a 1-5 score, or "high" / "low"
-_FACTOR_ALIASES = {
-    **{f.lower(): f for f in FACTORS},
-    **{name.lower(): f for f, name in FACTOR_NAMES.items()},
-    "extroversion": "E",
-    "openness to experience": "O",
-    "外向性": "E",
-    "宜人性": "A",
-    "尽责性": "C",
-    "神经质": "N",
-    "开放性": "O",
-}
 _SIDES = {"high": "high", "h": "high", "高": "high", "low": "low", "l": "low", "低": "low"}
-
-
-def normalize_factor(name: str) -> str:
-    """A factor's letter from its letter or name ("e", "Extraversion", "神经质")."""
-    factor = _FACTOR_ALIASES.get(str(name).strip().lower())
-    if factor is None:
-        known = ", ".join([*FACTORS, *FACTOR_NAMES.values()])
-        raise InputError(f"unknown Big Five factor {name!r}; known: {known}")
-    return factor
 
 
 def _label_value(factor: str, value: object) -> Label:
