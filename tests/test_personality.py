@@ -107,3 +107,56 @@ def test_conflicts_name_the_canon_label_first_then_the_persona() -> None:
     ]
     assert pp.conflicts({"O": 5}, {"O": "high"}, "守旧") == []  # the label wins over the words
     assert pp.conflicts({"O": 5}, {}, "") == []
+
+
+# ------------------------------------------------------------- in the package and the prompt
+
+
+def test_the_personality_table_round_trips_and_bad_ones_are_named(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from rolecast.character.package import load_character, save_character
+    from rolecast.errors import ParseError
+
+    from conftest import make_english_character
+
+    c = make_english_character()
+    c.personality = {"O": 5, "N": 2}
+    c.canon_personality = {"O": 4.2, "E": "low"}
+    save_character(c, tmp_path / "mia")
+    toml = tmp_path / "mia" / "character.toml"
+    text = toml.read_text(encoding="utf-8")
+    assert "[personality]" in text and "[personality.canon]" in text
+    back = load_character(tmp_path / "mia")
+    assert back.personality == {"O": 5, "N": 2}
+    assert back.canon_personality == {"O": 4.2, "E": "low"}
+    for old, new, message in (
+        ("N = 2", 'N = "loud"', r"\[personality\]: a trait level for N \(neuroticism\)"),
+        ('E = "low"', "E = 9", r"\[personality\]: label for E \(Extraversion\) must be"),
+        ("N = 2", "Q = 2", r"\[personality\]: unknown Big Five factor 'Q'"),
+        ("[personality.canon]\nO = 4.2", "canon = 3\n[x]\nO = 4.2", "'canon' must be a table"),
+    ):
+        assert old in text
+        toml.write_text(text.replace(old, new), encoding="utf-8")
+        with pytest.raises(ParseError, match=message):
+            load_character(tmp_path / "mia")
+
+
+def test_the_dial_text_joins_the_persona_in_the_stable_system_prefix() -> None:
+    from dataclasses import replace
+
+    from rolecast.prompt.assemble import Budget, Turn, assemble, fixed_texts, persona_text
+    from rolecast.prompt.tokens import quicktok_counter
+
+    from conftest import make_character
+
+    c = make_character(4)
+    dialled = replace(c, personality={"O": 5})
+    assert persona_text(dialled) == c.persona.strip() + "\n\n" + pp.dial_text({"O": 5}, "zh")
+    assert fixed_texts(dialled)[0] == persona_text(dialled)  # an echo of it is a leak
+    counter, line = quicktok_counter(), Turn(c.user_role, "今天吃什么？")
+    for order in ("classic", "split", "cache"):
+        plain = assemble(c, [c.scenes[0]], [], line, Budget(), counter, order=order)
+        tuned = assemble(dialled, [c.scenes[0]], [], line, Budget(), counter, order=order)
+        first = tuned.messages[0]["content"]
+        assert first.startswith(persona_text(dialled)), order  # before any canon or history
+        assert "开放性很高" in first and "开放性" not in plain.messages[0]["content"]
+        assert tuned.messages[1:] == plain.messages[1:], order  # nothing else moves

@@ -82,6 +82,28 @@ def test_stateless_request_uses_the_client_history(chars: Path) -> None:
     assert float(r.headers["X-Rolecast-Prepare-Ms"]) > 0
 
 
+def test_a_request_sets_big_five_dials_for_its_turn_only(chars: Path) -> None:
+    from rolecast.character.personality import dial_text
+
+    client, llm, _ = make_client(chars)
+    llm.enqueue("行。")
+    llm.enqueue("好。")
+    r = ask(client, "你好", personality={"O": "high", "neuroticism": 1})
+    assert r.status_code == 200, r.text
+    system = llm.requests[-1][0][0]["content"]
+    assert dial_text({"O": 5, "N": 1}, "zh") in system  # in the persona's system message
+    assert ask(client, "你好").status_code == 200
+    assert "性格设定" not in llm.requests[-1][0][0]["content"]  # the next request: none
+    for bad, says in (
+        ({"O": "loud"}, "a trait level for O"),
+        ({"Q": 3}, "unknown Big Five factor 'Q'"),
+        ("high", "must be an object"),
+    ):
+        r = ask(client, "你好", personality=bad)
+        assert r.status_code == 400 and r.json()["error"]["param"] == "personality", r.text
+        assert says in r.json()["error"]["message"]
+
+
 def test_personas_are_warmed_at_start_and_before_each_reply(chars: Path) -> None:
     client, llm, state = make_client(chars)
     warmed: list[str] = []

@@ -39,9 +39,10 @@ from typing import Any
 import tomli_w
 
 from ..config import tomllib
-from ..errors import PackageError, ParseError
+from ..errors import InputError, PackageError, ParseError
 from ..files import replace_dir, staging_dir
 from .model import Character, Line, LoreEntry, ModelChoice, Scene, Voice
+from .personality import parse_dials, parse_labels
 from .safezip import SafeZip, unsafe_name
 
 TOML, PERSONA, CANON, IMAGES = "character.toml", "persona.md", "canon.jsonl", "images"
@@ -58,6 +59,7 @@ TOML_KEYS = {
     "portrait",
     "voice",
     "model",
+    "personality",
 }
 VOICE_KEYS = ("backend", "voice", "language", "speed", "model")
 log = logging.getLogger(__name__)
@@ -311,6 +313,27 @@ def parse_model(meta: dict[str, Any], path: Path) -> ModelChoice | None:
     return ModelChoice(base=table.get("base", "").strip(), lora=table.get("lora", "").strip())
 
 
+def parse_personality(
+    meta: dict[str, Any], path: Path
+) -> tuple[dict[str, int], dict[str, float | str]]:
+    """The ``[personality]`` table: Big Five dials (``O = "high"``, ``N = 2``) and, in
+    ``[personality.canon]``, what the canon shows of each factor (1-5 or "high"/"low")."""
+    table = meta.get("personality")
+    if table is None:
+        return {}, {}
+    if not isinstance(table, dict):
+        raise ParseError("'personality' must be a table: [personality] O = \"high\", N = 2", path)
+    try:
+        dials = parse_dials({k: v for k, v in table.items() if k != "canon"})
+        canon_table = table.get("canon", {})
+        if not isinstance(canon_table, dict):
+            raise InputError("[personality] 'canon' must be a table: [personality.canon] O = 4.1")
+        canon = parse_labels(canon_table)
+    except InputError as exc:
+        raise ParseError(f"[personality]: {exc}", path) from None
+    return dials, canon
+
+
 def _character_from_files(cid: str, read: Callable[[str], str | None], root: Path) -> Character:
     toml_text, persona = read(TOML), read(PERSONA) or ""
     assert toml_text is not None
@@ -327,6 +350,7 @@ def _character_from_files(cid: str, read: Callable[[str], str | None], root: Pat
         if key in meta and not isinstance(meta[key], str):
             raise ParseError(f"{key!r} must be a string", toml_path)
     scenes = parse_canon(canon_text, root / CANON) if canon_text is not None else []
+    dials, canon_labels = parse_personality(meta, toml_path)
     character = Character(
         id=cid,
         name=name.strip(),
@@ -343,6 +367,8 @@ def _character_from_files(cid: str, read: Callable[[str], str | None], root: Pat
         lore=parse_lore(lore_text, root / LORE) if lore_text is not None else [],
         voice=parse_voice(meta, toml_path),
         model=parse_model(meta, toml_path),
+        personality=dials,
+        canon_personality=canon_labels,
         card=_json_object(read(CARD), root / CARD),
         vectors=_vectors(read(VECTORS), root / VECTORS),
         extra={k: v for k, v in meta.items() if k not in TOML_KEYS},
@@ -439,6 +465,11 @@ def _toml_text(character: Character) -> str:
         meta["voice"] = character.voice.to_dict()
     if character.model is not None and character.model.to_dict():
         meta["model"] = character.model.to_dict()
+    if character.personality or character.canon_personality:
+        table: dict[str, Any] = dict(character.personality)
+        if character.canon_personality:
+            table["canon"] = dict(character.canon_personality)
+        meta["personality"] = table
     return tomli_w.dumps(meta)
 
 

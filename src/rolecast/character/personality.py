@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import InputError
+from .model import Character
 
 FACTORS = ("O", "C", "E", "A", "N")
 NAMES_EN = {
@@ -199,6 +200,43 @@ def parse_dials(table: Mapping[str, object]) -> Dials:
     return {f: out[f] for f in FACTORS if f in out}
 
 
+Label = float | str  # what a factor is said to be: a 1-5 score, or "high" / "low"
+_SIDES = {"high": "high", "h": "high", "高": "high", "low": "low", "l": "low", "低": "low"}
+
+
+def _label_value(factor: str, value: object) -> Label:
+    if isinstance(value, str):
+        side = _SIDES.get(value.strip().lower())
+        if side:
+            return side
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+        if 1 <= number <= 5:
+            return number
+    raise InputError(
+        f"label for {factor} ({NAMES_EN[factor].capitalize()}) must be a number from 1 to 5 "
+        f'or "high" / "low", not {value!r}'
+    )
+
+
+def parse_labels(data: object) -> dict[str, Label]:
+    """Checked labels by factor letter from a mapping like ``{"E": 4.2, "A": "low"}``: what
+    a character is known to be (published labels, ``[personality.canon]``)."""
+    if not isinstance(data, Mapping):
+        raise InputError(f'labels must be a table like {{"E": 4.2, "A": "low"}}, not {data!r}')
+    out: dict[str, Label] = {}
+    for key, value in data.items():
+        factor = normalize_factor(key)
+        if factor in out:
+            raise InputError(f"label for {factor} ({NAMES_EN[factor].capitalize()}) given twice")
+        out[factor] = _label_value(factor, value)
+    return out
+
+
 _TRAIT = re.compile(r"^\s*([^=\s:]+)\s*[=:]\s*(.+?)\s*$")
 
 
@@ -225,6 +263,14 @@ def parse_trait_names(specs: Iterable[str]) -> list[str]:
             if factor not in out:
                 out.append(factor)
     return out
+
+
+def with_dials(character: Character, dials: Mapping[str, int]) -> Character:
+    """``character`` with ``dials`` set over its own (the same object when there are none)."""
+    if not dials:
+        return character
+    merged = {**character.personality, **dials}
+    return replace(character, personality={f: merged[f] for f in FACTORS if f in merged})
 
 
 def pole(level: int) -> str | None:

@@ -12,7 +12,14 @@ from typing import Any
 from .. import config
 from ..errors import RolecastError
 from ..files import write_atomic
-from .common import embedder_from, load_character, report_problems, retrieval_opts
+from .common import (
+    character_from,
+    embedder_from,
+    load_character,
+    report_problems,
+    retrieval_opts,
+    trait_opts,
+)
 
 EXPORT_FORMATS = ("card-png", "card-json", "charx", "chatharuhi-jsonl")  # formats.detect has them
 
@@ -32,8 +39,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from ..character.package import package_root
+    from ..character.personality import conflicts, dial_text, format_dials
 
-    c = load_character(args.name)
+    c = character_from(args)
     print(f"id:        {c.id}\nname:      {c.name}")
     print(f"aliases:   {', '.join(c.aliases) or '-'}\nlanguage:  {c.language}")
     print(f"source:    {c.source or '-'}\nuser role: {c.user_role}")
@@ -47,7 +55,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"canon:     {len(c.scenes)} scenes, {lines} lines")
     for g in c.greetings:
         print(f"greeting:  {g}")
+    if c.personality or c.canon_personality:
+        print(f"dials:     {format_dials(c.personality)}")
+    if c.canon_personality:
+        labels = " ".join(f"{f}={v}" for f, v in c.canon_personality.items())
+        print(f"labels:    {labels} (what the canon shows: [personality.canon])")
+    for problem in conflicts(c.personality, c.canon_personality, c.persona):
+        print(f"note:      {problem} (allowed)")
     print("\n" + c.persona.strip())
+    if c.personality:
+        print("\n" + dial_text(c.personality, c.language))
     return 0
 
 
@@ -177,6 +194,7 @@ def add_list(sub: Any) -> None:
 def add_show(sub: Any) -> None:
     sp = sub.add_parser("show", help="show a character")
     sp.add_argument("name")
+    trait_opts(sp)
     sp.set_defaults(func=cmd_show)
 
 

@@ -10,7 +10,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NoReplyError, RolecastError
-from .common import character_arg, load_character, open_session, turn_opts
+from .common import character_arg, character_from, open_session, turn_opts
 
 if TYPE_CHECKING:
     from ..character.model import Character
@@ -105,7 +105,7 @@ def _print_reply(session: Session, text: str, as_role: str | None) -> None:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    character = load_character(args.name)
+    character = character_from(args)
     if args.once is not None:
         session = open_session(args, character)
         session.warm()  # the persona's saved state, when an earlier chat left one

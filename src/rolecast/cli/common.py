@@ -29,6 +29,26 @@ def load_character(name: str | None) -> Character:
     return store.load(name or store.DEFAULT_CHARACTER)
 
 
+def character_from(args: argparse.Namespace) -> Character:
+    """The character ``args.name`` names, with the Big Five dials of ``--trait`` over its
+    own ``[personality]`` (a bad trait fails before anything loads)."""
+    from ..character.personality import parse_traits, with_dials
+
+    dials = parse_traits(getattr(args, "trait", None) or [])
+    return with_dials(load_character(args.name), dials)
+
+
+def trait_opts(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--trait",
+        action="append",
+        metavar="FACTOR=LEVEL",
+        help="a Big Five dial over the character's own [personality]: O, C, E, A or N "
+        "(or its name) = 1-5 or low/mid/high, e.g. --trait O=high --trait N=low "
+        "(repeat it, or O=high,N=low)",
+    )
+
+
 def progress(label: str, unit: str = "MB") -> Callable[[int, int], None]:
     """A progress printer for long steps (stderr, one updating line); ``unit`` "MB" shows
     bytes as megabytes, any other unit shows counts."""
@@ -123,8 +143,9 @@ def backend_opts(sp: argparse.ArgumentParser, key_flag: str = "--api-key") -> No
 
 
 def turn_opts(sp: argparse.ArgumentParser) -> None:
-    """The backend options and what shapes a turn: ``--as`` and ``--order``."""
+    """The backend options and what shapes a turn: ``--as``, ``--order`` and ``--trait``."""
     backend_opts(sp)
+    trait_opts(sp)
     sp.add_argument(
         "--as",
         dest="as_role",
@@ -186,7 +207,7 @@ def open_session(
     from ..session import Session
 
     embedder = embedder_from(args)
-    character = character or load_character(args.name)
+    character = character or character_from(args)
     spec = backend_from(args).for_character(character)
     index = load_index(character, embedder)
     extra = {} if replies else {"vocab_only": True}

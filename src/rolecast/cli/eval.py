@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InputError
 from .common import (
     backend_opts,
+    character_from,
     embedder_from,
     finish,
     items_progress,
-    load_character,
     open_llm,
+    trait_opts,
 )
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ def _names(text: str) -> list[str]:
 def eval_opts(sp: argparse.ArgumentParser, what: str) -> None:
     """The options every evaluation has: backend, out dir, seed, concurrency, cache."""
     sp.add_argument("name", help="character: id, name or alias")
+    trait_opts(sp)
     sp.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     sp.add_argument(
         "--out",
@@ -217,7 +219,7 @@ def cmd_eval_canon(args: argparse.Namespace) -> int:
     from ..eval.runner import workers_for
     from ..retrieval.index import load_index
 
-    character = load_character(args.name)
+    character = character_from(args)
     if args.n < 1:
         raise InputError(f"--n must be at least 1, not {args.n}")
     adapter, scenes = None, None
@@ -312,7 +314,7 @@ def cmd_eval_smoke(args: argparse.Namespace) -> int:
     from ..retrieval.index import load_index
     from ..session import Session
 
-    character = load_character(args.name)
+    character = character_from(args)
     chats = smoke.read_battery(args.lines) if args.lines else None  # bad input: before the model
     index = load_index(character, embedder_from(args))
     with eval_backends(args) as (llm, _):
@@ -361,7 +363,7 @@ def cmd_eval_retrieval(args: argparse.Namespace) -> int:
     from ..eval.report import Cache, header, model_note, open_cache, scope_info, write_report
     from ..eval.runner import workers_for
 
-    character = load_character(args.name)
+    character = character_from(args)
     queries = retrieval.sample_queries(character, args.n, args.seed)
     retrieval.check_paraphrases(args.paraphrases, queries)
     names = args.embedders or [embedder_from(args)]
@@ -444,7 +446,7 @@ def cmd_eval_personality(args: argparse.Namespace) -> int:
     from ..eval.runner import workers_for
     from ..retrieval.index import load_index
 
-    character = load_character(args.name)
+    character = character_from(args)
     if args.items is not None and args.items < 1:
         raise InputError(f"--items must be at least 1, not {args.items}")
     items = iv.items_for(per_factor=args.items)
@@ -517,7 +519,7 @@ def cmd_eval_in_character(args: argparse.Namespace) -> int:
     from ..eval.runner import workers_for
     from ..retrieval.index import load_index
 
-    character = load_character(args.name)
+    character = character_from(args)
     if args.per_category is not None and args.per_category < 1:
         raise InputError(f"--per-category must be at least 1, not {args.per_category}")
     if args.no_judge and wants_own_judge(args):

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..backends.base import LLM, GenerationParams
 from ..character.model import Character, Line
 from ..errors import InputError, NoReplyError, RolecastError
-from ..prompt.assemble import Order, Turn, canon_block, reply_rules
+from ..prompt.assemble import Order, Turn, canon_block, persona_text, reply_rules
 from . import metrics
 from .metrics import normalise
 from .report import Cache, to_jsonable
@@ -103,7 +103,8 @@ class _Haystack:
 
     def __init__(self, character: Character) -> None:
         parts = [normalise(ln.text) for s in character.scenes for ln in s.lines]
-        parts += [normalise(character.persona), *(normalise(e.content) for e in character.lore)]
+        parts += [normalise(persona_text(character))]
+        parts += [normalise(e.content) for e in character.lore]
         parts += [normalise(reply_rules(character)), normalise(canon_block(character, ["x"]))]
         self.text = "\0".join(parts)
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends.base import LLM, GenerationParams
 from ..character.model import Character
-from ..character.personality import normalize_factor
+from ..character.personality import Label, normalize_factor, parse_labels
 from ..errors import InputError, ParseError
 from .report import to_jsonable
 from .runner import Ask, Progress, asker, item_seed, read_data, run_items
@@ -332,41 +332,6 @@ def big_five(judged: Iterable[Judged]) -> dict[str, FactorScore]:
 
 
 # ------------------------------------------------------------------------------ labels
-
-Label = float | str  # a 1-5 score, or "high" / "low"
-_SIDES = {"high": "high", "h": "high", "高": "high", "low": "low", "l": "low", "低": "low"}
-
-
-def _label_value(factor: str, value: object) -> Label:
-    if isinstance(value, str):
-        side = _SIDES.get(value.strip().lower())
-        if side:
-            return side
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-        if SCALE_MIN <= number <= SCALE_MAX:
-            return number
-    raise InputError(
-        f"label for {factor} ({FACTOR_NAMES[factor]}) must be a number from {SCALE_MIN} to "
-        f'{SCALE_MAX} or "high" / "low", not {value!r}'
-    )
-
-
-def parse_labels(data: object) -> dict[str, Label]:
-    """Checked labels by factor letter from a mapping like ``{"E": 4.2, "A": "low"}``."""
-    if not isinstance(data, Mapping):
-        raise InputError(f'labels must be a table like {{"E": 4.2, "A": "low"}}, not {data!r}')
-    out: dict[str, Label] = {}
-    for key, value in data.items():
-        factor = normalize_factor(key)
-        if factor in out:
-            raise InputError(f"label for {factor} ({FACTOR_NAMES[factor]}) given twice")
-        out[factor] = _label_value(factor, value)
-    return out
 
 
 def read_labels(path: str | Path) -> dict[str, Label]:

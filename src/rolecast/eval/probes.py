@@ -34,6 +34,7 @@ from ..assistant_talk import BOILERPLATE
 from ..backends.base import LLM, GenerationParams
 from ..character.model import Character
 from ..errors import InputError
+from ..prompt.assemble import persona_text
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -305,7 +306,7 @@ def _template_texts() -> tuple[str, ...]:
 
 def _system_texts(character: Character) -> list[str]:
     fill = {"name": character.name, "user": character.user_role, "source": character.source}
-    texts = [character.persona, character.description]
+    texts = [persona_text(character), character.description]
     texts += [Template(t).safe_substitute(fill, scenes="") for t in _template_texts()]
     return [t for t in texts if t.strip()]
 
@@ -446,7 +447,7 @@ class Verdict:
 
 def judge_prompt(character: Character, probe: Probe, reply: str) -> list[dict[str, str]]:
     """The chat messages that ask a judge whether ``reply`` to ``probe`` stays in character."""
-    persona = character.persona.strip() or character.description.strip() or "(none given)"
+    persona = persona_text(character) or character.description.strip() or "(none given)"
     if len(persona) > PERSONA_CHARS:
         persona = persona[:PERSONA_CHARS] + " …"
     guidance = Template(_GUIDANCE[probe.category]).substitute(name=character.name)

@@ -167,6 +167,8 @@ def character_digest(character: Character) -> str:
     ):
         h.update(part.encode())
         h.update(b"\0")
+    if character.personality:  # dials change the persona the model sees
+        h.update(json.dumps(character.personality, sort_keys=True).encode())
     return h.hexdigest()
 
 
@@ -217,6 +219,11 @@ def judge_notes(head: Mapping[str, Any], what: str, noun: str) -> list[str]:
     """The report's lines on who replied (``head``'s backend, model and endpoint) and who
     judged (``head["judge"]``: ``None`` when the rules alone decide)."""
     notes = [f"{what}: {model_note(head)}"]
+    dials = (head.get("character") or {}).get("dials")
+    if dials:
+        notes.append(
+            "Big Five dials: " + " ".join(f"{f}={v}" for f, v in dials.items()) + " (`--trait`)."
+        )
     judge = head.get("judge")
     if judge is None:
         notes.append("No judge: the rules alone decide.")
@@ -229,9 +236,13 @@ def judge_notes(head: Mapping[str, Any], what: str, noun: str) -> list[str]:
 
 def header(eval_name: str, character: Character, info: Mapping[str, Any]) -> dict[str, Any]:
     """The common head of every ``results.json``."""
+    who: dict[str, Any] = {"id": character.id, "name": character.name}
+    who["language"] = character.language
+    if character.personality:
+        who["dials"] = dict(character.personality)
     return {
         "eval": eval_name,
-        "character": {"id": character.id, "name": character.name, "language": character.language},
+        "character": who,
         "character_digest": character_digest(character),
         **dict(info),
         "rolecast": __version__,

@@ -30,6 +30,7 @@ from typing import Literal
 
 from ..character.dialogue import format_line
 from ..character.model import Character, Line, Scene
+from ..character.personality import dial_text
 from .tokens import TokenCounter, truncate
 
 Order = Literal["classic", "split", "cache"]
@@ -109,8 +110,12 @@ def reply_rules(character: Character) -> str:
 
 def persona_text(character: Character) -> str:
     """The persona as the model sees it: without HTML comments (a draft's marker is for
-    the person who edits the file, not for the model)."""
-    return _COMMENT.sub("", character.persona).strip()
+    the person who edits the file, not for the model), followed by the text of the
+    character's Big Five dials when it has any (in the system message's stable prefix, so a
+    dial costs no KV-cache reuse)."""
+    persona = _COMMENT.sub("", character.persona).strip()
+    dials = dial_text(character.personality, character.language)
+    return f"{persona}\n\n{dials}" if dials and persona else persona or dials
 
 
 def render_scene(scene: Scene, character: Character) -> str:

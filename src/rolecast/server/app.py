@@ -33,6 +33,7 @@ from ..backends.spec import BackendSpec
 from ..character import store as characters
 from ..character.model import Character
 from ..character.package import TOML, load_character
+from ..character.personality import parse_dials, with_dials
 from ..errors import BackendError, InputError, RolecastError, UnknownNameError
 from ..prompt.assemble import Turn
 from ..prompt.tokens import encoding_for_model, quicktok_counter
@@ -274,6 +275,7 @@ class ChatRequest:
     params: GenerationParams
     session_id: str | None
     model: str = ""  # as the client wrote it: resolved against what is allowed, in _prepare
+    dials: dict[str, int] = field(default_factory=dict)  # "personality": Big Five dials
 
 
 def parse_request(body: Any, session_header: str | None) -> ChatRequest:
@@ -341,6 +343,10 @@ def parse_request(body: Any, session_header: str | None) -> ChatRequest:
         session_id = validate.session_id(user, "'user'", "user")
     else:
         session_id = None
+    try:  # {"O": "high", "N": 2}: over the character's own [personality]
+        dials = parse_dials(validate.obj(body, "personality"))
+    except InputError as exc:
+        raise validate.bad(f"'personality': {exc}", "personality") from None
     return ChatRequest(
         character=character.strip(),
         backend_model=backend_model.strip() or None,
@@ -350,6 +356,7 @@ def parse_request(body: Any, session_header: str | None) -> ChatRequest:
         params=replace(GenerationParams(), **updates),
         session_id=session_id,
         model=model,
+        dials=dials,
     )
 
 
@@ -380,6 +387,7 @@ def _prepare(state: ServerState, key_id: str, req: ChatRequest) -> Turnout:
         )
     cid, backend_model = state.resolve(req.model or req.character)
     character, index = state.character(cid)
+    character = with_dials(character, req.dials)
     llm = TimedLLM(state.llm(backend_model))
     session = Session(character, index, llm, params=req.params, order=llm.prompt_order)
     if req.session_id is not None:
