@@ -138,6 +138,30 @@ def test_settings_change_budgets_and_refuse_unknown_backends(app: WebApp) -> Non
     assert app.tab(state).session.budget.canon == 300  # unchanged by the failures
 
 
+def test_the_big_five_sliders_dial_every_tab_from_the_next_reply(app: WebApp) -> None:
+    state = app.on_load(None)[0]
+    scripted(app).enqueue("先说一句。")
+    list(app.on_send("你好", "旅人", False, state))
+    # O=5, N=1, the others the character's own (0)
+    msg = app.on_settings("scripted", "", 300, 200, 5, 0, 0, 0, 1, state)
+    assert msg.endswith("dials O=5 N=1")
+    scripted(app).enqueue("再说一句。")
+    list(app.on_send("还在吗", "旅人", False, state))
+    sent = scripted(app).requests[-1][0]
+    assert "开放性很高" in sent[0]["content"] and "神经质很低" in sent[0]["content"]
+    assert "先说一句。" in json.dumps(sent, ensure_ascii=False)  # the conversation is kept
+    app.on_pick("mia", state)  # a character opened afterwards gets the dials too
+    assert app.tab(state).character.personality == {"O": 5, "N": 1}
+    assert app.tab(state).base.personality == {}
+    app.on_pick("xm", state)
+    app.on_settings("scripted", "", 300, 200, 0, 0, 0, 0, 0, state)  # all back to 0
+    scripted(app).enqueue("第三句。")
+    list(app.on_send("好", "旅人", False, state))
+    assert "性格设定" not in scripted(app).requests[-1][0][0]["content"]
+    with pytest.raises(InputError, match="trait level for E"):
+        app.on_settings("scripted", "", 300, 200, 0, 0, 2.5, 0, 0, state)
+
+
 def test_two_tabs_are_two_sessions(app: WebApp) -> None:
     a, b = app.on_load(None)[0], app.on_load(None)[0]
     scripted(app).enqueue("给A的。")

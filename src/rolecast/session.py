@@ -502,6 +502,12 @@ class Session:
         avoid = dict.fromkeys([*self.params.avoid, header])
         self.params = replace(self.params, stop=tuple(stops), avoid=tuple(avoid))
 
+    def recast(self, character: Character) -> Session:
+        """This session (backend, budgets, order, parameters, history so far) with
+        ``character`` in it instead: the same character with other dials, say. What is worked
+        out from the character (clean-up, stops, recital checks) is worked out again."""
+        return replace(self, character=character, history=list(self.history), last=None)
+
     def _recital_without(self, held_out: frozenset[str]) -> Recital:
         """The recital check of the canon without ``held_out`` scenes (which the model has
         not read, so cannot copy), worked out once per set of scenes."""

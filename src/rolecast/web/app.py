@@ -21,6 +21,7 @@ from ..backends.base import LLM, shared
 from ..backends.spec import BackendSpec
 from ..character import store
 from ..character.package import IMAGES, load_character
+from ..character.personality import FACTORS, format_dials, parse_level
 from ..errors import InputError, RolecastError
 from ..prompt.assemble import Budget
 from ..resources import ResourceCache
@@ -151,6 +152,7 @@ class WebApp:
         if cid not in tabs:
             index, images = self.index(cid)
             tabs[cid] = ChatTab(index.character, index, self._tab_llm(state), images)
+            tabs[cid].set_dials(state.get("dials", {}))
         state["current"] = cid
         return tabs[cid]
 
@@ -310,12 +312,23 @@ class WebApp:
         return str(path)
 
     def on_settings(
-        self, backend: str, model: str, canon: float, history: float, state: dict[str, Any]
+        self,
+        backend: str,
+        model: str,
+        canon: float,
+        history: float,
+        *rest: Any,
     ) -> str:
+        """The settings panel's Apply: backend, model, budgets and the Big Five sliders (one
+        per factor in O C E A N order, 0 for the character's own), then the page state."""
+        *levels, state = rest
         backend = backend.strip() or self.backend
         chosen: str | None = model.strip() or None
         if canon < 0 or history < 0:
             raise InputError("token budgets must not be negative")
+        if len(levels) not in (0, len(FACTORS)):
+            raise InputError(f"the Big Five sliders are {len(FACTORS)}, not {len(levels)}")
+        dials = {f: parse_level(v, f) for f, v in zip(FACTORS, levels or [0] * 5, strict=True) if v}
         self.models.check(chosen)  # before anything loads: no path or download from the page
         llm = self.llm(backend, chosen)  # an unknown backend or model fails here, clearly
         state["backend"], state["model"] = backend, chosen
@@ -325,7 +338,12 @@ class WebApp:
             tab.session.llm = llm
             total = tab.session.budget.total if tab.session.budget else None
             tab.session.budget = Budget(int(canon), int(history), total)
-        return f"backend {backend}, model {llm.model}, canon {int(canon)}, history {int(history)}"
+            tab.set_dials(dials)
+        state["dials"] = dials
+        return (
+            f"backend {backend}, model {llm.model}, canon {int(canon)}, history {int(history)}, "
+            f"dials {format_dials(dials)}"
+        )
 
 
 def _last_reply(tab: ChatTab) -> ChatMessage | None:

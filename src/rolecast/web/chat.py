@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 from ..backends.base import LLM
 from ..character.model import Character
 from ..character.package import IMAGES, package_root
+from ..character.personality import with_dials
 from ..errors import InputError
 from ..prompt.assemble import Turn
 from ..retrieval.hybrid import CanonIndex
@@ -62,6 +63,7 @@ class ChatTab:
         order: str | None = None,
     ) -> None:
         self.character, self.index, self.order = character, index, order
+        self.base = character  # as its package has it: the dials apply over this
         self._llm = llm
         self._session: Session | None = None
         self._making = threading.Lock()
@@ -81,6 +83,17 @@ class ChatTab:
                 order = self.order or llm.prompt_order
                 self._session = Session(self.character, self.index, llm, order=order)  # type: ignore[arg-type]
             return self._session
+
+    def set_dials(self, dials: Mapping[str, int]) -> None:
+        """Big Five dials over the package's own, from the next reply on (the conversation
+        so far is kept)."""
+        character = with_dials(self.base, dials)
+        if character.personality == self.character.personality:
+            return
+        self.character = character
+        with self._making:
+            if self._session is not None:
+                self._session = self._session.recast(character)
 
     # ------------------------------------------------------------ what the page shows
 

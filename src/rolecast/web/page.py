@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from ..character.personality import FACTORS, NAMES_EN
 from ..errors import MissingDependencyError, RolecastError
 from .access import Credentials, check_exposure
 from .app import CANON_COLUMNS, PARTS_COLUMNS, SKIP, WebApp
@@ -123,7 +124,19 @@ def build_page(app: WebApp) -> Blocks:
                     )
                     canon_budget = gr.Number(label="canon budget (tokens)", value=1500)
                     history_budget = gr.Number(label="history budget (tokens)", value=1200)
-                    apply = gr.Button("Apply")
+                    sliders = [
+                        gr.Slider(
+                            0,
+                            5,
+                            value=0,
+                            step=1,
+                            label=f"{NAMES_EN[f]} ({f})",
+                            info="0: the character's own; 1 low to 5 high",
+                            elem_id=f"rc-trait-{f}",
+                        )
+                        for f in FACTORS
+                    ]
+                    apply = gr.Button("Apply", elem_id="rc-apply")
                     applied = gr.Markdown()
                     parts = gr.Dataframe(
                         headers=PARTS_COLUMNS, interactive=False, label="prompt tokens, last turn"
@@ -149,7 +162,7 @@ def build_page(app: WebApp) -> Blocks:
         export_md.click(_shown(functools.partial(app.on_export, "md")), [state], exported)
         apply.click(
             _shown(app.on_settings),
-            [backend, model, canon_budget, history_budget, state],
+            [backend, model, canon_budget, history_budget, *sliders, state],
             applied,
         )
     return page
