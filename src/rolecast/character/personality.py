@@ -357,7 +357,8 @@ def conflicts(
                 else ("high" if float(label) > 3 else "low" if float(label) < 3 else None)  # type: ignore[arg-type]
             )
             if label_side in ("high", "low") and label_side != side:
-                out.append(f"{name} goes against the canon, where it is {label_side} ({label})")
+                shown = "" if isinstance(label, str) else f" ({label:g})"
+                out.append(f"{name} goes against the canon, where it is {label_side}{shown}")
         elif factor in leaning and leaning[factor][0] != side:
             words = ", ".join(leaning[factor][1][:3])
             out.append(
