@@ -22,6 +22,7 @@ from .common import (
     embedder_from,
     finish,
     items_progress,
+    load_character,
     open_llm,
     trait_opts,
 )
@@ -509,6 +510,113 @@ def add_personality(evsub: Any) -> None:
     sp.set_defaults(func=cmd_eval_personality)
 
 
+# ---- rolecast eval dials ------------------------------------------------------------------
+
+
+def dial_factor(specs: list[str]) -> tuple[str, dict[str, int]]:
+    """``--trait`` of ``eval dials``: one factor named alone (the one dialled low and high),
+    and any ``FACTOR=LEVEL`` held fixed in both conditions."""
+    from ..character.personality import parse_trait_names, parse_traits
+
+    named = parse_trait_names([s for s in specs if "=" not in s])
+    fixed = parse_traits([s for s in specs if "=" in s])
+    if len(named) != 1:
+        raise InputError(
+            "eval dials takes one factor to dial, named alone: --trait O "
+            f"(given: {', '.join(named) or 'none'}); FACTOR=LEVEL holds another one fixed"
+        )
+    if named[0] in fixed:
+        raise InputError(f"--trait {named[0]} is dialled low and high: it cannot also be fixed")
+    return named[0], fixed
+
+
+def cmd_eval_dials(args: argparse.Namespace) -> int:
+    from ..character.personality import with_dials
+    from ..eval import dials as dl
+    from ..eval import interview as iv
+    from ..eval.report import backend_info, header, open_cache, write_report
+    from ..eval.runner import workers_for
+    from ..retrieval.index import load_index
+
+    factor, fixed = dial_factor(args.trait or [])
+    character = with_dials(load_character(args.name), fixed)
+    if args.items is not None and args.items < 1:
+        raise InputError(f"--items must be at least 1, not {args.items}")
+    if args.essays < 0:
+        raise InputError(f"--essays must not be negative, not {args.essays}")
+    items = iv.items_for(per_factor=args.items)
+    language = iv.question_language(args.language or character.language)
+    params = reply_params(args)
+    index = load_index(character, embedder_from(args))
+    with eval_backends(args, judge=True) as (llm, judge):
+        assert judge is not None
+        scope, judge_scope = iv.personality_scopes(
+            character, llm, judge, params, index.embedder.name, language, args.seed
+        )
+        out, cache = open_out(args, f"dials-{factor}", character, scope)
+        judge_cache = open_cache(out, judge_scope, fresh=args.fresh)
+        result = dl.run_dials_eval(
+            chat_session(character, llm, index, params),
+            judge,
+            factor,
+            items=items,
+            language=language,
+            seed=args.seed,
+            essays=args.essays,
+            topic=args.topic,
+            essay_dir=out,
+            cache=cache,
+            judge_cache=judge_cache,
+            workers=workers_for(llm, args.concurrency),
+            judge_workers=workers_for(judge, args.concurrency),
+            fresh=args.fresh,
+            progress=items_progress("dialling"),
+        )
+    info = {**backend_info(llm), "judge": backend_info(judge), "embedder": index.embedder.name}
+    head = header("dials", character, info)
+    markdown, figures = dl.dials_report(result, head)
+    written = write_report(out, with_head(head, result.to_dict()), markdown, figures)
+    for f, shift in result.shifts.items():
+        d = shift.difference
+        mark = "  <- dialled" if f == factor else ""
+        print(
+            f"{f}: shift {d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}] over {d.n} items, "
+            f"moved {shift.moved}{mark}"
+        )
+    if result.sorted:
+        k, n, (lo, hi) = result.accuracy
+        print(f"essays sorted blind: {k}/{n} right ({lo:.0%} to {hi:.0%})")
+    finish(out, written, cache, judge_cache)
+    return 0
+
+
+def add_dials(evsub: Any) -> None:
+    sp = evsub.add_parser(
+        "dials",
+        help="does a Big Five dial move what it should? the interview with one factor "
+        "dialled low and high (same items, same seeds): each factor's shift with intervals; "
+        "essays under each dial sorted blind by a judge",
+    )
+    eval_opts(sp, "dials-<factor>")
+    sp.add_argument(
+        "--items",
+        type=int,
+        metavar="N",
+        help="interview items per factor, the first N of each (default: all 44)",
+    )
+    sp.add_argument(
+        "--essays",
+        type=int,
+        default=3,
+        metavar="N",
+        help="essays written under each dial and sorted blind (default 3; 0: none)",
+    )
+    sp.add_argument("--topic", help="the essays' topic (default: a gaokao-style one)")
+    reply_opts(sp)
+    judge_opts(sp)
+    sp.set_defaults(func=cmd_eval_dials)
+
+
 # ---- rolecast eval in-character -----------------------------------------------------------
 
 
@@ -583,6 +691,7 @@ EVALS: list[Callable[[Any], None]] = [
     add_smoke,
     add_retrieval,
     add_personality,
+    add_dials,
     add_in_character,
 ]
 
@@ -590,7 +699,8 @@ EVALS: list[Callable[[Any], None]] = [
 def add_eval(sub: Any) -> None:
     """Add the eval command to the `rolecast` parser."""
     ep = sub.add_parser(
-        "eval", help="evaluate a character: smoke, canon, retrieval, personality, in-character"
+        "eval",
+        help="evaluate a character: smoke, canon, retrieval, personality, dials, in-character",
     )
     evsub = ep.add_subparsers(dest="eval_command", required=True, metavar="EVAL")
     for add in EVALS:
