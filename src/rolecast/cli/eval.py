@@ -565,6 +565,7 @@ def cmd_eval_dials(args: argparse.Namespace) -> int:
             essays=args.essays,
             topic=args.topic,
             essay_dir=out,
+            essay_tokens=args.essay_tokens,
             cache=cache,
             judge_cache=judge_cache,
             workers=workers_for(llm, args.concurrency),
@@ -612,6 +613,9 @@ def add_dials(evsub: Any) -> None:
         help="essays written under each dial and sorted blind (default 3; 0: none)",
     )
     sp.add_argument("--topic", help="the essays' topic (default: a gaokao-style one)")
+    sp.add_argument(
+        "--essay-tokens", type=int, metavar="N", help="longest essay in tokens (default 1600)"
+    )
     reply_opts(sp)
     judge_opts(sp)
     sp.set_defaults(func=cmd_eval_dials)

@@ -287,6 +287,7 @@ def run_dials_eval(
     essays: int = 0,
     topic: str | None = None,
     essay_dir: Path | None = None,
+    essay_tokens: int | None = None,
     cache: Cache | None = None,
     judge_cache: Cache | None = None,
     workers: int = 1,
@@ -298,7 +299,9 @@ def run_dials_eval(
     have it write that many essays under each dial (saved under ``essay_dir``) and the
     judge sort them blind. ``cache``/``judge_cache`` hold both conditions (their scopes
     differ by the character's dials)."""
-    from ..essay import Settings, write_essays
+    from dataclasses import replace
+
+    from ..essay import ESSAY_PARAMS, Settings, write_essays
 
     if factor not in FACTORS:
         raise InputError(f"unknown factor {factor!r}")
@@ -308,6 +311,11 @@ def run_dials_eval(
     judge = prototype.llm if judge is None else judge
     lang = question_language(language or character.language)
     topic = topic or DEFAULT_TOPIC[lang]
+    essay_params = ESSAY_PARAMS
+    if essay_tokens is not None:
+        if essay_tokens < 1:
+            raise InputError(f"--essay-tokens must be at least 1, not {essay_tokens}")
+        essay_params = replace(ESSAY_PARAMS, max_tokens=essay_tokens)
     interviews: dict[str, InterviewResult] = {}
     written: dict[str, list[Essay]] = {}
     for name, level in (("low", LOW), ("high", HIGH)):
@@ -328,7 +336,7 @@ def run_dials_eval(
             folder = None if essay_dir is None else essay_dir / f"essays-{factor}{level}"
             made = write_essays(
                 prototype.llm,
-                Settings(topic, lang, {factor: level}, essays, seed),
+                Settings(topic, lang, {factor: level}, essays, seed, essay_params),
                 folder,
                 character,
                 fresh=fresh,
@@ -458,7 +466,6 @@ def dials_figure(result: DialsResult) -> Figure:
         ax.set_xticks(xs, [f"{f}\n{NAMES_ZH[f]}" for f in FACTORS])
         ax.set_ylabel(f"shift: {result.factor}={HIGH} minus {result.factor}={LOW}")
         ax.set_title(f"{result.character}: what the {NAMES_EN[result.factor]} dial moves")
-        fig.tight_layout()
     return fig
 
 
