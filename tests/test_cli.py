@@ -121,7 +121,7 @@ def test_console_script_help_is_fast_and_lazy() -> None:
 @pytest.mark.parametrize("argv", [["show", "nobody"], ["build", "nobody"]])
 def test_unknown_character(argv, capsys) -> None:
     assert main(argv) == 1
-    assert "unknown character 'nobody'; known characters: xiaoman" in capsys.readouterr().err
+    assert "unknown character 'nobody'; known characters: shiwen, xiaoman, yunzhou" in capsys.readouterr().err
 
 
 def test_progress_lines_in_a_log(capsys) -> None:
