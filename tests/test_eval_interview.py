@@ -299,6 +299,79 @@ def test_labels_from_json_and_toml(tmp_path: Path) -> None:
     assert iv.read_labels(bare) == {"E": "high"}
 
 
+INCHARACTER = {  # the InCharacter label file's shape, with made-up figures
+    "annotation": {
+        "haruhi-zh": {
+            "BFI": {
+                "Extraversion": {"score": 4.5, "type": "H"},
+                "Neuroticism": {"score": 2.0, "type": "L"},
+                "Conscientiousness": {"score": 2.8, "type": "X"},
+                "Agreeableness": {"score": 2.1, "type": "L"},
+                "Openness": {"score": 4.4, "type": "H"},
+            },
+            "16Personalities": {"E/I": {"score": 80, "type": "E"}},
+        },
+        "haruhi-en": {"BFI": {"Extraversion": {"score": 4.4, "type": "H"}}},
+        "kyon-zh": {"BFI": {}},
+    }
+}
+
+
+def test_an_incharacter_label_file_gives_one_roles_scores_and_sides(tmp_path: Path) -> None:
+    from rolecast.character.personality import Scored
+
+    path = tmp_path / "labels.json"
+    path.write_text(json.dumps(INCHARACTER))
+    labels = iv.read_labels(path, "haruhi-zh")
+    assert labels == {
+        "E": Scored(4.5, "high"),
+        "N": Scored(2.0, "low"),
+        "C": Scored(2.8, None),
+        "A": Scored(2.1, "low"),
+        "O": Scored(4.4, "high"),
+    }
+    figures = zip("ENCAO", (4.0, 3.5, 3.5, 2.0, 2.5), strict=True)
+    scores = {f: iv.FactorScore(f, v, 8, 8) for f, v in figures}
+    out = iv.compare(scores, labels)
+    # the error counts all five (X too); the side only H and L, as the published accuracy
+    assert out["n_error"] == 5 and out["n_side"] == 4
+    assert out["mean_abs_error"] == pytest.approx((0.5 + 1.5 + 0.7 + 0.1 + 1.9) / 5)
+    assert out["side_accuracy"] == pytest.approx(2 / 4)  # E and A right, N and O wrong
+    assert out["factors"]["C"]["label"] == "2.8 (X)" and out["factors"]["C"]["side_correct"] is None
+    json.dumps(out)
+    lines = iv.summary_lines(iv.InterviewResult("春日", "zh", [], {}, out, None, {}))
+    assert lines[-1].startswith("mean abs error 0.94 (5 factors), high/low side right 50%")
+
+
+@pytest.mark.parametrize(
+    ("role", "message"),
+    [
+        (None, r"pick a role with --role \(haruhi-en, haruhi-zh, kyon-zh\)"),
+        ("haruhi", "no role 'haruhi' in the label file; did you mean haruhi-en, haruhi-zh"),
+        ("sheldon-en", "no role 'sheldon-en' .*; roles: haruhi-en, haruhi-zh, kyon-zh"),
+        ("kyon-zh", "role 'kyon-zh' has no BFI labels"),
+    ],
+)
+def test_an_incharacter_file_needs_a_role_it_has(
+    tmp_path: Path, role: str | None, message: str
+) -> None:
+    path = tmp_path / "labels.json"
+    path.write_text(json.dumps(INCHARACTER))
+    with pytest.raises(ParseError, match=message):
+        iv.read_labels(path, role)
+
+
+def test_a_role_for_a_plain_labels_file_and_a_bad_type_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "labels.json"
+    path.write_text('{"E": 4}')
+    with pytest.raises(ParseError, match="--role haruhi-zh is for an InCharacter label file"):
+        iv.read_labels(path, "haruhi-zh")
+    bad = {"annotation": {"r": {"BFI": {"Openness": {"score": 4, "type": "Q"}}}}}
+    path.write_text(json.dumps(bad))
+    with pytest.raises(ParseError, match=r'"type": "H", "L" or "X"'):
+        iv.read_labels(path, "r")
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

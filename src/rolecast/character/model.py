@@ -105,8 +105,9 @@ class Character:
     model: ModelChoice | None = None  # None: whatever model the user runs
     # Big Five dials (factor letter -> level 1-5): the [personality] table, or --trait
     personality: dict[str, int] = field(default_factory=dict)
-    # what the canon shows of each factor (1-5 or "high"/"low"): [personality.canon]
-    canon_personality: dict[str, float | str] = field(default_factory=dict)
+    # what the canon shows of each factor: [personality.canon], each 1-5, "high"/"low", or
+    # a score with its side (personality.Label)
+    canon_personality: dict[str, object] = field(default_factory=dict)
     # fields of an imported character card that rolecast does not use, written back on export
     card: dict[str, object] = field(default_factory=dict)
     # embeddings that came with an import, kept as they were: {column: {scene id: base64}}

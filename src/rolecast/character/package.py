@@ -42,7 +42,7 @@ from ..config import tomllib
 from ..errors import InputError, PackageError, ParseError
 from ..files import replace_dir, staging_dir
 from .model import Character, Line, LoreEntry, ModelChoice, Scene, Voice
-from .personality import parse_dials, parse_labels
+from .personality import Scored, parse_dials, parse_labels
 from .safezip import SafeZip, unsafe_name
 
 TOML, PERSONA, CANON, IMAGES = "character.toml", "persona.md", "canon.jsonl", "images"
@@ -313,9 +313,7 @@ def parse_model(meta: dict[str, Any], path: Path) -> ModelChoice | None:
     return ModelChoice(base=table.get("base", "").strip(), lora=table.get("lora", "").strip())
 
 
-def parse_personality(
-    meta: dict[str, Any], path: Path
-) -> tuple[dict[str, int], dict[str, float | str]]:
+def parse_personality(meta: dict[str, Any], path: Path) -> tuple[dict[str, int], dict[str, object]]:
     """The ``[personality]`` table: Big Five dials (``O = "high"``, ``N = 2``) and, in
     ``[personality.canon]``, what the canon shows of each factor (1-5 or "high"/"low")."""
     table = meta.get("personality")
@@ -328,7 +326,7 @@ def parse_personality(
         canon_table = table.get("canon", {})
         if not isinstance(canon_table, dict):
             raise InputError("[personality] 'canon' must be a table: [personality.canon] O = 4.1")
-        canon = parse_labels(canon_table)
+        canon: dict[str, object] = dict(parse_labels(canon_table))
     except InputError as exc:
         raise ParseError(f"[personality]: {exc}", path) from None
     return dials, canon
@@ -468,7 +466,10 @@ def _toml_text(character: Character) -> str:
     if character.personality or character.canon_personality:
         table: dict[str, Any] = dict(character.personality)
         if character.canon_personality:
-            table["canon"] = dict(character.canon_personality)
+            table["canon"] = {
+                f: {"score": v.score, "type": v.kind} if isinstance(v, Scored) else v
+                for f, v in character.canon_personality.items()
+            }
         meta["personality"] = table
     return tomli_w.dumps(meta)
 

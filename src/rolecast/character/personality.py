@@ -200,11 +200,44 @@ def parse_dials(table: Mapping[str, object]) -> Dials:
     return {f: out[f] for f in FACTORS if f in out}
 
 
-Label = float | str  # what a factor is said to be: a 1-5 score, or "high" / "low"
+@dataclass(frozen=True)
+class Scored:
+    """A published label with both a score and a side (InCharacter's ``{"score": 3.3,
+    "type": "X"}``): the score counts for the error, the side (None for X, neither) for
+    high/low accuracy, as the published accuracy counts only H and L."""
+
+    score: float
+    side: str | None
+
+    @property
+    def kind(self) -> str:
+        """InCharacter's letter: H, L or X."""
+        return "H" if self.side == "high" else "L" if self.side == "low" else "X"
+
+    def __str__(self) -> str:
+        return f"{self.score:g} ({self.kind})"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"score": self.score, "side": self.side}
+
+
+Label = float | str | Scored  # what a factor is said to be: 1-5, "high"/"low", or both
 _SIDES = {"high": "high", "h": "high", "高": "high", "low": "low", "l": "low", "低": "low"}
+_TYPES = {"h": "high", "l": "low", "x": None}
 
 
 def _label_value(factor: str, value: object) -> Label:
+    if isinstance(value, Scored):
+        return value
+    if isinstance(value, Mapping) and "score" in value:  # {"score": 4.0, "type": "H"}
+        score = _label_value(factor, value["score"])
+        kind = str(value.get("type", "")).strip().lower()
+        if isinstance(score, str) or kind not in _TYPES:
+            raise InputError(
+                f"label for {factor} ({NAMES_EN[factor].capitalize()}) must be "
+                f'{{"score": 1-5, "type": "H", "L" or "X"}}, not {dict(value)!r}'
+            )
+        return Scored(float(score), _TYPES[kind])  # type: ignore[arg-type]
     if isinstance(value, str):
         side = _SIDES.get(value.strip().lower())
         if side:
@@ -275,6 +308,11 @@ def with_dials(character: Character, dials: Mapping[str, int]) -> Character:
 
 def pole(level: int) -> str | None:
     return "high" if level > 3 else "low" if level < 3 else None
+
+
+def pole_of(score: float) -> str | None:
+    """The side of the 1-5 scale a score is on (None on the midpoint)."""
+    return "high" if score > 3 else "low" if score < 3 else None
 
 
 def format_dials(dials: Mapping[str, int]) -> str:
@@ -351,13 +389,14 @@ def conflicts(
         name = f"{factor}={dials[factor]} ({NAMES_EN[factor]} {side})"
         if factor in labels:
             label = labels[factor]
-            label_side = (
-                str(label).lower()
-                if isinstance(label, str)
-                else ("high" if float(label) > 3 else "low" if float(label) < 3 else None)  # type: ignore[arg-type]
-            )
+            if isinstance(label, Scored):
+                label_side = label.side
+            elif isinstance(label, str):
+                label_side = label.lower()
+            else:
+                label_side = pole_of(float(label))  # type: ignore[arg-type]
             if label_side in ("high", "low") and label_side != side:
-                shown = "" if isinstance(label, str) else f" ({label:g})"
+                shown = "" if isinstance(label, str) else f" ({label})"
                 out.append(f"{name} goes against the canon, where it is {label_side}{shown}")
         elif factor in leaning and leaning[factor][0] != side:
             words = ", ".join(leaning[factor][1][:3])

@@ -451,7 +451,9 @@ def cmd_eval_personality(args: argparse.Namespace) -> int:
     if args.items is not None and args.items < 1:
         raise InputError(f"--items must be at least 1, not {args.items}")
     items = iv.items_for(per_factor=args.items)
-    labels = iv.read_labels(args.labels) if args.labels is not None else None
+    if args.role is not None and args.labels is None:
+        raise InputError("--role picks a role of a --labels file: give the file too")
+    labels = iv.read_labels(args.labels, args.role) if args.labels is not None else None
     language = iv.question_language(args.language or character.language)
     params = reply_params(args)  # bad input fails before a model loads
     index = load_index(character, embedder_from(args))
@@ -503,7 +505,14 @@ def add_personality(evsub: Any) -> None:
         "--labels",
         type=Path,
         metavar="FILE",
-        help='known scores, JSON or TOML: {"E": 4.2, "A": "low", ...} (1-5, or high/low)',
+        help='known scores, JSON or TOML: {"E": 4.2, "A": "low", ...} (1-5, or high/low), '
+        "or an InCharacter label file with --role",
+    )
+    sp.add_argument(
+        "--role",
+        metavar="ROLE",
+        help="the role of an InCharacter label file to score against, e.g. haruhi-zh (its "
+        "H/L dimensions count for high/low accuracy, X ones only for the error)",
     )
     reply_opts(sp)
     judge_opts(sp)

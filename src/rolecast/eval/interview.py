@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends.base import LLM, GenerationParams
 from ..character.model import Character
-from ..character.personality import Label, normalize_factor, parse_labels
+from ..character.personality import Label, Scored, normalize_factor, parse_labels
 from ..errors import InputError, ParseError
 from .report import to_jsonable
 from .runner import Ask, Progress, asker, item_seed, read_data, run_items
@@ -334,8 +334,11 @@ def big_five(judged: Iterable[Judged]) -> dict[str, FactorScore]:
 # ------------------------------------------------------------------------------ labels
 
 
-def read_labels(path: str | Path) -> dict[str, Label]:
-    """Labels from a JSON or TOML file (by suffix; a file with neither suffix may be either)."""
+def read_labels(path: str | Path, role: str | None = None) -> dict[str, Label]:
+    """Labels from a JSON or TOML file (by suffix; a file with neither suffix may be either):
+    a table like ``{"E": 4.2, "A": "low"}``, or an InCharacter label file
+    (``{"annotation": {"haruhi-zh": {"BFI": {"Extraversion": {"score": 4.0, "type": "H"},
+    ...}}}}``) with ``role`` naming its entry."""
     path = Path(path)
     try:
         text = path.read_text("utf-8")
@@ -359,9 +362,36 @@ def read_labels(path: str | Path) -> dict[str, Label]:
     if data is None:
         raise ParseError("; ".join(errors), path)
     try:
+        if isinstance(data, Mapping) and "annotation" in data:
+            return parse_labels(incharacter_labels(data["annotation"], role))
+        if role is not None:
+            raise InputError(
+                f"--role {role} is for an InCharacter label file (with an 'annotation' "
+                "table); this one holds one character's labels"
+            )
         return parse_labels(data)
     except InputError as exc:
         raise ParseError(str(exc), path) from exc
+
+
+def incharacter_labels(annotation: object, role: str | None) -> dict[str, object]:
+    """One role's Big Five labels from an InCharacter ``annotation`` table: each BFI
+    dimension as its score and type (H, L, or X for neither)."""
+    if not isinstance(annotation, Mapping) or not annotation:
+        raise InputError("'annotation' must be a table of roles like \"haruhi-zh\"")
+    roles = sorted(str(r) for r in annotation)
+    shown = ", ".join(roles[:12]) + (f" and {len(roles) - 12} more" if len(roles) > 12 else "")
+    if role is None:
+        raise InputError(f"an InCharacter label file: pick a role with --role ({shown})")
+    if role not in annotation:
+        close = [r for r in roles if r.split("-")[0].lower() == role.split("-")[0].lower()]
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; roles: {shown}"
+        raise InputError(f"no role {role!r} in the label file{hint}")
+    entry = annotation[role]
+    bfi = entry.get("BFI") if isinstance(entry, Mapping) else None
+    if not isinstance(bfi, Mapping) or not bfi:
+        raise InputError(f"role {role!r} has no BFI labels")
+    return dict(bfi)
 
 
 def side(value: float | None) -> str | None:
@@ -388,10 +418,15 @@ def compare(
         label = checked[factor]
         raw = scores.get(factor)
         score = raw.score if isinstance(raw, FactorScore) else raw
-        label_side = label if isinstance(label, str) else side(label)
+        if isinstance(label, Scored):
+            number, label_side = label.score, label.side
+        elif isinstance(label, str):
+            number, label_side = None, label
+        else:
+            number, label_side = label, side(label)
         row: dict[str, object] = {
             "name": FACTOR_NAMES[factor],
-            "label": label,
+            "label": str(label) if isinstance(label, Scored) else label,
             "label_side": label_side,
             "score": score,
             "side": side(score),
@@ -399,9 +434,9 @@ def compare(
             "side_correct": None,
         }
         if score is not None:
-            if not isinstance(label, str):
-                row["abs_error"] = abs(score - label)
-                errors.append(abs(score - label))
+            if number is not None:
+                row["abs_error"] = abs(score - number)
+                errors.append(abs(score - number))
             if label_side is not None:
                 row["side_correct"] = side(score) == label_side
                 hits.append(side(score) == label_side)
@@ -659,7 +694,11 @@ def personality_figure(
             y = SCALE_MIN if s.score is None else s.score
             ax.text(x, y + 0.05, text, ha="center", va="bottom", fontsize="small")
         marked = [(x, labels[s.factor]) for x, s in enumerate(scores) if s.factor in labels]
-        numeric = [(x, float(v)) for x, v in marked if not isinstance(v, str)]
+        numeric = [
+            (x, v.score if isinstance(v, Scored) else float(v))
+            for x, v in marked
+            if not isinstance(v, str)
+        ]
         if numeric:
             ax.scatter(
                 [x for x, _ in numeric],
