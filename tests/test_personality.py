@@ -160,3 +160,30 @@ def test_the_dial_text_joins_the_persona_in_the_stable_system_prefix() -> None:
         assert first.startswith(persona_text(dialled)), order  # before any canon or history
         assert "开放性很高" in first and "开放性" not in plain.messages[0]["content"]
         assert tuned.messages[1:] == plain.messages[1:], order  # nothing else moves
+
+
+# ------------------------------------------------------------------- rolecast new
+
+
+def test_new_starts_a_character_from_dials(rolecast_home, capsys) -> None:  # type: ignore[no-untyped-def]
+    from rolecast.character import store
+    from rolecast.cli.main import main
+    from rolecast.prompt.assemble import persona_text
+
+    assert main(["new", "阿青", "--from-traits", "O=high,E=low", "--id", "aqing"]) == 0
+    assert "开放性很高" in capsys.readouterr().out
+    c = store.load("aqing")
+    assert c.name == "阿青" and c.personality == {"O": 5, "E": 1} and c.scenes == []
+    assert c.user_role == "来客" and c.description == "按性格拨盘起的角色：开放性很高，外向性很低"
+    # what the model sees: the name and the dials, not the draft's note to the writer
+    assert persona_text(c) == "你是阿青。\n\n" + pp.dial_text({"O": 5, "E": 1}, "zh")
+    assert main(["new", "阿青", "--from-traits", "N=2", "--id", "aqing"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main(["new", "阿青", "--from-traits", "N=2", "--id", "aqing", "--force"]) == 0
+    assert store.load("aqing").personality == {"N": 2}
+    assert main(["new", "Wren", "--from-traits", "N=5", "--language", "en"]) == 0
+    wren = store.load("Wren")
+    assert wren.user_role == "visitor" and "Very high neuroticism" in persona_text(wren)
+    for bad, says in ((",", "at least one dial"), ("O=7", "a trait level for O")):
+        assert main(["new", "Z", "--from-traits", bad]) == 1
+        assert says in capsys.readouterr().err

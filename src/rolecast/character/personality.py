@@ -404,3 +404,50 @@ def conflicts(
                 f"{name} goes against the persona, which reads {leaning[factor][0]} ({words})"
             )
     return out
+
+
+def draft_character(
+    cid: str,
+    name: str,
+    dials: Mapping[str, int],
+    language: str = "zh",
+    user_role: str = "",
+) -> Character:
+    """A new character started from dials (``rolecast new --from-traits``): the dials in its
+    ``[personality]``, a persona that says who it is and leaves the rest to be written (an
+    HTML comment the model never sees), no canon yet."""
+    if not dials:
+        raise InputError("--from-traits needs at least one dial, e.g. O=high,E=low")
+    zh = _is_zh(language)
+    if zh:
+        persona = (
+            f"你是{name}。\n\n<!-- rolecast new 按性格拨盘写的草稿：性格由 character.toml 的 "
+            f"[personality] 决定（{format_dials(dials)}）。在这里写下{name}的身世、说话方式和身边"
+            "的人；再往 canon.jsonl 里添几段经典场景，让回答有样可学。 -->\n"
+        )
+        greeting = "你来了。坐吧，想聊什么？"
+    else:
+        persona = (
+            f"You are {name}.\n\n<!-- a draft by rolecast new: the personality comes from "
+            f"[personality] in character.toml ({format_dials(dials)}). Write {name}'s history, "
+            "way of speaking and the people around them here, and add a few classic scenes "
+            "to canon.jsonl so replies have examples to follow. -->\n"
+        )
+        greeting = "Oh, hello. Sit down; what shall we talk about?"
+    return Character(
+        id=cid,
+        name=name,
+        persona=persona,
+        language=language,
+        user_role=user_role or ("来客" if zh else "visitor"),
+        narrators=["旁白" if zh else "narrator"],
+        greetings=[greeting],
+        description=(
+            ("按性格拨盘起的角色：" if zh else "A character started from dials: ")
+            + ("，" if zh else "; ").join(
+                line.lstrip("- ").split("：" if zh else ":")[0]
+                for line in dial_text(dials, language).splitlines()[1:]
+            )
+        ),
+        personality={f: dials[f] for f in FACTORS if f in dials},
+    )

@@ -118,6 +118,30 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_new(args: argparse.Namespace) -> int:
+    from ..character import store
+    from ..character.package import save_character, slug_id, valid_id
+    from ..character.personality import dial_text, draft_character, parse_traits
+
+    dials = parse_traits([args.from_traits])
+    name = args.name.strip()
+    if not name:
+        raise RolecastError("the new character needs a name")
+    cid = valid_id(args.id or slug_id(name))
+    dest = store.user_package_path(cid)
+    if dest.exists() and not args.force:
+        raise RolecastError(
+            f"a character {cid!r} already exists at {dest}; use --force to replace it "
+            "or --id to give the new one another id"
+        )
+    c = draft_character(cid, name, dials, args.language, args.user_role or "")
+    save_character(c, dest)
+    print(f"made {name} as {cid} -> {dest}")
+    print(dial_text(dials, args.language))
+    print(f"next: write {dest / 'persona.md'}, add scenes to canon.jsonl, then rolecast chat {cid}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from ..character.package import IMAGES, package_root
     from ..formats.detect import export_bytes
@@ -196,6 +220,24 @@ def add_show(sub: Any) -> None:
     sp.add_argument("name")
     trait_opts(sp)
     sp.set_defaults(func=cmd_show)
+
+
+def add_new(sub: Any) -> None:
+    sp = sub.add_parser(
+        "new", help="start a new character from Big Five dials (--from-traits O=high,E=low)"
+    )
+    sp.add_argument("name", help="the character's name")
+    sp.add_argument(
+        "--from-traits",
+        required=True,
+        metavar="DIALS",
+        help="its Big Five dials: O=high,E=low (1-5 or low/mid/high each)",
+    )
+    sp.add_argument("--language", default="zh", help="zh, en, ja ... (default zh)")
+    sp.add_argument("--id", help="the package id (default: made from the name)")
+    sp.add_argument("--user-role", help="the name the user goes by (default 来客 / visitor)")
+    sp.add_argument("--force", action="store_true", help="replace a character with that id")
+    sp.set_defaults(func=cmd_new)
 
 
 def add_build(sub: Any) -> None:
