@@ -356,6 +356,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--kinds", default="q4_0,iq4_nl", help="quant part: llama.cpp types to re-quantize to"
     )
+    ap.add_argument(
+        "--trait",
+        action="append",
+        default=[],
+        help="kv part: Big Five dials on the character (O=high): the dial text must not cost "
+        "the cached prefix",
+    )
+    ap.add_argument("--orders", default="classic,split,cache", help="kv part: prompt orders")
     args = ap.parse_args(argv)
     parts = set(args.parts.split(","))
     os.environ.setdefault("ROLECAST_HOME", tempfile.mkdtemp(prefix="rolecast-bench-"))
@@ -365,9 +373,10 @@ def main(argv: list[str] | None = None) -> int:
     from rolecast.backends.local import LocalLLM, _no_weight_repacking
     from rolecast.backends.models import resolve_model
     from rolecast.character import store
+    from rolecast.character.personality import parse_traits, with_dials
     from rolecast.retrieval.index import load_index
 
-    character = store.load(store.DEFAULT_CHARACTER)
+    character = with_dials(store.load(store.DEFAULT_CHARACTER), parse_traits(args.trait))
     index = load_index(character, "use")
     llm = LocalLLM(model=args.model, seed=1)
     with _no_weight_repacking(llama_cpp.llama):
@@ -442,13 +451,24 @@ def print_decode(d: dict[str, float], args: argparse.Namespace) -> None:
 
 
 def print_kv(llm, character, index, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
-    print("## KV cache: prompt tokens evaluated per turn (the rest reused)\n")
+    from rolecast.character.personality import format_dials
+
+    dials = format_dials(character.personality)
+    print(f"## KV cache: prompt tokens evaluated per turn (the rest reused), dials {dials}\n")
     print("| order | turn | prompt tokens | evaluated | from cache |\n|---|---|---|---|---|")
-    for order in ("classic", "split", "cache"):
-        for row in kv_reuse(llm, character, index, order, args.turns, args.tokens):
+    for order in args.orders.split(","):
+        rows = kv_reuse(llm, character, index, order, args.turns, args.tokens)
+        for row in rows:
             print(
                 f"| {order} | {row['turn']} | {row['prompt_tokens']} | {row['evaluated']} | "
                 f"{row['cached_share']:.0%} |"
+            )
+        later = rows[1:]
+        if later:
+            total = sum(r["prompt_tokens"] for r in later)
+            fresh = sum(r["evaluated"] for r in later)
+            print(
+                f"| {order} | turns 2-{len(rows)} | {total} | {fresh} | {1 - fresh / total:.0%} |"
             )
     print()
 
