@@ -32,9 +32,11 @@ def test_the_request_is_the_exam_with_the_dials_after_the_writer() -> None:
     assert system["content"].endswith(dial_text({"O": 5}, "zh"))
     assert "“门”为题" in user["content"] and "不少于800字" in user["content"]
     plain = essay_messages("门", "zh", {})
-    assert "性格设定" not in plain[0]["content"] and plain[1] == user  # only the dials differ
+    assert "你的脾性" not in plain[0]["content"] and plain[1] == user  # only the dials differ
     en = essay_messages("Doors", "en", {"O": 1})
-    assert "At least 500 words" in en[1]["content"] and "Very low openness" in en[0]["content"]
+    assert (
+        "At least 500 words" in en[1]["content"] and "Conventional, practical" in en[0]["content"]
+    )
 
 
 def test_as_a_character_the_persona_writes_with_the_dials_over_its_own() -> None:
@@ -42,7 +44,7 @@ def test_as_a_character_the_persona_writes_with_the_dials_over_its_own() -> None
     c.personality = {"E": 2}
     system, user = essay_messages("门", "zh", {"O": 5}, c)
     assert system["content"].startswith(c.persona.strip())
-    assert "开放性很高" in system["content"] and "外向性较低" in system["content"]
+    assert "想象力丰富" in system["content"] and "有几分内敛" in system["content"]
     assert user["content"].startswith(f"这次不是聊天：请以{c.name}的身份")
     mia = make_english_character()
     assert "write as Mia" in essay_messages("Doors", "en", {}, mia)[1]["content"]

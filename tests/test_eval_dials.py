@@ -58,7 +58,7 @@ class DialFollower(LLM):
             high_is_a = first.group(1).startswith(POLES[("O", "high")].adjectives_zh)
             writer_high = HIGH_WORDS in user.split("作文：", 1)[1]
             return "A" if high_is_a == writer_high else "B"
-        words = HIGH_WORDS if "开放性很高" in system else LOW_WORDS
+        words = HIGH_WORDS if "想象力丰富" in system else LOW_WORDS
         if "高考作文" in user:
             self.calls.append("essay")
             return f"题目：{words}\n\n{words}。" * 3

@@ -58,16 +58,20 @@ def test_trait_names_alone_for_eval_dials() -> None:
 def test_the_dial_text_describes_each_pole_in_the_characters_language() -> None:
     zh = pp.dial_text({"O": 5, "N": 2, "E": 3}, "zh")
     lines = zh.splitlines()
-    assert lines[0].startswith("性格设定")
-    # one line a factor, in O C E A N order; 5 is "very", 2 only "somewhat"
-    assert lines[1].startswith("- 开放性很高：想象力丰富")
-    assert lines[2].startswith("- 外向性适中")
-    assert lines[3].startswith("- 神经质较低：冷静")
+    assert lines[0] == "你的脾性（比上面说的更要紧）："
+    # one line a factor, in O C E A N order, without the factor's name; 2 only "somewhat"
+    assert lines[1].startswith("- 想象力丰富、好奇") and "开放性" not in zh
+    assert lines[2] == "- 既不算特别健谈，也不算特别内敛，看时候和场合。"
+    assert lines[3].startswith("- 有几分冷静、沉稳") and lines[3].endswith("，但不过分。")
+    assert lines[4].startswith("这些脾性体现在你怎么说话")
     en = pp.dial_text({"O": 1, "A": 4}, "en")
-    assert "- Very low openness: conventional, practical" in en
-    assert "- High agreeableness: kind, warm" in en and "It thinks of others first" in en
+    assert "- Conventional, practical, down-to-earth, at home with the familiar: you keep" in en
+    assert "- Somewhat kind, warm" in en and "you think of others first" in en
+    assert en.endswith("never describe yourself with these words.")
+    assert pp.dial_summary({"O": 5, "N": 2}, "zh") == "开放性很高，神经质较低"
+    assert pp.dial_summary({"O": 1, "A": 4}, "en") == "very low openness; high agreeableness"
     assert pp.dial_text({}, "zh") == ""
-    assert pp.dial_text({"O": 5}, "ja").startswith("性格设定")  # the Chinese templates' rule
+    assert pp.dial_text({"O": 5}, "ja").startswith("你的脾性")  # the Chinese templates' rule
 
 
 def test_each_pole_has_distinct_text_and_markers_in_both_languages() -> None:
@@ -158,7 +162,7 @@ def test_the_dial_text_joins_the_persona_in_the_stable_system_prefix() -> None:
         tuned = assemble(dialled, [c.scenes[0]], [], line, Budget(), counter, order=order)
         first = tuned.messages[0]["content"]
         assert first.startswith(persona_text(dialled)), order  # before any canon or history
-        assert "开放性很高" in first and "开放性" not in plain.messages[0]["content"]
+        assert "想象力丰富" in first and "想象力丰富" not in plain.messages[0]["content"]
         assert tuned.messages[1:] == plain.messages[1:], order  # nothing else moves
 
 
@@ -171,7 +175,7 @@ def test_new_starts_a_character_from_dials(rolecast_home, capsys) -> None:  # ty
     from rolecast.prompt.assemble import persona_text
 
     assert main(["new", "阿青", "--from-traits", "O=high,E=low", "--id", "aqing"]) == 0
-    assert "开放性很高" in capsys.readouterr().out
+    assert "想象力丰富" in capsys.readouterr().out
     c = store.load("aqing")
     assert c.name == "阿青" and c.personality == {"O": 5, "E": 1} and c.scenes == []
     assert c.user_role == "来客" and c.description == "按性格拨盘起的角色：开放性很高，外向性很低"
@@ -183,7 +187,7 @@ def test_new_starts_a_character_from_dials(rolecast_home, capsys) -> None:  # ty
     assert store.load("aqing").personality == {"N": 2}
     assert main(["new", "Wren", "--from-traits", "N=5", "--language", "en"]) == 0
     wren = store.load("Wren")
-    assert wren.user_role == "visitor" and "Very high neuroticism" in persona_text(wren)
+    assert wren.user_role == "visitor" and "Anxious, moody" in persona_text(wren)
     for bad, says in ((",", "at least one dial"), ("O=7", "a trait level for O")):
         assert main(["new", "Z", "--from-traits", bad]) == 1
         assert says in capsys.readouterr().err

@@ -93,7 +93,7 @@ def test_a_request_sets_big_five_dials_for_its_turn_only(chars: Path) -> None:
     system = llm.requests[-1][0][0]["content"]
     assert dial_text({"O": 5, "N": 1}, "zh") in system  # in the persona's system message
     assert ask(client, "你好").status_code == 200
-    assert "性格设定" not in llm.requests[-1][0][0]["content"]  # the next request: none
+    assert "你的脾性" not in llm.requests[-1][0][0]["content"]  # the next request: none
     for bad, says in (
         ({"O": "loud"}, "a trait level for O"),
         ({"Q": 3}, "unknown Big Five factor 'Q'"),

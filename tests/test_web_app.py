@@ -148,7 +148,7 @@ def test_the_big_five_sliders_dial_every_tab_from_the_next_reply(app: WebApp) ->
     scripted(app).enqueue("再说一句。")
     list(app.on_send("还在吗", "旅人", False, state))
     sent = scripted(app).requests[-1][0]
-    assert "开放性很高" in sent[0]["content"] and "神经质很低" in sent[0]["content"]
+    assert "想象力丰富" in sent[0]["content"] and "冷静、沉稳" in sent[0]["content"]
     assert "先说一句。" in json.dumps(sent, ensure_ascii=False)  # the conversation is kept
     app.on_pick("mia", state)  # a character opened afterwards gets the dials too
     assert app.tab(state).character.personality == {"O": 5, "N": 1}
@@ -157,7 +157,7 @@ def test_the_big_five_sliders_dial_every_tab_from_the_next_reply(app: WebApp) ->
     app.on_settings("scripted", "", 300, 200, 0, 0, 0, 0, 0, state)  # all back to 0
     scripted(app).enqueue("第三句。")
     list(app.on_send("好", "旅人", False, state))
-    assert "性格设定" not in scripted(app).requests[-1][0][0]["content"]
+    assert "你的脾性" not in scripted(app).requests[-1][0][0]["content"]
     with pytest.raises(InputError, match="trait level for E"):
         app.on_settings("scripted", "", 300, 200, 0, 0, 2.5, 0, 0, state)
 

@@ -64,8 +64,8 @@ class Pole:
 POLES: dict[tuple[str, str], Pole] = {
     ("O", "high"): Pole(
         "imaginative, curious, inventive, drawn to art, ideas and the unfamiliar",
-        "asks 'what if', links things no one thought to link, likes the new road over the "
-        "known one, and talks readily about dreams, beauty and abstract questions",
+        "ask 'what if', link things no one thought to link, like the new road over the "
+        "known one, and talk readily about dreams, beauty and abstract questions",
         "想象力丰富、好奇、有创意，喜欢艺术、新点子和没见过的东西",
         "爱问“要是……会怎样”，会把不相干的事物联想到一起，宁走新路不走老路，乐于谈梦想、美和抽象的问题",
         ("imaginative", "curious", "inventive", "creative", "dreamy", "adventurous"),
@@ -73,8 +73,8 @@ POLES: dict[tuple[str, str], Pole] = {
     ),
     ("O", "low"): Pole(
         "conventional, practical, down-to-earth, at home with the familiar",
-        "keeps to the way things have always been done, answers concretely, has little "
-        "patience for abstract talk or art, and distrusts what is new until it is proven",
+        "keep to the way things have always been done, answer concretely, have little "
+        "patience for abstract talk or art, and distrust what is new until it is proven",
         "守旧、务实、脚踏实地，习惯熟悉的事物",
         "按老规矩办事，说话只讲实际的，对空谈和艺术没兴趣，新东西没被证明之前不信",
         ("conventional", "traditional", "practical", "down-to-earth", "unimaginative"),
@@ -82,8 +82,8 @@ POLES: dict[tuple[str, str], Pole] = {
     ),
     ("C", "high"): Pole(
         "organised, thorough, dependable, disciplined, careful",
-        "plans ahead, keeps every promise and appointment, finishes what is started, and "
-        "notices the details others miss",
+        "plan ahead, keep every promise and appointment, finish what is started, and "
+        "notice the details others miss",
         "有条理、做事周全、可靠、自律、细心",
         "凡事先计划，说到做到、从不误时，开了头的事一定做完，别人漏掉的细节都看得到",
         ("organised", "organized", "thorough", "dependable", "disciplined", "meticulous"),
@@ -91,7 +91,7 @@ POLES: dict[tuple[str, str], Pole] = {
     ),
     ("C", "low"): Pole(
         "careless, disorganised, easy-going about duties, spontaneous",
-        "forgets plans, leaves things half done, puts work off, and is easily pulled away by "
+        "forget plans, leave things half done, put work off, and are easily pulled away by "
         "whatever is more fun",
         "马虎、没条理、对责任随随便便、随性",
         "常忘事，事情做一半就放下，能拖就拖，一有好玩的就被吸引走",
@@ -100,7 +100,7 @@ POLES: dict[tuple[str, str], Pole] = {
     ),
     ("E", "high"): Pole(
         "talkative, outgoing, energetic, assertive, full of enthusiasm",
-        "speaks first and at length, loves company and noise, takes the lead, and shows "
+        "speak first and at length, love company and noise, take the lead, and show "
         "feelings openly with exclamations and laughter",
         "健谈、外向、精力充沛、有主见、热情洋溢",
         "抢先开口、话多，喜欢热闹和人群，爱带头，情绪外露，常笑常感叹",
@@ -109,8 +109,8 @@ POLES: dict[tuple[str, str], Pole] = {
     ),
     ("E", "low"): Pole(
         "reserved, quiet, solitary, restrained",
-        "speaks briefly and only when there is need, prefers one companion or none, thinks "
-        "before answering, and keeps feelings to itself",
+        "speak briefly and only when there is need, prefer one companion or none, think "
+        "before answering, and keep your feelings to yourself",
         "内敛、安静、独来独往、克制",
         "话少，没必要不开口，宁可独处或只和一个人相处，想好了才回答，心事不外露",
         ("reserved", "quiet", "shy", "withdrawn", "introverted", "taciturn"),
@@ -118,8 +118,8 @@ POLES: dict[tuple[str, str], Pole] = {
     ),
     ("A", "high"): Pole(
         "kind, warm, trusting, cooperative, forgiving",
-        "thinks of others first, gives the benefit of the doubt, avoids quarrels, and "
-        "comforts and helps without being asked",
+        "think of others first, give the benefit of the doubt, avoid quarrels, and "
+        "comfort and help without being asked",
         "善良、温和、信任别人、好合作、宽容",
         "先替别人着想，凡事往好处想，不与人争，不等人开口就去安慰和帮忙",
         ("kind", "warm", "gentle", "trusting", "generous", "considerate", "sympathetic"),
@@ -127,7 +127,7 @@ POLES: dict[tuple[str, str], Pole] = {
     ),
     ("A", "low"): Pole(
         "blunt, critical, sceptical of others, competitive, cold",
-        "says harsh things plainly, suspects motives, argues to win, and puts its own "
+        "say harsh things plainly, suspect motives, argue to win, and put your own "
         "interest before anyone's feelings",
         "说话冲、爱挑剔、不轻信别人、好胜、冷淡",
         "有话直说不留情面，总怀疑别人的用心，争论非赢不可，自己的利益放在别人感受前面",
@@ -136,8 +136,8 @@ POLES: dict[tuple[str, str], Pole] = {
     ),
     ("N", "high"): Pole(
         "anxious, moody, easily upset, tense",
-        "worries about what might go wrong, is hurt by small things, swings between moods, "
-        "and says so when nervous or afraid",
+        "worry about what might go wrong, are hurt by small things, swing between moods, "
+        "and say so when nervous or afraid",
         "焦虑、情绪多变、容易难过、紧张",
         "总担心会出岔子，小事也会受伤，心情说变就变，紧张害怕时会说出来",
         ("anxious", "moody", "nervous", "insecure", "tense", "temperamental"),
@@ -145,8 +145,8 @@ POLES: dict[tuple[str, str], Pole] = {
     ),
     ("N", "low"): Pole(
         "calm, steady, relaxed, hard to upset",
-        "stays even-tempered under pressure, shrugs off slights, rarely worries, and "
-        "reassures others when things go wrong",
+        "stay even-tempered under pressure, shrug off slights, rarely worry, and "
+        "reassure others when things go wrong",
         "冷静、沉稳、放松、不容易心烦",
         "压力下也心平气和，被冒犯也不放在心上，很少担心，出了事还能安慰别人",
         ("calm", "relaxed", "composed", "unflappable", "even-tempered", "serene"),
@@ -325,33 +325,55 @@ def _is_zh(language: str) -> bool:
 
 
 def dial_line(factor: str, level: int, language: str) -> str:
-    """One factor's line of the dial block."""
+    """One factor's line of the dial block: what such a person is like and does, in the
+    second person and without the factor's name (a small model repeats a psychologist's
+    word back as a description of itself; it should act the trait, not name it)."""
     side = pole(level)
     zh = _is_zh(language)
     if side is None:
+        high, low = POLES[(factor, "high")], POLES[(factor, "low")]
         if zh:
-            return f"- {NAMES_ZH[factor]}适中：两端都不突出，视情况而定。"
-        return f"- Middling {NAMES_EN[factor]}: neither pole stands out; it depends on the moment."
+            h, lo = high.adjectives_zh.split("、")[0], low.adjectives_zh.split("、")[0]
+            return f"- 既不算特别{h}，也不算特别{lo}，看时候和场合。"
+        h, lo = high.adjectives_en.split(", ")[0], low.adjectives_en.split(", ")[0]
+        return f"- Neither especially {h} nor especially {lo}: it depends on the moment."
     p = POLES[(factor, side)]
-    strong = level in (1, 5)
+    if level in (1, 5):
+        if zh:
+            return f"- {p.adjectives_zh}。{p.behaviour_zh}。"
+        return f"- {p.adjectives_en.capitalize()}: you {p.behaviour_en}."
     if zh:
-        high = side == "high"
-        degree = ("很高" if strong else "较高") if high else ("很低" if strong else "较低")
-        return f"- {NAMES_ZH[factor]}{degree}：{p.adjectives_zh}。{p.behaviour_zh}。"
-    degree = ("very " if strong else "") + side
-    return f"- {degree.capitalize()} {NAMES_EN[factor]}: {p.adjectives_en}. It {p.behaviour_en}."
+        return f"- 有几分{p.adjectives_zh}：{p.behaviour_zh}，但不过分。"
+    return f"- Somewhat {p.adjectives_en}: you {p.behaviour_en}, though not to extremes."
+
+
+def dial_summary(dials: Mapping[str, int], language: str) -> str:
+    """The dials in words, for people: "开放性很高，外向性较低", "very high openness"."""
+    parts = []
+    for f in (f for f in FACTORS if f in dials):
+        level = dials[f]
+        if _is_zh(language):
+            degree = {1: "很低", 2: "较低", 3: "适中", 4: "较高", 5: "很高"}[level]
+            parts.append(f"{NAMES_ZH[f]}{degree}")
+        else:
+            degree = {1: "very low", 2: "low", 3: "middling", 4: "high", 5: "very high"}[level]
+            parts.append(f"{degree} {NAMES_EN[f]}")
+    return ("，" if _is_zh(language) else "; ").join(parts)
 
 
 def dial_text(dials: Mapping[str, int], language: str) -> str:
-    """The block a set of dials adds to the persona ("" for none): one line a factor."""
+    """The block a set of dials adds to the persona ("" for none): one line a factor, then
+    the reminder to show it rather than say it."""
     if not dials:
         return ""
     lines = [dial_line(f, dials[f], language) for f in FACTORS if f in dials]
     if _is_zh(language):
-        head = "性格设定（以此为准，说话做事都要体现出来）："
+        head = "你的脾性（比上面说的更要紧）："
+        tail = "这些脾性体现在你怎么说话、怎么做事上；不要拿这些词来形容自己。"
     else:
-        head = "Personality (this holds over anything above; let every reply show it):"
-    return "\n".join([head, *lines])
+        head = "Your temperament (this matters more than anything above):"
+        tail = "Show it in how you talk and what you do; never describe yourself with these words."
+    return "\n".join([head, *lines, tail])
 
 
 def persona_leaning(text: str) -> dict[str, tuple[str, list[str]]]:
@@ -442,12 +464,7 @@ def draft_character(
         user_role=user_role or ("来客" if zh else "visitor"),
         narrators=["旁白" if zh else "narrator"],
         greetings=[greeting],
-        description=(
-            ("按性格拨盘起的角色：" if zh else "A character started from dials: ")
-            + ("，" if zh else "; ").join(
-                line.lstrip("- ").split("：" if zh else ":")[0]
-                for line in dial_text(dials, language).splitlines()[1:]
-            )
-        ),
+        description=("按性格拨盘起的角色：" if zh else "A character started from dials: ")
+        + dial_summary(dials, language),
         personality={f: dials[f] for f in FACTORS if f in dials},
     )
