@@ -87,6 +87,24 @@ def test_the_dialled_factor_moves_and_the_others_hold(prototype) -> None:  # typ
     assert calls.count("answer") == calls.count("rate") == 2 * len(iv.ITEMS)
 
 
+def test_a_shared_cache_keeps_the_two_dials_apart(prototype, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from rolecast.eval.report import Cache
+
+    # the scope is the undialled character's, as the CLI makes it: the high run must not
+    # read the low run's answers back (it did: every shift came out 0)
+    cache = Cache(tmp_path / "c", {"eval": "personality", "character": "x"})
+    judge_cache = Cache(tmp_path / "c", {"eval": "personality-judge"})
+    items = iv.items_for(["O"], per_factor=3)
+    result = dl.run_dials_eval(
+        prototype, None, "O", items=items, cache=cache, judge_cache=judge_cache
+    )
+    assert result.shifts["O"].difference.mean == 4.0
+    again = dl.run_dials_eval(
+        prototype, None, "O", items=items, cache=cache, judge_cache=judge_cache
+    )
+    assert again.shifts["O"].difference.mean == 4.0  # and a rerun reads each its own
+
+
 def test_essays_are_written_under_each_dial_and_sorted_blind(prototype, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     prototype.llm.unreadable = 1  # the first call cannot be read: it counts as wrong
     result = dl.run_dials_eval(

@@ -326,7 +326,7 @@ def run_dials_eval(
             items=items,
             language=lang,
             seed=seed,
-            cache=cache,
+            cache=_dialled(cache, dialled.character.personality),
             judge_cache=judge_cache,
             workers=workers,
             judge_workers=judge_workers,
@@ -369,6 +369,14 @@ def run_dials_eval(
         calls,
         meta,
     )
+
+
+def _dialled(cache: Cache | None, dials: Mapping[str, int]) -> Cache | None:
+    """``cache`` for the answers under ``dials``: its scope names them, so an answer given
+    under one dial is never read back as the other's."""
+    if cache is None:
+        return None
+    return Cache(cache.folder, {**cache.scope, "dials": dict(dials)}, enabled=cache.enabled)
 
 
 # ---------------------------------------------------------------- the report
