@@ -122,6 +122,9 @@ def test_essays_are_written_under_each_dial_and_sorted_blind(prototype, tmp_path
     assert sum(s.choice is None for s in result.sorted) == 1
     text, figures = dl.dials_report(result, {"backend": "x", "model": "y", "judge": None})
     assert "Accuracy **5/6 = 83%**" in text and "44% to 97%" in text
+    a_calls = sum(s.choice == "A" for s in result.sorted)
+    assert f"The judge answered A in {a_calls} of 6 calls" in text
+    assert result.to_dict()["essays"]["answered_a"] == a_calls
     assert "| Openness (O) (dialled) | 1.00 | 5.00 | +4.00 [+4.00, +4.00] | 1 | up |" in text
     assert set(figures) == {"shifts"}
 

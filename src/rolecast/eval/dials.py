@@ -266,6 +266,7 @@ class DialsResult:
                 "correct": k,
                 "sorted": n,
                 "unreadable": sum(s.choice is None for s in self.sorted),
+                "answered_a": sum(s.choice == "A" for s in self.sorted),
                 "accuracy": k / n if n else None,
                 "interval": [lo, hi] if n else None,
                 "calls": [s.to_dict() for s in self.sorted],
@@ -429,7 +430,9 @@ def dials_markdown(result: DialsResult, level: int = 2) -> str:
             "",
             f"Accuracy **{k}/{n} = {k / n:.0%}** (95 % Wilson interval {lo:.0%} to {hi:.0%}; "
             f"chance is 50 %); unreadable calls (counted wrong): "
-            f"{sum(s.choice is None for s in result.sorted)}.",
+            f"{sum(s.choice is None for s in result.sorted)}. The judge answered A in "
+            f"{sum(s.choice == 'A' for s in result.sorted)} of {n} calls: a judge that always "
+            "names one letter sorts at chance, whatever the essays say.",
             "",
         ]
         rows2 = [
