@@ -375,9 +375,7 @@ def run_dials_eval(
 def _dialled(cache: Cache | None, dials: Mapping[str, int]) -> Cache | None:
     """``cache`` for the answers under ``dials``: its scope names them, so an answer given
     under one dial is never read back as the other's."""
-    if cache is None:
-        return None
-    return Cache(cache.folder, {**cache.scope, "dials": dict(dials)}, enabled=cache.enabled)
+    return None if cache is None else cache.scoped(dials=dict(dials))
 
 
 # ---------------------------------------------------------------- the report

@@ -265,6 +265,7 @@ class Cache:
         self.enabled = enabled
         self.hits = 0
         self.misses = 0
+        self.parent: Cache | None = None  # a scoped() child counts its hits there too
 
     @staticmethod
     def scope_for(
@@ -284,6 +285,22 @@ class Cache:
         scope.update(settings)
         return scope
 
+    def scoped(self, **extra: Any) -> Cache:
+        """The same folder under a narrower scope (``extra`` added), its hits and misses
+        counted here as well."""
+        child = Cache(self.folder, {**self.scope, **extra}, self.enabled)
+        child.parent = self
+        return child
+
+    def _count(self, hit: bool) -> None:
+        cache: Cache | None = self
+        while cache is not None:
+            if hit:
+                cache.hits += 1
+            else:
+                cache.misses += 1
+            cache = cache.parent
+
     def key(self, item: Any) -> str:
         blob = json.dumps(
             {"scope": self.scope, "item": to_jsonable(item)}, ensure_ascii=False, sort_keys=True
@@ -302,13 +319,13 @@ class Cache:
             data = json.loads(path.read_text(encoding="utf-8"))
             value = data["value"]
         except FileNotFoundError:
-            self.misses += 1
+            self._count(hit=False)
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("cache entry %s is unreadable (%s): doing the item again", path, exc)
-            self.misses += 1
+            self._count(hit=False)
             return None
-        self.hits += 1
+        self._count(hit=True)
         return value
 
     def put(self, item: Any, value: Any) -> None:
