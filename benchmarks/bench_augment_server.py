@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         log = Path(tmp) / "server.log"
         model = resolve_model(args.model)
         with llama_server(model, log, n_ctx=4096, threads=args.server_threads) as base:
-            client = OpenAILLM(model=args.model, base_url=base, api_key="none")
+            # the server's window, so prompts are fitted to it (SmolLM2 spends ~3 tokens on a
+            # Chinese character: a default budget overflowed 4096 and the server cut the stream)
+            client = OpenAILLM(model=args.model, base_url=base, api_key="none", context_window=4096)
             recorder = Recorder(client)
             prototype = Session(character, index, recorder, order="split")
             # the server's first request pays for loading: not either run's

@@ -264,7 +264,7 @@ def live_server(chars: Path):  # type: ignore[no-untyped-def]
 
 
 def test_official_sdk_streaming_and_not_with_a_real_model(live_server: str) -> None:
-    from openai import AuthenticationError, NotFoundError, OpenAI
+    from openai import AuthenticationError, BadRequestError, NotFoundError, OpenAI
 
     client = OpenAI(base_url=live_server, api_key=KEY_A, max_retries=0)
     assert "mia" in [m.id for m in client.models.list()]
@@ -288,6 +288,19 @@ def test_official_sdk_streaming_and_not_with_a_real_model(live_server: str) -> N
         if chunk.choices and chunk.choices[0].delta.content:
             pieces.append(chunk.choices[0].delta.content)
     assert len(pieces) > 1 and "".join(pieces).strip()
+    dialled = client.chat.completions.create(
+        model="mia",
+        messages=[{"role": "user", "content": "Where is the cat?"}],
+        max_tokens=8,
+        extra_body={"personality": {"O": "high", "N": 1}},  # the dials, through the SDK
+    )
+    assert dialled.choices[0].message.content is not None
+    with pytest.raises(BadRequestError, match="a trait level for O"):
+        client.chat.completions.create(
+            model="mia",
+            messages=[{"role": "user", "content": "x"}],
+            extra_body={"personality": {"O": 9}},
+        )
     with pytest.raises(AuthenticationError):
         OpenAI(base_url=live_server, api_key="bad-key-000", max_retries=0).models.list()
     with pytest.raises(NotFoundError):
