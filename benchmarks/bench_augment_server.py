@@ -19,6 +19,7 @@ The issue's target is >= 85 %. Generation is seeded, so both runs decode the sam
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     character = store.load(args.character)
     index = load_index(character, "use")
     with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / "server.log"
+        log = Path(os.environ.get("BENCH_SERVER_LOG", Path(tmp) / "server.log"))
         model = resolve_model(args.model)
         with llama_server(model, log, n_ctx=4096, threads=args.server_threads) as base:
             # the server's window, so prompts are fitted to it (SmolLM2 spends ~3 tokens on a
