@@ -1,0 +1,1 @@
+"""Scenes with several characters: who speaks next, and the shared history."""

@@ -1,0 +1,99 @@
+"""Group scenes: who answers a line (named, round robin, all, natural with chime-ins, /next),
+slash commands, and bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from rolecast.errors import InputError
+from rolecast.group.turns import Member, TurnTaker, addressed, parse_command
+
+HARUHI = Member("haruhi", ("凉宫春日", "春日", "Haruhi"))
+KYON = Member("kyon", ("阿虚", "Kyon"))
+MIKURU = Member("mikuru", ("朝比奈实玖瑠", "朝比奈", "Mikuru"))
+SCENE = [HARUHI, KYON, MIKURU]
+
+
+def test_a_line_is_answered_by_whoever_it_names_in_the_order_named() -> None:
+    assert addressed("阿虚，你去问问春日。", SCENE) == ["kyon", "haruhi"]
+    assert addressed("朝比奈学姐和凉宫春日都来了", SCENE) == ["mikuru", "haruhi"]
+    assert addressed("Kyon, where is Haruhi?", SCENE) == ["kyon", "haruhi"]
+    assert addressed("Kyonsama said hi", SCENE) == []  # a Latin name is a whole word
+    assert addressed("今天天气不错", SCENE) == []
+    taker = TurnTaker(SCENE, "round")
+    assert taker.speakers("朝比奈学姐，喝茶吗？") == ["mikuru"] and taker.last == "mikuru"
+
+
+def test_round_robin_goes_on_after_the_last_speaker() -> None:
+    taker = TurnTaker(SCENE, "round")
+    assert [taker.speakers("嗯")[0] for _ in range(4)] == ["haruhi", "kyon", "mikuru", "haruhi"]
+    taker.speakers("阿虚？")  # named: kyon answers, and the round goes on after him
+    assert taker.speakers("然后呢") == ["mikuru"]
+
+
+def test_all_answer_starting_after_the_last_speaker() -> None:
+    taker = TurnTaker(SCENE, "all")
+    assert taker.speakers("大家好") == ["haruhi", "kyon", "mikuru"]
+    assert taker.speakers("再说一遍") == ["haruhi", "kyon", "mikuru"]  # mikuru was last
+    taker.last = "haruhi"
+    assert taker.speakers("好") == ["kyon", "mikuru", "haruhi"]
+
+
+def test_natural_picks_the_closest_member_and_sometimes_another_chimes_in() -> None:
+    def close(text: str) -> dict[str, float]:
+        return {"haruhi": 0.2, "kyon": 0.9, "mikuru": 0.4}
+
+    never = TurnTaker(SCENE, "natural", chime=0.0)
+    assert never.speakers("这件事你怎么看", closeness=close) == ["kyon"]
+    assert never.speakers("然后呢") == ["kyon"]  # no scores: whoever spoke last goes on
+    always = TurnTaker(SCENE, "natural", chime=1.0, max_chime=1)
+    assert always.speakers("这件事你怎么看", closeness=close) == ["kyon", "haruhi"]
+    both = TurnTaker(SCENE, "natural", chime=1.0, max_chime=2)
+    assert both.speakers("嗯", closeness=close) == ["kyon", "haruhi", "mikuru"]
+    # the chance is seeded: the same seed, the same chime-ins
+    a, b = (TurnTaker(SCENE, "natural", chime=0.5, seed=7) for _ in range(2))
+    assert [a.speakers("嗯") for _ in range(20)] == [b.speakers("嗯") for _ in range(20)]
+    # each of the two others may chime in at 0.5, one at most: 1 - 0.5 ** 2 = 75% of lines
+    taker = TurnTaker(SCENE, "natural", chime=0.5, seed=3)
+    chimed = sum(len(taker.speakers("嗯")) > 1 for _ in range(400))
+    assert 260 < chimed < 340
+
+
+def test_next_forces_a_speaker_and_narrate_sets_the_scene() -> None:
+    taker = TurnTaker(SCENE, "all")
+    cmd = parse_command("/next 朝比奈 学姐，茶好了吗？", SCENE)
+    assert cmd is not None and (cmd.kind, cmd.target, cmd.text) == (
+        "next",
+        "mikuru",
+        "学姐，茶好了吗？",
+    )
+    assert taker.speakers("阿虚也在", forced=cmd.target) == ["mikuru"]  # over the named one
+    assert parse_command("/next kyon", SCENE) == parse_command("/next Kyon", SCENE)
+    narrate = parse_command("/narrate 门被推开了。", SCENE)
+    assert narrate is not None and (narrate.kind, narrate.text) == ("narrate", "门被推开了。")
+    assert parse_command("你好", SCENE) is None
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("/next 长门", "/next 长门: not in this scene; in it: 凉宫春日, 阿虚, 朝比奈实玖瑠"),
+        ("/next", "/next takes a name"),
+        ("/narrate  ", "/narrate takes the scene's text"),
+        ("/remember x", "unknown command /remember"),
+    ],
+)
+def test_a_bad_command_says_what_there_is(line: str, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        parse_command(line, SCENE)
+
+
+def test_a_scene_needs_two_different_characters_and_a_known_policy() -> None:
+    with pytest.raises(InputError, match="at least two characters"):
+        TurnTaker([HARUHI])
+    with pytest.raises(InputError, match=r"凉宫春日 \(haruhi\) is in the scene twice"):
+        TurnTaker([HARUHI, KYON, HARUHI])
+    with pytest.raises(InputError, match="unknown turn policy 'chaos'; known: round, natural, all"):
+        TurnTaker(SCENE, "chaos")
+    with pytest.raises(InputError, match="chime-in chance is from 0 to 1"):
+        TurnTaker(SCENE, chime=1.5)
