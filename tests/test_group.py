@@ -97,3 +97,78 @@ def test_a_scene_needs_two_different_characters_and_a_known_policy() -> None:
         TurnTaker(SCENE, "chaos")
     with pytest.raises(InputError, match="chime-in chance is from 0 to 1"):
         TurnTaker(SCENE, chime=1.5)
+
+
+# ------------------------------------------------------------------ the scene
+
+
+def _scene(policy: str = "round", chime: float = 0.0):  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from rolecast.backends.scripted import ScriptedLLM
+    from rolecast.group.scene import GroupScene
+    from rolecast.session import Session
+
+    from conftest import make_character
+
+    xm = replace(make_character(3), id="xm")
+    zb = replace(
+        make_character(3), id="zb", name="周伯", aliases=["老周"], persona="你是周伯，老船夫。"
+    )
+    llms = {"xm": ScriptedLLM(), "zb": ScriptedLLM()}
+    sessions = [Session(xm, None, llms["xm"]), Session(zb, None, llms["zb"])]
+    return GroupScene.of(sessions, policy, chime), llms
+
+
+def _said(scene, text):  # type: ignore[no-untyped-def]
+    out: dict[str, str] = {}
+    for who, piece in scene.say(text):
+        out[who] = out.get(who, "") + piece
+    return out
+
+
+def test_each_character_answers_with_its_own_persona_and_the_shared_history() -> None:
+    scene, llms = _scene("round")
+    llms["xm"].enqueue("面好了。")
+    assert _said(scene, "有面吗？") == {"xm": "面好了。"}
+    llms["zb"].enqueue("我要一碗。")
+    assert _said(scene, "周伯呢？") == {"zb": "我要一碗。"}  # named
+    sent = llms["zb"].requests[-1][0]
+    system = sent[0]["content"]
+    assert (
+        system.startswith("你是周伯，老船夫。")
+        and scene.sessions["xm"].character.persona[:6] not in system
+    )
+    history = [m["content"] for m in sent[1:]]
+    # 小满's line reaches 周伯 as someone else speaking, under her name; his line is last
+    assert any("小满:「面好了。」" in h for h in history) and history[-1].endswith("周伯呢？")
+    assert [(t.speaker, t.text) for t in scene.history] == [
+        ("旅人", "有面吗？"),
+        ("小满", "面好了。"),
+        ("旅人", "周伯呢？"),
+        ("周伯", "我要一碗。"),
+    ]
+
+
+def test_all_answer_in_turn_each_answering_the_line_before_it() -> None:
+    scene, llms = _scene("all")
+    llms["xm"].enqueue("下雨了。")
+    llms["zb"].enqueue("那就别出船。")
+    assert _said(scene, "天怎么样？") == {"xm": "下雨了。", "zb": "那就别出船。"}
+    zb_sent = llms["zb"].requests[-1][0]
+    assert zb_sent[-1]["content"].endswith("小满:「下雨了。」")  # he answers her
+    assert any("天怎么样？" in m["content"] for m in zb_sent[1:-1])  # the user's line before it
+
+
+def test_next_and_narrate() -> None:
+    scene, llms = _scene("round")
+    llms["xm"].enqueue("好。")
+    _said(scene, "/narrate 雨停了。")
+    assert scene.history[0].speaker == "旁白" and scene.history[0].text == "雨停了。"
+    llms["xm"].enqueue("又是我？")
+    assert _said(scene, "/next 小满") == {"xm": "又是我？"}  # answers the last line
+    assert scene.history[-2].text == "好。" and len(scene.history) == 3
+    llms["zb"].enqueue("来了。")
+    assert _said(scene, "/next 老周 过来坐") == {"zb": "来了。"}
+    with pytest.raises(InputError, match="empty message"):
+        _said(scene, "   ")

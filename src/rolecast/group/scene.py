@@ -1,0 +1,99 @@
+"""A conversation with several characters: one Session per character, one shared history.
+
+    scene = GroupScene.of([session_a, session_b, ...], policy="natural")
+    for who, piece in scene.say("春日，今天去哪？"):   # who: the character id answering
+        ...
+
+Each character answers through its own Session, so its prompt holds its own persona, its own
+canon and its own rules, assembled as in a one-to-one chat; the shared history goes in as that
+session's history, every line under its speaker's name (another character's line reads to it
+as someone else speaking, the user's as the user's). What a character is sent with its lines
+(the canon of the cache order) stays its own: the shared history keeps the words only. When a
+second character answers in the same turn, it answers the line before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from ..errors import InputError
+from ..prompt.assemble import Turn
+from ..session import Session
+from .turns import Member, TurnTaker, parse_command
+
+
+def member_of(session: Session) -> Member:
+    c = session.character
+    return Member(c.id, (c.name, *c.aliases))
+
+
+@dataclass
+class GroupScene:
+    sessions: dict[str, Session]  # by character id, in the scene's order
+    taker: TurnTaker
+    user_role: str = "user"
+    narrator: str = "旁白"
+    history: list[Turn] = field(default_factory=list)
+
+    @classmethod
+    def of(
+        cls,
+        sessions: Sequence[Session],
+        policy: str = "natural",
+        chime: float = 0.3,
+        seed: int = 0,
+        user_role: str | None = None,
+    ) -> GroupScene:
+        """A scene of these sessions' characters (two or more, each once); the user speaks as
+        ``user_role`` (default: the first character's user role)."""
+        members = [member_of(s) for s in sessions]
+        taker = TurnTaker(members, policy, chime, seed=seed)  # checks the members
+        first = sessions[0].character
+        narrator = first.narrators[0] if first.narrators else "旁白"
+        return cls(
+            {s.character.id: s for s in sessions},
+            taker,
+            user_role or first.user_role,
+            narrator,
+        )
+
+    @property
+    def members(self) -> list[Member]:
+        return list(self.taker.members)
+
+    def closeness(self, text: str) -> dict[str, float]:
+        """Per character, how close ``text`` comes to its canon: the best cosine between the
+        line and a line of its best scene (comparable across characters, unlike fused ranks)."""
+        out = {}
+        for cid, s in self.sessions.items():
+            hits = s.index.search(text, 1, "dense") if s.index is not None else []
+            out[cid] = hits[0].dense if hits else 0.0
+        return out
+
+    def say(self, text: str, as_role: str | None = None) -> Iterator[tuple[str, str]]:
+        """The user's line (or a /next or /narrate command) and the answers it gets, streamed
+        as (character id, piece). The shared history gains each reply once it is complete."""
+        command = parse_command(text, self.members)
+        speaker, forced = as_role or self.user_role, None
+        if command is not None and command.kind == "narrate":
+            speaker, text = self.narrator, command.text
+        elif command is not None:
+            forced, text = command.target, command.text
+        if not text.strip():
+            if forced is None or not self.history:
+                raise InputError("empty message: say something")
+            line = self.history[-1]  # /next NAME alone: NAME answers the last line
+            earlier = self.history[:-1]
+        else:
+            line = Turn(speaker, text.strip())
+            earlier = list(self.history)
+            self.history.append(line)
+        for cid in self.taker.speakers(line.text, forced, self.closeness):
+            session = self.sessions[cid]
+            session.history = list(earlier)
+            yield from ((cid, piece) for piece in session.say(line.text, line.speaker))
+            assert session.last is not None
+            reply = Turn(session.character.name, session.last.reply)
+            self.history.append(reply)
+            earlier, line = self.history[:-1], reply  # the next one answers this reply
