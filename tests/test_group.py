@@ -172,3 +172,23 @@ def test_next_and_narrate() -> None:
     assert _said(scene, "/next 老周 过来坐") == {"zb": "来了。"}
     with pytest.raises(InputError, match="empty message"):
         _said(scene, "   ")
+
+
+def test_chat_with_several_names_is_a_scene(rolecast_home, capsys) -> None:  # type: ignore[no-untyped-def]
+    from rolecast.cli.main import main
+
+    argv = ["chat", "xiaoman", "yunzhou", "shiwen", "--backend", "echo", "--turns", "all"]
+    assert main([*argv, "--once", "大家好"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "林小满: 大家好",
+        "云舟: 大家好",
+        "石稳: 大家好",
+    ]
+    assert main([*argv, "--once", "/next 石叔 船几点开？"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["石稳: 船几点开？"]
+    assert main(["chat", "xiaoman", "xiaoman", "--backend", "echo", "--once", "x"]) == 1
+    assert "is in the scene twice" in capsys.readouterr().err
+    assert main(["chat", "xiaoman", "nobody", "--backend", "echo", "--once", "x"]) == 1
+    assert "unknown character 'nobody'" in capsys.readouterr().err
+    assert main([*argv, "--chime", "2", "--once", "x"]) == 1
+    assert "--chime is a chance from 0 to 1" in capsys.readouterr().err

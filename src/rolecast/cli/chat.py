@@ -32,8 +32,30 @@ def add_prompt(sub: Any) -> None:
 def add_chat(sub: Any) -> None:
     from .voice import add_chat_voice
 
-    sp = sub.add_parser("chat", help="chat with a character")
+    sp = sub.add_parser(
+        "chat", help="chat with a character, or with several in one scene (NAME NAME ...)"
+    )
     character_arg(sp)
+    sp.add_argument(
+        "others",
+        nargs="*",
+        metavar="NAME",
+        help="more characters: a group scene, each with its own persona and canon",
+    )
+    sp.add_argument(
+        "--turns",
+        choices=("natural", "round", "all"),
+        default="natural",
+        help="group scene: who answers a line that names nobody: natural (the character "
+        "whose canon it is closest to, others chiming in by --chime), round (in turn) or all "
+        "(default natural); a line that names characters is theirs, /next NAME forces one",
+    )
+    sp.add_argument(
+        "--chime",
+        type=float,
+        default=0.3,
+        help="group scene, natural turns: the chance each other character chimes in (0.3)",
+    )
     sp.add_argument("--once", metavar="TEXT", help="say one line, print the reply and exit")
     turn_opts(sp)
     add_chat_voice(sp)
@@ -105,6 +127,8 @@ def _print_reply(session: Session, text: str, as_role: str | None) -> None:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    if getattr(args, "others", None):
+        return _group_chat(args)
     character = character_from(args)
     if args.once is not None:
         session = open_session(args, character)
@@ -255,3 +279,79 @@ def _chat(ready: _ChatReady, role: str) -> int:
             print(CHAT_HELP.format(user=c.user_role, narrator=narrator))
         else:  # not sent to the model: a typo of a command is not a line of dialogue
             print(f"unknown command {word}; /help lists them")
+
+
+# ---- a scene with several characters -------------------------------------------------------
+
+GROUP_HELP = """commands:
+  /next NAME [TEXT]  NAME answers (TEXT, or the last line)
+  /narrate TEXT      set the scene as the narrator
+  /help              this list
+  /quit, /exit       leave (Ctrl-D too)"""
+
+
+def _group_chat(args: argparse.Namespace) -> int:
+    """``rolecast chat A B C``: one backend for all, a Session per character."""
+    from ..backends.base import shared
+    from ..character.personality import parse_traits, with_dials
+    from ..group.scene import GroupScene
+    from ..retrieval.index import load_index
+    from ..session import Session
+    from .common import backend_from, embedder_from, load_character, progress
+
+    dials = parse_traits(getattr(args, "trait", None) or [])
+    characters = [with_dials(load_character(n), dials) for n in [args.name, *args.others]]
+    if not 0 <= args.chime <= 1:
+        raise RolecastError(f"--chime is a chance from 0 to 1, not {args.chime}")
+    embedder = embedder_from(args)
+    indexes = [load_index(c, embedder) for c in characters]
+    llm = shared(backend_from(args).open(progress=progress("preparing the model")))
+    try:
+        order = args.order or llm.prompt_order
+        sessions = [
+            Session(c, i, llm, order=order) for c, i in zip(characters, indexes, strict=True)
+        ]
+        scene = GroupScene.of(sessions, args.turns, args.chime, user_role=args.as_role)
+        names = {c.id: c.name for c in characters}
+        if args.once is not None:
+            _group_turn(scene, names, args.once)
+            return 0
+        print(
+            f"(a scene with {', '.join(names.values())}; you are {scene.user_role}; "
+            "/help lists the commands)",
+            flush=True,
+        )
+        while True:
+            try:
+                text = input(f"{scene.user_role}> ")
+            except (EOFError, KeyboardInterrupt):
+                print()
+                return 0
+            word = text.strip().split(" ", 1)[0].lower()
+            if word in ("/quit", "/exit"):
+                return 0
+            if word == "/help":
+                print(GROUP_HELP)
+                continue
+            if not text.strip():
+                continue
+            try:
+                _group_turn(scene, names, text)
+            except (NoReplyError, RolecastError) as exc:  # the scene goes on
+                print(f"rolecast: {exc}", file=sys.stderr)
+    finally:
+        llm.close()
+
+
+def _group_turn(scene: Any, names: dict[str, str], text: str) -> None:
+    """Stream the replies a line gets, each under its speaker's name."""
+    current = None
+    for who, piece in scene.say(text):
+        if who != current:
+            if current is not None:
+                print(flush=True)
+            print(f"{names[who]}: ", end="", flush=True)
+            current = who
+        print(piece, end="", flush=True)
+    if current is not None:
+        print(flush=True)
