@@ -192,3 +192,51 @@ def test_chat_with_several_names_is_a_scene(rolecast_home, capsys) -> None:  # t
     assert "unknown character 'nobody'" in capsys.readouterr().err
     assert main([*argv, "--chime", "2", "--once", "x"]) == 1
     assert "--chime is a chance from 0 to 1" in capsys.readouterr().err
+
+
+@pytest.mark.e2e  # a real model and three corpus characters
+@pytest.mark.corpus
+def test_a_group_scene_of_three_corpus_characters_with_smollm2(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+    from rolecast.backends.base import GenerationParams, shared
+    from rolecast.backends.local import LocalLLM
+    from rolecast.formats.chatharuhi import import_story_folder
+    from rolecast.group.scene import GroupScene
+    from rolecast.prompt.assemble import persona_text
+    from rolecast.retrieval.index import load_index
+    from rolecast.session import Session
+
+    from conftest import corpus_root
+
+    root = corpus_root()
+    if root is None:
+        pytest.skip("ROLECAST_CORPUS is not set")
+    characters = [
+        import_story_folder(root / "characters" / f).character
+        for f in ("haruhi", "weixiaobao", "liyunlong")
+    ]
+    llm = shared(LocalLLM(model="smollm2", n_ctx=2048, seed=7))
+    try:
+        params = GenerationParams(max_tokens=24, seed=7)
+        sessions = [
+            Session(c, load_index(c, embedder, tmp_path / "index"), llm, params=params)
+            for c in characters
+        ]
+        scene = GroupScene.of(sessions, "all", user_role="阿虚")
+        lines = ["大家好，今天我们聚在这里。", "你们都是做什么的？", "李云龙，你先说。"]
+        for i, line in enumerate(lines):
+            answered = [who for who, _ in scene.say(line)]
+            spoke = list(dict.fromkeys(answered))
+            if i < 2:  # named nobody: all three answer, in the scene's order
+                assert spoke == [c.id for c in characters]
+            else:
+                assert spoke == [characters[2].id]  # named: he alone answers
+        speakers = [t.speaker for t in scene.history]
+        assert speakers.count("阿虚") == 3 and len(scene.history) == 3 + 3 + 3 + 1
+        for s in sessions:  # each prompt holds its own persona and none of the others'
+            system = s.last.assembly.messages[0]["content"]  # type: ignore[union-attr]
+            assert persona_text(s.character)[:40] in system
+            for other in sessions:
+                if other is not s:
+                    assert persona_text(other.character)[:40] not in system
+    finally:
+        llm.close()
