@@ -240,3 +240,30 @@ def test_a_group_scene_of_three_corpus_characters_with_smollm2(tmp_path, embedde
                     assert persona_text(other.character)[:40] not in system
     finally:
         llm.close()
+
+
+def test_in_a_scene_canon_where_the_others_speak_comes_first(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from rolecast.backends.scripted import ScriptedLLM
+    from rolecast.character.model import Line, Scene
+    from rolecast.group.scene import GroupScene
+    from rolecast.retrieval.index import load_index
+    from rolecast.session import Session
+
+    from conftest import make_character
+
+    base = make_character(1)
+    scenes = [
+        Scene("alone", "雨天", (Line("旅人", "下雨了，伞破了。"), Line("小满", "拿来我补。"))),
+        Scene("with", "雨夜", (Line("周伯", "雨下大了，伞呢？"), Line("小满", "在灶边，自己拿。"))),
+    ]
+    xm = replace(base, id="xm", scenes=scenes)
+    zb = replace(base, id="zb", name="周伯", aliases=["老周"], scenes=scenes[1:])
+    index = load_index(xm, embedder, tmp_path / "index")
+    alone = Session(xm, index, ScriptedLLM())
+    assert [h.scene.id for h in alone.prepare("下雨了，伞破了。").hits][:2] == ["alone", "with"]
+    scene = GroupScene.of([alone, Session(zb, None, ScriptedLLM())], "round")
+    assert alone.together == {"周伯", "老周"}
+    assert [h.scene.id for h in alone.prepare("下雨了，伞破了。").hits][:2] == ["with", "alone"]
+    assert scene.sessions["zb"].together == {xm.name, *xm.aliases}

@@ -13,7 +13,7 @@ from functools import cached_property
 
 from .assistant_talk import first_assistant_talk
 from .backends.base import LLM, GenerationParams
-from .character.model import Character
+from .character.model import Character, Scene
 from .errors import InputError, NoReplyError
 from .identity import WrongSelf, alternation
 from .overlap import Gram, grams, grams_of, plain, shared_run, similarity, spans, tokens
@@ -471,6 +471,9 @@ class Session:
     history: list[Turn] = field(default_factory=list)
     last: TurnReport | None = None
     pending: TurnReport | None = None  # the turn being streamed by say(), until it is recorded
+    # a group scene: the names of the others in it; retrieved scenes where one of them speaks
+    # come first (the canon has these characters together), in their own order
+    together: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.budget is None:
@@ -501,6 +504,9 @@ class Session:
         header = fixed_texts(self.character)[-1]
         avoid = dict.fromkeys([*self.params.avoid, header])
         self.params = replace(self.params, stop=tuple(stops), avoid=tuple(avoid))
+
+    def _with_others(self, scene: Scene) -> bool:
+        return any(ln.speaker.strip() in self.together for ln in scene.lines)
 
     def recast(self, character: Character) -> Session:
         """This session (backend, budgets, order, parameters, history so far) with
@@ -534,6 +540,8 @@ class Session:
             if self.index
             else []
         )
+        if self.together:
+            hits = sorted(hits, key=lambda h: not self._with_others(h.scene))
         assert self.budget is not None and self.counter is not None
         recent = [text, *(t.text for t in self.history[-SCAN_TURNS:])]
         assembly = assemble(

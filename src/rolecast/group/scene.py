@@ -9,7 +9,9 @@ canon and its own rules, assembled as in a one-to-one chat; the shared history g
 session's history, every line under its speaker's name (another character's line reads to it
 as someone else speaking, the user's as the user's). What a character is sent with its lines
 (the canon of the cache order) stays its own: the shared history keeps the words only. When a
-second character answers in the same turn, it answers the line before it.
+second character answers in the same turn, it answers the line before it. Each character's
+retrieved scenes where another member of the scene speaks come first: the canon has them
+together.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class GroupScene:
         ``user_role`` (default: the first character's user role)."""
         members = [member_of(s) for s in sessions]
         taker = TurnTaker(members, policy, chime, seed=seed)  # checks the members
+        for s, me in zip(sessions, members, strict=True):  # canon with the others in it first
+            s.together = frozenset(n for m in members if m is not me for n in m.names)
         first = sessions[0].character
         narrator = first.narrators[0] if first.narrators else "旁白"
         return cls(
