@@ -29,23 +29,24 @@ from .backends.base import LLM, GenerationParams
 from .character.model import Character
 from .character.personality import FACTORS, dial_text, format_dials, with_dials
 from .errors import InputError
+from .eval.interview import strip_reasoning
 from .eval.report import Cache, backend_info, character_digest, to_jsonable
 from .eval.runner import Progress, item_seed, run_items, workers_for
 from .files import write_atomic
-from .prompt.assemble import persona_text, template
+from .prompt.assemble import persona_text, template, template_language
 
 MIN_LENGTH = {"zh": 800, "en": 500}  # characters (Chinese), words (English): the exam's floor
 MAX_TOPIC = 200  # characters
 MAX_ESSAYS = 100
 ESSAY_PARAMS = GenerationParams(max_tokens=1600, temperature=0.8, top_p=0.95)
-_THINK = re.compile(r"<think>.*?(</think>|$)", re.S)
 _TITLE_MARKS = re.compile(r"^\s*(?:#+\s*|题目\s*[:：]\s*|title\s*:\s*)", re.I)
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _WORD = re.compile(r"[A-Za-z0-9]+(?:['’-][A-Za-z0-9]+)*")
 
 
 def essay_language(language: str) -> str:
-    return "zh" if language.startswith(("zh", "ja")) else "en"
+    """The essay's language: that of the templates it is asked with."""
+    return template_language(language)
 
 
 def check_topic(topic: str) -> str:
@@ -112,7 +113,7 @@ def essay_length(text: str, language: str) -> int:
 def parse_essay(text: str, language: str, seed: int = 0) -> Essay:
     """The essay in a backend's answer: its first line the title (marks like ``#`` or
     ``题目：`` and the title's quotes dropped), the rest the body, paragraphs kept."""
-    text = _THINK.sub("", text).strip()
+    text = strip_reasoning(text)
     lines = [ln.rstrip() for ln in text.splitlines()]
     while lines and not lines[0].strip():
         lines.pop(0)

@@ -306,13 +306,10 @@ def with_dials(character: Character, dials: Mapping[str, int]) -> Character:
     return replace(character, personality={f: merged[f] for f in FACTORS if f in merged})
 
 
-def pole(level: int) -> str | None:
-    return "high" if level > 3 else "low" if level < 3 else None
-
-
-def pole_of(score: float) -> str | None:
-    """The side of the 1-5 scale a score is on (None on the midpoint)."""
-    return "high" if score > 3 else "low" if score < 3 else None
+def pole(value: float) -> str | None:
+    """The side of the 1-5 scale a level or score is on: "high", "low", or None on the
+    midpoint."""
+    return "high" if value > 3 else "low" if value < 3 else None
 
 
 def format_dials(dials: Mapping[str, int]) -> str:
@@ -416,7 +413,7 @@ def conflicts(
             elif isinstance(label, str):
                 label_side = label.lower()
             else:
-                label_side = pole_of(float(label))  # type: ignore[arg-type]
+                label_side = pole(float(label))  # type: ignore[arg-type]
             if label_side in ("high", "low") and label_side != side:
                 shown = "" if isinstance(label, str) else f" ({label})"
                 out.append(f"{name} goes against the canon, where it is {label_side}{shown}")

@@ -33,7 +33,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends.base import LLM, GenerationParams
 from ..character.model import Character
-from ..character.personality import Label, Scored, normalize_factor, parse_labels
+from ..character.personality import (
+    NAMES_EN,
+    Label,
+    Scored,
+    normalize_factor,
+    parse_labels,
+    pole,
+)
 from ..errors import InputError, ParseError
 from .report import to_jsonable
 from .runner import Ask, Progress, asker, item_seed, read_data, run_items
@@ -47,13 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FACTORS = ("E", "A", "C", "N", "O")
-FACTOR_NAMES = {
-    "E": "Extraversion",
-    "A": "Agreeableness",
-    "C": "Conscientiousness",
-    "N": "Neuroticism",
-    "O": "Openness",
-}
+FACTOR_NAMES = {f: NAMES_EN[f].capitalize() for f in FACTORS}
 SCALE_MIN, SCALE_MAX = 1, 5
 MIDPOINT = 3.0  # the middle of the 1-5 scale: above it is the "high" side of a factor
 
@@ -396,9 +397,7 @@ def incharacter_labels(annotation: object, role: str | None) -> dict[str, object
 
 def side(value: float | None) -> str | None:
     """ "high" above the scale's midpoint, "low" below it, None on it (or for no value)."""
-    if value is None or value == MIDPOINT:
-        return None
-    return "high" if value > MIDPOINT else "low"
+    return None if value is None else pole(value)
 
 
 def compare(

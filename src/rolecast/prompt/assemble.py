@@ -91,10 +91,16 @@ class Assembly:
 
 
 @cache
+def template_language(language: str) -> str:
+    """The language of the templates a character gets: "zh" for a Chinese or Japanese
+    character, "en" otherwise."""
+    return "zh" if language.startswith(("zh", "ja")) else "en"
+
+
 def template(kind: str, language: str) -> Template:
-    """The package's prompt template ``templates/<kind>_<zh|en>.txt``: Chinese for a Chinese
-    or Japanese character, English otherwise."""
-    lang = "zh" if language.startswith(("zh", "ja")) else "en"
+    """The package's prompt template ``templates/<kind>_<zh|en>.txt`` (see
+    :func:`template_language`)."""
+    lang = template_language(language)
     path = resources.files("rolecast.prompt").joinpath("templates", f"{kind}_{lang}.txt")
     return Template(path.read_text("utf-8"))
 
