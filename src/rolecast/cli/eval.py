@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -441,19 +442,60 @@ def add_retrieval(evsub: Any) -> None:
 # ---- rolecast eval personality ------------------------------------------------------------
 
 
-def cmd_eval_personality(args: argparse.Namespace) -> int:
+def interview_items(args: argparse.Namespace) -> list[Any]:
+    """``--items``: the first N BFI items of each factor (all 44 when not given)."""
     from ..eval import interview as iv
-    from ..eval.report import backend_info, header, open_cache, write_report
+
+    if args.items is not None and args.items < 1:
+        raise InputError(f"--items must be at least 1, not {args.items}")
+    return iv.items_for(per_factor=args.items)
+
+
+def items_opt(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--items",
+        type=int,
+        metavar="N",
+        help="items per factor, the first N of each (default: all 44, 8-10 per factor)",
+    )
+
+
+@dataclass
+class Interview:
+    """What an interview of a character runs with: its language, canon index, backends and
+    chat setup (the prototype of every item's session), the out dir and the two caches
+    (answers, ratings)."""
+
+    language: str
+    index: CanonIndex
+    llm: LLM
+    judge: LLM
+    prototype: Session
+    out: Path
+    cache: Cache
+    judge_cache: Cache
+    workers: int  # items at once: the character's backend, the judge's
+    judge_workers: int
+
+    def info(self) -> dict[str, Any]:
+        from ..eval.report import backend_info
+
+        judge = backend_info(self.judge)
+        return {**backend_info(self.llm), "judge": judge, "embedder": self.index.embedder.name}
+
+
+@contextmanager
+def interview(
+    args: argparse.Namespace, character: Character, eval_name: str
+) -> Iterator[Interview]:
+    """The setup ``eval personality`` and ``eval dials`` share: the questions' language and
+    the reply parameters checked before a model loads, then the canon index, the backends
+    (closed on the way out), the out dir and the caches."""
+    from ..eval import interview as iv
+    from ..eval.report import open_cache
     from ..eval.runner import workers_for
     from ..retrieval.index import load_index
 
-    character = character_from(args)
-    if args.items is not None and args.items < 1:
-        raise InputError(f"--items must be at least 1, not {args.items}")
-    items = iv.items_for(per_factor=args.items)
-    if args.role is not None and args.labels is None:
-        raise InputError("--role picks a role of a --labels file: give the file too")
-    labels = iv.read_labels(args.labels, args.role) if args.labels is not None else None
     language = iv.question_language(args.language or character.language)
     params = reply_params(args)  # bad input fails before a model loads
     index = load_index(character, embedder_from(args))
@@ -462,29 +504,51 @@ def cmd_eval_personality(args: argparse.Namespace) -> int:
         scope, judge_scope = iv.personality_scopes(
             character, llm, judge, params, index.embedder.name, language, args.seed
         )
-        out, cache = open_out(args, "personality", character, scope)
-        judge_cache = open_cache(out, judge_scope, fresh=args.fresh)
-        result = iv.run_personality_eval(
-            chat_session(character, llm, index, params),
+        out, cache = open_out(args, eval_name, character, scope)
+        yield Interview(
+            language,
+            index,
+            llm,
             judge,
+            chat_session(character, llm, index, params),
+            out,
+            cache,
+            open_cache(out, judge_scope, fresh=args.fresh),
+            workers_for(llm, args.concurrency),
+            workers_for(judge, args.concurrency),
+        )
+
+
+def cmd_eval_personality(args: argparse.Namespace) -> int:
+    from ..eval import interview as iv
+    from ..eval.report import header, write_report
+
+    character = character_from(args)
+    items = interview_items(args)
+    if args.role is not None and args.labels is None:
+        raise InputError("--role picks a role of a --labels file: give the file too")
+    labels = iv.read_labels(args.labels, args.role) if args.labels is not None else None
+    with interview(args, character, "personality") as run:
+        result = iv.run_personality_eval(
+            run.prototype,
+            run.judge,
             items=items,
-            language=language,
+            language=run.language,
             labels=labels,
             seed=args.seed,
-            cache=cache,
-            judge_cache=judge_cache,
-            workers=workers_for(llm, args.concurrency),
-            judge_workers=workers_for(judge, args.concurrency),
+            cache=run.cache,
+            judge_cache=run.judge_cache,
             progress=items_progress("interviewing"),
+            workers=run.workers,
+            judge_workers=run.judge_workers,
         )
     labels_file = None if args.labels is None else str(args.labels)
     result.meta.update(items_per_factor=args.items, labels_file=labels_file)
-    info = {**backend_info(llm), "judge": backend_info(judge), "embedder": index.embedder.name}
-    head = header("personality", character, info)
+    head = header("personality", character, run.info())
     markdown, figures = iv.personality_report(result, head, labels)
-    written = write_report(out, with_head(head, result.to_dict()), markdown, figures)
+    written = write_report(run.out, with_head(head, result.to_dict()), markdown, figures)
     print("\n".join(iv.summary_lines(result)))
-    finish(out, written, cache, judge_cache)
+    finish(run.out, written, run.cache, run.judge_cache)
     return 0
 
 
@@ -495,12 +559,7 @@ def add_personality(evsub: Any) -> None:
         "by a judge; factor scores, compared with labels when given",
     )
     eval_opts(sp, "personality")
-    sp.add_argument(
-        "--items",
-        type=int,
-        metavar="N",
-        help="items per factor, the first N of each (default: all 44, 8-10 per factor)",
-    )
+    items_opt(sp)
     sp.add_argument(
         "--labels",
         type=Path,
@@ -542,50 +601,35 @@ def dial_factor(specs: list[str]) -> tuple[str, dict[str, int]]:
 def cmd_eval_dials(args: argparse.Namespace) -> int:
     from ..character.personality import with_dials
     from ..eval import dials as dl
-    from ..eval import interview as iv
-    from ..eval.report import backend_info, header, open_cache, write_report
-    from ..eval.runner import workers_for
-    from ..retrieval.index import load_index
+    from ..eval.report import header, write_report
 
     factor, fixed = dial_factor(args.trait or [])
     character = with_dials(load_character(args.name), fixed)
-    if args.items is not None and args.items < 1:
-        raise InputError(f"--items must be at least 1, not {args.items}")
+    items = interview_items(args)
     if args.essays < 0:
         raise InputError(f"--essays must not be negative, not {args.essays}")
-    items = iv.items_for(per_factor=args.items)
-    language = iv.question_language(args.language or character.language)
-    params = reply_params(args)
-    index = load_index(character, embedder_from(args))
-    with eval_backends(args, judge=True) as (llm, judge):
-        assert judge is not None
-        scope, judge_scope = iv.personality_scopes(
-            character, llm, judge, params, index.embedder.name, language, args.seed
-        )
-        out, cache = open_out(args, f"dials-{factor}", character, scope)
-        judge_cache = open_cache(out, judge_scope, fresh=args.fresh)
+    with interview(args, character, f"dials-{factor}") as run:
         result = dl.run_dials_eval(
-            chat_session(character, llm, index, params),
-            judge,
+            run.prototype,
+            run.judge,
             factor,
             items=items,
-            language=language,
+            language=run.language,
             seed=args.seed,
             essays=args.essays,
             topic=args.topic,
-            essay_dir=out,
+            essay_dir=run.out,
             essay_tokens=args.essay_tokens,
-            cache=cache,
-            judge_cache=judge_cache,
-            workers=workers_for(llm, args.concurrency),
-            judge_workers=workers_for(judge, args.concurrency),
+            cache=run.cache,
+            judge_cache=run.judge_cache,
             fresh=args.fresh,
             progress=items_progress("dialling"),
+            workers=run.workers,
+            judge_workers=run.judge_workers,
         )
-    info = {**backend_info(llm), "judge": backend_info(judge), "embedder": index.embedder.name}
-    head = header("dials", character, info)
+    head = header("dials", character, run.info())
     markdown, figures = dl.dials_report(result, head)
-    written = write_report(out, with_head(head, result.to_dict()), markdown, figures)
+    written = write_report(run.out, with_head(head, result.to_dict()), markdown, figures)
     for f, shift in result.shifts.items():
         d = shift.difference
         mark = "  <- dialled" if f == factor else ""
@@ -596,7 +640,7 @@ def cmd_eval_dials(args: argparse.Namespace) -> int:
     if result.sorted:
         k, n, (lo, hi) = result.accuracy
         print(f"essays sorted blind: {k}/{n} right ({lo:.0%} to {hi:.0%})")
-    finish(out, written, cache, judge_cache)
+    finish(run.out, written, run.cache, run.judge_cache)
     return 0
 
 
@@ -608,12 +652,7 @@ def add_dials(evsub: Any) -> None:
         "essays under each dial sorted blind by a judge",
     )
     eval_opts(sp, "dials-<factor>")
-    sp.add_argument(
-        "--items",
-        type=int,
-        metavar="N",
-        help="interview items per factor, the first N of each (default: all 44)",
-    )
+    items_opt(sp)
     sp.add_argument(
         "--essays",
         type=int,
