@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rolecast.server.storage import MIGRATIONS, SQLiteStore, StorageError, open_store
+from rolecast.store import MIGRATIONS, SQLiteStore, StorageError, open_store
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.e2e)])
@@ -18,6 +18,7 @@ def store(request, tmp_path: Path):  # type: ignore[no-untyped-def]
         url = request.getfixturevalue("postgres_url")
         s = open_store(url, tmp_path / "unused")
         with s.transaction(write=True) as cur:  # a clean slate per test
+            cur.execute("DELETE FROM vectors")
             cur.execute("DELETE FROM messages")
             cur.execute("DELETE FROM sessions")
     yield s

@@ -16,14 +16,24 @@ from .backends.base import LLM, GenerationParams
 from .character.model import Character, Scene
 from .errors import InputError, NoReplyError
 from .identity import WrongSelf, alternation
+from .memory import (
+    PIECE_TOKENS,
+    SUMMARY_TOKENS,
+    Memory,
+    clean_summary,
+    summary_messages,
+    transcript,
+)
 from .overlap import Gram, grams, grams_of, plain, shared_run, similarity, spans, tokens
 from .prompt.assemble import (
     Assembly,
     Budget,
+    MemoryView,
     Order,
     Turn,
     assemble,
     fixed_texts,
+    history_window,
 )
 from .prompt.lore import SCAN_TURNS, lore_scenes
 from .prompt.tokens import TokenCounter, encoding_for_model, quicktok_counter
@@ -474,6 +484,8 @@ class Session:
     # a group scene: the names of the others in it; retrieved scenes where one of them speaks
     # come first (the canon has these characters together), in their own order
     together: frozenset[str] = frozenset()
+    # what the conversation remembers beyond its history window (None: nothing)
+    memory: Memory | None = None
 
     def __post_init__(self) -> None:
         if self.budget is None:
@@ -535,6 +547,9 @@ class Session:
         """Retrieve and assemble the prompt for a line, without calling the backend.
         ``exclude`` holds scene ids kept out of retrieval (an evaluation's held-out scene)."""
         line = Turn(as_role or self.character.user_role, text)
+        embedder = self.memory.embedder if self.memory is not None else None
+        if embedder is not None and text.strip() and not embedder.knows_query(text):
+            embedder.remember_queries([text])  # one embedding for the canon and the memory
         hits = (
             self.index.search(text, CANDIDATES, self.retrieval_mode, exclude=exclude)
             if self.index
@@ -552,8 +567,51 @@ class Session:
             self.budget,
             self.counter,
             self.order,
+            memory=self._memory_view(text),
         )
         return TurnReport(line, assembly, hits, exclude=frozenset(exclude))
+
+    def _memory_view(self, text: str) -> MemoryView | None:
+        if self.memory is None:
+            return None
+        self.memory.index(self.history)
+        return self.memory.view(text, self.history, self.character)
+
+    def window(self) -> int:
+        """The first turn of the history the next prompt sends (the turns before it are
+        the memory's)."""
+        assert self.budget is not None and self.counter is not None
+        folded = self.memory.folded if self.memory is not None else 0
+        return folded + history_window(
+            self.character, self.history[folded:], self.budget, self.counter, self.order
+        )
+
+    def remember(self, params: GenerationParams | None = None) -> str:
+        """Fold the turns that have left the history window into the memory's summary, a
+        block at a time (a backend call each), and condense the summary once it outgrows its
+        size (one more). Run between turns: the CLI does it while the user types, the
+        server after the reply is sent. Says what it did."""
+        memory, counter = self.memory, self.counter
+        if memory is None or counter is None:
+            return "none"
+        params = params or GenerationParams(max_tokens=2 * PIECE_TOKENS, temperature=0.3, seed=0)
+        done = []
+        while (span := memory.due(self.history, self.window())) is not None:
+            turns = self.history[span[0] : span[1]]
+            before = memory.pieces[-1] if memory.pieces else ""
+            messages = summary_messages(
+                self.character, transcript(turns, self.character), PIECE_TOKENS, before
+            )
+            raw = "".join(self.llm.stream(messages, params))
+            memory.fold(span, clean_summary(raw, counter, PIECE_TOKENS))
+            done.append(f"folded turns {span[0] + 1}-{span[1]}")
+            if memory.condense_due(counter):
+                older = "\n".join(memory.pieces[:-1])
+                messages = summary_messages(self.character, older, SUMMARY_TOKENS // 2)
+                raw = "".join(self.llm.stream(messages, params))
+                memory.condensed(clean_summary(raw, counter, SUMMARY_TOKENS // 2))
+                done.append("condensed the summary")
+        return "; ".join(done) or "none"
 
     def warm(self) -> str:
         """Have the backend ready for this character: the start every prompt of every chat
@@ -699,6 +757,8 @@ class Session:
         self.history.append(Turn(self.character.name, reply))
         self.last = report
         self.pending = None
+        if self.memory is not None:
+            self.memory.index(self.history)
 
     def reply(self, text: str, as_role: str | None = None, exclude: Collection[str] = ()) -> str:
         for _ in self.say(text, as_role, exclude=exclude):

@@ -36,7 +36,8 @@ from .tokens import TokenCounter, truncate
 Order = Literal["classic", "split", "cache"]
 ORDERS: tuple[Order, ...] = ("classic", "split", "cache")
 MESSAGE_OVERHEAD = 4  # tokens a chat template adds around each message (role markers, separators)
-CANON_SHARE, HISTORY_SHARE = 0.42, 0.33  # of the prompt budget, when the context window is known
+# of the prompt budget, when the context window is known
+CANON_SHARE, HISTORY_SHARE, MEMORY_SHARE = 0.42, 0.33, 0.09
 SCENE_SEP = "\n\n"
 FOLLOWUP_CANON = 3  # cache order: after the first turn, new canon gets a third of its budget
 HISTORY_STEP = 4  # cache order: the kept history starts at a multiple of this many messages
@@ -56,13 +57,32 @@ class Turn:
 
 
 @dataclass(frozen=True)
+class MemoryView:
+    """What a conversation remembers beyond its history window, as assembly takes it: a
+    running summary of its first ``folded`` turns (which are then not sent as history), the
+    facts the user pinned, and earlier turns recalled for this line, best first, each with
+    its index in the history (one inside the history sent is left out: it is there already)."""
+
+    summary: str = ""
+    pins: tuple[str, ...] = ()
+    recalled: tuple[tuple[int, Turn], ...] = ()
+    folded: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.summary or self.pins or self.recalled or self.folded)
+
+
+@dataclass(frozen=True)
 class Budget:
     canon: int = 1500
     history: int = 1200
     total: int | None = None  # everything sent; None when the model's context is unknown
+    memory: int = 300  # the summary, the pinned facts and the recalled turns together
 
     def __post_init__(self) -> None:
-        if self.canon < 0 or self.history < 0 or (self.total is not None and self.total < 0):
+        if min(self.canon, self.history, self.memory) < 0 or (
+            self.total is not None and self.total < 0
+        ):
             raise ValueError(f"token budgets must not be negative: {self}")
 
     @classmethod
@@ -75,7 +95,7 @@ class Budget:
         canon = int(total * CANON_SHARE)
         if canon_cap is not None:
             canon = min(canon, canon_cap)
-        return cls(canon, int(total * HISTORY_SHARE), total)
+        return cls(canon, int(total * HISTORY_SHARE), total, int(total * MEMORY_SHARE))
 
 
 @dataclass
@@ -88,6 +108,7 @@ class Assembly:
     line_truncated: bool = False
     turn_canon: str = ""  # cache order: the canon block sent with the line (kept with it)
     turn_scene_ids: tuple[str, ...] = ()
+    memory_ids: list[int] = field(default_factory=list)  # recalled turns sent (history indexes)
 
 
 @cache
@@ -147,6 +168,29 @@ def fixed_texts(character: Character) -> list[str]:
     the standing rules and the canon block's instructions (what a reply must not recite)."""
     header = canon_block(character, ["\0"]).split("\0")[0]
     return [persona_text(character), reply_rules(character), header]
+
+
+def memory_block(character: Character, summary: str, pins: Sequence[str]) -> str:
+    """The stable part of a conversation's memory: its summary and the pinned facts. It
+    changes only when the summary grows or a fact is pinned, so it sits in the system
+    message with the persona."""
+    parts = []
+    if summary.strip():
+        parts.append(template("memory", character.language).substitute(summary=summary.strip()))
+    if pins:
+        listed = "\n".join(f"- {p.strip()}" for p in pins if p.strip())
+        parts.append(
+            template("pins", character.language).substitute(user=character.user_role, pins=listed)
+        )
+    return "\n\n".join(p.strip() for p in parts)
+
+
+def recall_block(character: Character, turns: Sequence[Turn]) -> str:
+    """Earlier turns of this conversation recalled for the line, in the order they were said."""
+    if not turns:
+        return ""
+    lines = "\n".join(format_line(Line(t.speaker, t.text), character.narrators) for t in turns)
+    return template("recall", character.language).substitute(lines=lines).strip()
 
 
 def canon_block(character: Character, blocks: Sequence[str]) -> str:
@@ -210,18 +254,24 @@ def _fill_history(
     """Newest turns first within ``cap``; the newest is shortened rather than dropped.
 
     With ``step`` > 1 the kept part starts at a multiple of ``step`` messages, so it stays
-    the same (a stable prefix for the KV cache) for several turns between moves.
+    the same (a stable prefix for the KV cache) for several turns between moves. Only the
+    turns that may be kept are rendered and counted: a long conversation costs what its
+    window costs.
     """
     if step > 1 and history:
-        msgs = [render_turn(t, character) for t in history]
-        costs = [counter.count(m["content"]) + MESSAGE_OVERHEAD for m in msgs]
-        start, used = 0, sum(costs)
-        while start < len(msgs) and used > cap:
-            used -= costs[start]
-            start += 1
-        start = -(-start // step) * step
-        if start < len(msgs):
-            return msgs[start:]
+        kept: list[tuple[dict[str, str], int]] = []  # newest first
+        used = 0
+        for turn in reversed(history):
+            rendered = render_turn(turn, character)
+            cost = counter.count(rendered["content"]) + MESSAGE_OVERHEAD
+            if used + cost > cap:
+                break
+            kept.append((rendered, cost))
+            used += cost
+        start = len(history) - len(kept)
+        aligned = -(-start // step) * step
+        if aligned < len(history):
+            return [m for m, _ in reversed(kept[: len(history) - aligned])]
     picked: list[dict[str, str]] = []
     used = 0
     for turn in reversed(history):
@@ -239,6 +289,24 @@ def _fill_history(
     return picked
 
 
+def _rank(memory: MemoryView, index: int) -> int:
+    """How far down the recall's order a recalled turn came: the worst goes first."""
+    return -next(k for k, (i, _) in enumerate(memory.recalled) if i == index)
+
+
+def history_window(
+    character: Character,
+    history: Sequence[Turn],
+    budget: Budget,
+    counter: TokenCounter,
+    order: Order = "classic",
+) -> int:
+    """Where the history an assembly sends starts (an index into ``history``), by the
+    history budget alone: what a tight total takes besides is not foreseen."""
+    step = 1 if order == "classic" else HISTORY_STEP
+    return len(history) - len(_fill_history(history, character, counter, budget.history, step))
+
+
 def _count(messages: Sequence[dict[str, str]], counter: TokenCounter) -> int:
     return sum(counter.count(m["content"]) + MESSAGE_OVERHEAD for m in messages)
 
@@ -252,9 +320,12 @@ def assemble(
     counter: TokenCounter,
     order: Order = "classic",
     pinned: Sequence[Scene] = (),
+    memory: MemoryView | None = None,
 ) -> Assembly:
     """The messages for one turn. ``scenes`` are retrieval candidates, best first;
-    ``pinned`` scenes go first (and, in cache order, into the stable system message)."""
+    ``pinned`` scenes go first (and, in cache order, into the stable system message).
+    ``memory``: the summary and pinned facts go after the persona, the recalled turns with
+    the turn's canon; both within ``budget.memory``."""
     if order not in ORDERS:
         raise ValueError(f"unknown prompt order {order!r}; known orders: {', '.join(ORDERS)}")
     if budget.total is not None and budget.total < MIN_TOTAL:
@@ -262,6 +333,11 @@ def assemble(
             f"a total budget of {budget.total} tokens is below the minimum {MIN_TOTAL}"
         )
     persona = "\n\n".join(p for p in (persona_text(character), reply_rules(character)) if p)
+    memory = memory or MemoryView()
+    history = history[memory.folded :]
+    stable = memory_block(character, memory.summary, memory.pins)
+    if stable and counter.count(stable) > budget.memory:
+        stable = truncate(counter, stable, budget.memory)
     line_msg = render_turn(line, character)
     line_msg["role"] = "user"
     room = None if budget.total is None else budget.total - 2 * MESSAGE_OVERHEAD
@@ -273,7 +349,7 @@ def assemble(
         if counter.count(line_msg["content"]) > left:
             line_msg = {"role": "user", "content": truncate(counter, line_msg["content"], left)}
             line_truncated = True
-    fixed = counter.count(persona) + counter.count(line_msg["content"])
+    fixed = counter.count(persona) + counter.count(stable) + counter.count(line_msg["content"])
 
     canon_cap = budget.canon
     pinned_ids = {s.id for s in pinned}
@@ -298,16 +374,32 @@ def assemble(
         hist_cap = min(hist_cap, room - fixed - canon_used)
     hist_msgs = _fill_history(history, character, counter, max(hist_cap, 0), step)
 
+    # recalled turns older than the history sent, best first, within what the memory has left
+    window = memory.folded + len(history) - len(hist_msgs)
+    recall_cap = budget.memory - counter.count(stable)
+    recalled: list[tuple[int, Turn]] = []
+    for index, turn in memory.recalled:
+        if index >= window or any(i == index for i, _ in recalled):
+            continue
+        trial = sorted([*recalled, (index, turn)], key=lambda it: it[0])
+        if counter.count(recall_block(character, [t for _, t in trial])) <= recall_cap:
+            recalled = trial
+
+    def recall() -> str:
+        return recall_block(character, [t for _, t in recalled])
+
     def build() -> list[dict[str, str]]:
         n_pinned = sum(1 for s in taken if s.id in pinned_ids)
+        head = "\n\n".join(p for p in (persona, stable) if p)
+        turn_part = "\n\n".join(
+            p for p in (canon_block(character, blocks[n_pinned:]), recall()) if p
+        )
         if order == "classic":
-            system = "\n\n".join(p for p in (persona, canon_block(character, blocks)) if p)
+            system = "\n\n".join(p for p in (head, canon_block(character, blocks), recall()) if p)
             last = line_msg["content"]
         elif order == "split":
-            system = "\n\n".join(
-                p for p in (persona, canon_block(character, blocks[:n_pinned])) if p
-            )
-            late = canon_block(character, blocks[n_pinned:])
+            system = "\n\n".join(p for p in (head, canon_block(character, blocks[:n_pinned])) if p)
+            late = turn_part
             return [
                 {"role": "system", "content": system},
                 *hist_msgs,
@@ -315,12 +407,8 @@ def assemble(
                 {"role": "user", "content": line_msg["content"]},
             ]
         else:
-            system = "\n\n".join(
-                p for p in (persona, canon_block(character, blocks[:n_pinned])) if p
-            )
-            last = "\n\n".join(
-                p for p in (canon_block(character, blocks[n_pinned:]), line_msg["content"]) if p
-            )
+            system = "\n\n".join(p for p in (head, canon_block(character, blocks[:n_pinned])) if p)
+            last = "\n\n".join(p for p in (turn_part, line_msg["content"]) if p)
         return [
             {"role": "system", "content": system},
             *hist_msgs,
@@ -332,6 +420,10 @@ def assemble(
         if blocks:  # separators and joins can cost a token or two more than counted apart
             skipped.append(taken.pop())
             blocks.pop()
+        elif recalled:
+            recalled.pop(min(range(len(recalled)), key=lambda k: _rank(memory, recalled[k][0])))
+        elif stable:
+            stable = ""
         elif hist_msgs:
             hist_msgs.pop(0)
         else:
@@ -348,6 +440,7 @@ def assemble(
     parts = {
         "persona": counter.count(persona),
         "canon": counter.count(canon_block(character, blocks)),
+        **({"memory": counter.count(stable) + counter.count(recall())} if memory else {}),
         "history": _count(hist_msgs, counter),
         "line": counter.count(line_msg["content"]),
     }
@@ -355,8 +448,10 @@ def assemble(
     parts["overhead"] = MESSAGE_OVERHEAD * len(messages)
     parts["total"] = total
     n_pinned = sum(1 for s in taken if s.id in pinned_ids)
+    turn_part = "\n\n".join(p for p in (canon_block(character, blocks[n_pinned:]), recall()) if p)
     return Assembly(
-        turn_canon=canon_block(character, blocks[n_pinned:]) if order == "cache" else "",
+        turn_canon=turn_part if order == "cache" else "",
+        memory_ids=[i for i, _ in recalled],
         turn_scene_ids=tuple(s.id for s in taken[n_pinned:]) if order == "cache" else (),
         messages=messages,
         parts=parts,

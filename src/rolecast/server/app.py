@@ -41,11 +41,11 @@ from ..resources import ResourceCache
 from ..retrieval.hybrid import CanonIndex
 from ..retrieval.index import load_index
 from ..session import Session
+from ..store import Store
 from . import validate
 from .allowed import Allowed, not_found
 from .errors import ApiError, internal, public
 from .keys import Keys, RateLimiter
-from .storage import Store
 from .streams import (
     BODY_TIMEOUT,
     CLIENT_CLOSED,

@@ -10,10 +10,10 @@ from .. import config
 from ..backends.spec import BackendSpec
 from ..character import store as characters
 from ..errors import InputError
+from ..store import open_store
 from .allowed import Allowed
 from .app import MAX_BODY, ServerState, create_app
 from .keys import RATE_PER_MINUTE, Keys, RateLimiter, check_bind
-from .storage import open_store
 from .streams import BODY_TIMEOUT, SEND_TIMEOUT
 
 DEFAULT_PORT = 8000

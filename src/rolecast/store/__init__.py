@@ -1,9 +1,12 @@
-"""Sessions and their messages: SQLite (WAL) by default, PostgreSQL for several servers.
+"""Conversations (sessions), their messages and memory: SQLite (WAL) by default,
+PostgreSQL for several servers. The server, the CLI's chats and the web page share it.
 
-A session belongs to one API key: its identity is ``(key_id, session_id)``, so a key can never
-name another key's session. A turn (the line and the reply) is written in one transaction, so
-a server killed mid-reply leaves every completed turn and nothing half-written. Schema changes
-are named, append-only migrations, recorded in ``migrations``.
+A session belongs to one API key (the CLI's and the page's chats to the key ``local``): its
+identity is ``(key_id, session_id)``, so a key can never name another key's session. A turn
+(the line, the reply, the memory as it stands after them and the turns' vectors) is written in
+one transaction, so a process killed mid-reply leaves every completed turn and nothing
+half-written. Schema changes are named, append-only migrations, recorded in ``migrations``;
+``{blob}`` in one stands for the dialect's binary type.
 """
 
 from __future__ import annotations
@@ -51,11 +54,52 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         "002_messages_by_time",
         ["CREATE INDEX messages_created ON messages (created)"],
     ),
+    (
+        "003_memory_settings_and_vectors",
+        [
+            # the conversation's memory (summary, folded turns, pins) and how it was set up
+            # (characters, dials, turn policy), each a JSON object; '' when none
+            "ALTER TABLE sessions ADD COLUMN memory TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE sessions ADD COLUMN settings TEXT NOT NULL DEFAULT ''",
+            """CREATE TABLE vectors (
+                key_id TEXT NOT NULL,
+                session_id TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                embedder TEXT NOT NULL,
+                vector {blob} NOT NULL,
+                PRIMARY KEY (key_id, session_id, embedder, seq),
+                FOREIGN KEY (key_id, session_id) REFERENCES sessions (key_id, session_id)
+            )""",
+            "CREATE INDEX sessions_updated ON sessions (key_id, updated)",
+        ],
+    ),
 ]
+LOCAL_KEY = "local"  # the key of the chats on this machine (CLI, web page)
 
 
 class StorageError(RolecastError):
     """The database cannot be opened or written."""
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A session as ``rolecast chats`` lists it."""
+
+    session_id: str
+    character: str  # an id, or ids joined by "+" for a group scene
+    created: float
+    updated: float
+    messages: int
+    last: str  # the newest message's text
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    character: str
+    created: float
+    updated: float
+    memory: str
+    settings: str
 
 
 @dataclass(frozen=True)
@@ -71,6 +115,8 @@ class Store:
     """A DB-API connection pool with the queries the server needs; subclasses set the dialect."""
 
     placeholder = "?"
+    blob = "BLOB"
+    where = "the database"
 
     def __init__(self, size: int = 4) -> None:
         self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
@@ -112,11 +158,23 @@ class Store:
                 self._begin(cur, write)
                 yield cur
                 conn.commit()
+            except self._integrity_error():
+                conn.rollback()
+                raise  # callers retry on these
+            except self._database_error() as exc:
+                conn.rollback()
+                raise self._explain(exc) from None
             except BaseException:
                 conn.rollback()
                 raise
             finally:
                 cur.close()
+
+    def _database_error(self) -> type[Exception]:
+        raise NotImplementedError
+
+    def _explain(self, exc: Exception) -> StorageError:
+        return StorageError(f"{self.where}: {exc}")
 
     def _sql(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
@@ -145,7 +203,7 @@ class Store:
                     if cur.fetchone():
                         continue
                     for statement in statements:
-                        cur.execute(statement)
+                        cur.execute(statement.replace("{blob}", self.blob))
                     cur.execute(
                         self._sql("INSERT INTO migrations (name, applied) VALUES (?, ?)"),
                         (name, time.time()),
@@ -171,6 +229,80 @@ class Store:
             row = cur.fetchone()
         return row[0] if row else None
 
+    def session(self, key_id: str, session_id: str) -> SessionRow | None:
+        with self.transaction() as cur:
+            cur.execute(
+                self._sql(
+                    "SELECT character, created, updated, memory, settings FROM sessions "
+                    "WHERE key_id = ? AND session_id = ?"
+                ),
+                (key_id, session_id),
+            )
+            row = cur.fetchone()
+        return SessionRow(*row) if row else None
+
+    def keys_of(self, session_id: str) -> list[str]:
+        """The keys that hold a session of this id (each key's is its own)."""
+        with self.transaction() as cur:
+            cur.execute(
+                self._sql("SELECT key_id FROM sessions WHERE session_id = ? ORDER BY key_id"),
+                (session_id,),
+            )
+            return [r[0] for r in cur.fetchall()]
+
+    def conversations(self, key_id: str, limit: int = 50) -> list[Conversation]:
+        """The key's sessions, the latest updated first."""
+        with self.transaction() as cur:
+            cur.execute(
+                self._sql(
+                    "SELECT s.session_id, s.character, s.created, s.updated, "
+                    "(SELECT COUNT(*) FROM messages m WHERE m.key_id = s.key_id "
+                    " AND m.session_id = s.session_id), "
+                    "COALESCE((SELECT m.content FROM messages m WHERE m.key_id = s.key_id "
+                    " AND m.session_id = s.session_id ORDER BY m.seq DESC LIMIT 1), '') "
+                    "FROM sessions s WHERE s.key_id = ? ORDER BY s.updated DESC LIMIT ?"
+                ),
+                (key_id, limit),
+            )
+            return [Conversation(*row) for row in cur.fetchall()]
+
+    def create(self, key_id: str, session_id: str, character: str, settings: str = "") -> bool:
+        """Make an empty session; False when the key has one of this id already."""
+        now = time.time()
+        try:
+            with self.transaction(write=True) as cur:
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO sessions (key_id, session_id, character, created, updated, "
+                        "settings) VALUES (?, ?, ?, ?, ?, ?)"
+                    ),
+                    (key_id, session_id, character, now, now, settings),
+                )
+        except self._integrity_error():
+            return False
+        return True
+
+    def save_memory(self, key_id: str, session_id: str, memory: str) -> None:
+        with self.transaction(write=True) as cur:
+            cur.execute(
+                self._sql("UPDATE sessions SET memory = ? WHERE key_id = ? AND session_id = ?"),
+                (memory, key_id, session_id),
+            )
+            if cur.rowcount == 0:
+                raise StorageError(f"no session {session_id!r} to save a memory in")
+
+    def vectors(self, key_id: str, session_id: str, embedder: str) -> list[tuple[int, bytes]]:
+        """The (seq, vector bytes) kept for the session's messages, by seq."""
+        with self.transaction() as cur:
+            cur.execute(
+                self._sql(
+                    "SELECT seq, vector FROM vectors WHERE key_id = ? AND session_id = ? "
+                    "AND embedder = ? ORDER BY seq"
+                ),
+                (key_id, session_id, embedder),
+            )
+            return [(int(seq), bytes(v)) for seq, v in cur.fetchall()]
+
     def messages(self, key_id: str, session_id: str) -> list[Message]:
         with self.transaction() as cur:
             cur.execute(
@@ -188,12 +320,31 @@ class Store:
         session_id: str,
         character: str,
         rows: Sequence[tuple[str, str, str]],
+        memory: str | None = None,
+        vectors: Sequence[tuple[int, str, bytes]] = (),
     ) -> None:
-        """Add ``(role, speaker, content)`` rows to a session (made if new), in one transaction."""
+        """Add ``(role, speaker, content)`` rows to a session (made if new), with the memory
+        as it stands after them (None: unchanged) and ``(seq, embedder, vector)`` rows for
+        messages' vectors, in one transaction."""
         for attempt in range(5):
             try:
                 with self.transaction(write=True) as cur:
                     self._append(cur, key_id, session_id, character, rows)
+                    if memory is not None:
+                        cur.execute(
+                            self._sql(
+                                "UPDATE sessions SET memory = ? WHERE key_id = ? AND session_id = ?"
+                            ),
+                            (memory, key_id, session_id),
+                        )
+                    for seq, embedder, vector in vectors:
+                        cur.execute(
+                            self._sql(
+                                "INSERT INTO vectors (key_id, session_id, seq, embedder, vector) "
+                                "VALUES (?, ?, ?, ?, ?)"
+                            ),
+                            (key_id, session_id, seq, embedder, vector),
+                        )
                 return
             except self._integrity_error():  # another process took the same seq: read again
                 if attempt == 4:
@@ -243,20 +394,44 @@ class Store:
 
 
 class SQLiteStore(Store):
-    def __init__(self, path: str | Path, size: int = 4) -> None:
+    def __init__(self, path: str | Path, size: int = 4, timeout: float = 30.0) -> None:
         super().__init__(size)
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.timeout = timeout  # how long a write waits for another process's lock
+        self.where = f"the database {self.path}"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot make the folder of {self.where}: {exc}") from None
+
+    def _database_error(self) -> type[Exception]:
+        return sqlite3.DatabaseError
+
+    def _explain(self, exc: Exception) -> StorageError:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return StorageError(
+                f"{self.where} is locked by another process (waited {self.timeout:g} s): "
+                "close the other rolecast using it, or try again"
+            )
+        if "not a database" in text or "malformed" in text or "corrupt" in text:
+            return StorageError(
+                f"{self.where} is corrupt ({text}); it is left as it is: move it away to "
+                "start a new one, or restore a backup"
+            )
+        return StorageError(f"{self.where}: {text}")
 
     def _connect(self) -> sqlite3.Connection:
         try:  # isolation_level None: transactions are ours (BEGIN), so DDL is atomic too
             conn = sqlite3.connect(
-                self.path, timeout=30, check_same_thread=False, isolation_level=None
+                self.path, timeout=self.timeout, check_same_thread=False, isolation_level=None
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.Error as exc:
+            if isinstance(exc, sqlite3.DatabaseError) and "unable to open" not in str(exc):
+                raise self._explain(exc) from None
             raise StorageError(f"cannot open the database {self.path}: {exc}") from None
         return conn
 
@@ -278,6 +453,7 @@ class SQLiteStore(Store):
 
 class PostgresStore(Store):
     placeholder = "%s"
+    blob = "BYTEA"
 
     def __init__(self, url: str, size: int = 8) -> None:
         super().__init__(size)
@@ -287,6 +463,11 @@ class PostgresStore(Store):
             raise MissingDependencyError("PostgreSQL storage", "psycopg", "postgres") from None
         self._psycopg = psycopg
         self.url = url
+        self.where = f"the database {_redact(url)}"
+
+    def _database_error(self) -> type[Exception]:
+        error: type[Exception] = self._psycopg.Error
+        return error
 
     def _connect(self) -> Any:
         try:
@@ -312,17 +493,22 @@ def _redact(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 
-def open_store(url: str | None, default_path: Path) -> Store:
-    """``postgresql://...`` -> PostgreSQL; ``sqlite:///path`` or None -> SQLite; migrated."""
+def open_store(url: str | None, default_path: Path, timeout: float = 30.0) -> Store:
+    """``postgresql://...`` -> PostgreSQL; ``sqlite:///path`` or None -> SQLite; migrated.
+    ``timeout``: how long SQLite waits for another process's lock."""
     if url and url.startswith(("postgresql://", "postgres://")):
         store: Store = PostgresStore(url)
     elif url and url.startswith("sqlite:///"):
-        store = SQLiteStore(url.removeprefix("sqlite:///"))
+        store = SQLiteStore(url.removeprefix("sqlite:///"), timeout=timeout)
     elif url:
         raise StorageError(
             f"unsupported database URL {_redact(url)!r}: use postgresql://... or sqlite:///PATH"
         )
     else:
-        store = SQLiteStore(default_path)
-    store.migrate()
+        store = SQLiteStore(default_path, timeout=timeout)
+    try:
+        store.migrate()
+    except BaseException:
+        store.close()
+        raise
     return store

@@ -1,0 +1,202 @@
+"""Saved conversations: every chat (CLI, web page, server) in the one store, resumable.
+
+    chats = Chats(store)                       # the key "local": this machine's chats
+    sid = chats.start(["xiaoman"], settings)   # a new conversation
+    chats.save_turn(sid, "xiaoman", rows, memory)
+    saved = chats.load(sid)                    # history, memory state and vectors, settings
+    text = chats.export(sid, "md")
+
+A conversation's history is its messages in order, each under its speaker's name; its memory
+(summary, pins) is saved with each turn, and its turns' vectors beside them, so a resumed
+conversation recalls without embedding again.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import config
+from .errors import InputError
+from .files import write_atomic
+from .memory import Memory
+from .prompt.assemble import Turn
+from .store import LOCAL_KEY, Conversation, Store, open_store
+
+EXPORT_FORMATS = ("json", "md")
+STORE_TIMEOUT_S = 5.0  # a chat waits this long for another process's lock on the store
+
+
+def default_store(
+    environ: Mapping[str, str] | None = None, timeout: float = STORE_TIMEOUT_S
+) -> Store:
+    """The store the server uses: ``$ROLECAST_DATABASE_URL``, else
+    ``$ROLECAST_HOME/server.sqlite3``."""
+    import os
+
+    env = os.environ if environ is None else environ
+    return open_store(
+        env.get("ROLECAST_DATABASE_URL"), config.home(env) / "server.sqlite3", timeout
+    )
+
+
+def new_id() -> str:
+    """A conversation id: the date and 6 random hex digits (``c20261201-3fa9b2``)."""
+    return time.strftime("c%Y%m%d-", time.gmtime()) + secrets.token_hex(3)
+
+
+@dataclass
+class Saved:
+    """A conversation as loaded from the store."""
+
+    session_id: str
+    characters: list[str]
+    settings: dict[str, Any]
+    history: list[Turn]
+    roles: list[str]  # "user" or "assistant", per turn
+    memory: dict[str, Any] = field(default_factory=dict)
+    created: float = 0.0
+    updated: float = 0.0
+
+    def restore(self, memory: Memory, store: Store, key_id: str) -> Memory:
+        """``memory`` with this conversation's state and the vectors kept for its turns
+        (those of ``memory``'s embedder, from the first turn on, as far as they run)."""
+        if self.memory:
+            memory.restore(self.memory)
+        if memory.embedder is not None:
+            rows = store.vectors(key_id, self.session_id, memory.embedder.name)
+            run: list[bytes] = []
+            for k, (seq, v) in enumerate(rows[: len(self.history)]):
+                if seq != k + 1 or (run and len(v) != len(run[0])):
+                    break  # a gap or another size: the rest is embedded again
+                run.append(v)
+            if run:
+                memory.vectors = np.stack([np.frombuffer(v, np.float32) for v in run])
+            memory.fresh.clear()
+        return memory
+
+
+class Chats:
+    """The conversations of one key in a store."""
+
+    def __init__(self, store: Store, key_id: str = LOCAL_KEY) -> None:
+        self.store = store
+        self.key_id = key_id
+
+    def start(self, characters: Sequence[str], settings: Mapping[str, Any] | None = None) -> str:
+        """A new, empty conversation with these characters; its id."""
+        label = "+".join(characters)
+        while True:
+            sid = new_id()
+            if self.store.create(
+                self.key_id, sid, label, json.dumps(dict(settings or {}), ensure_ascii=False)
+            ):
+                return sid
+
+    def list(self, limit: int = 50) -> list[Conversation]:
+        return self.store.conversations(self.key_id, limit)
+
+    def load(self, session_id: str) -> Saved:
+        """The conversation ``session_id``; an InputError naming what is wrong when this key
+        has none of that id (another key's is named as such: on this machine the keys are
+        the user's own)."""
+        row = self.store.session(self.key_id, session_id)
+        if row is None:
+            others = [k for k in self.store.keys_of(session_id) if k != self.key_id]
+            if others:
+                raise InputError(
+                    f"chat {session_id!r} belongs to another server key, not to "
+                    f"{self.key_id!r}: it cannot be resumed here"
+                )
+            raise InputError(f"no chat {session_id!r}: `rolecast chats` lists the saved ones")
+        try:
+            settings = json.loads(row.settings) if row.settings else {}
+            memory = json.loads(row.memory) if row.memory else {}
+        except json.JSONDecodeError as exc:
+            raise InputError(
+                f"chat {session_id!r} has unreadable settings or memory: {exc}"
+            ) from None
+        messages = self.store.messages(self.key_id, session_id)
+        return Saved(
+            session_id,
+            row.character.split("+"),
+            settings if isinstance(settings, dict) else {},
+            [Turn(m.speaker, m.content) for m in messages],
+            [m.role for m in messages],
+            memory if isinstance(memory, dict) else {},
+            row.created,
+            row.updated,
+        )
+
+    def save_turn(
+        self,
+        session_id: str,
+        characters: Sequence[str],
+        rows: Sequence[tuple[str, Turn]],
+        memory: Memory | None = None,
+    ) -> None:
+        """Add ``(role, turn)`` rows, with the memory's state and the vectors it made since
+        it was last saved, in one transaction."""
+        vectors: list[tuple[int, str, bytes]] = []
+        if memory is not None and memory.embedder is not None:
+            name = memory.embedder.name
+            vectors = [
+                (i + 1, name, np.asarray(memory.vectors[i], np.float32).tobytes())
+                for i in memory.fresh
+                if i < len(memory.vectors)
+            ]
+        self.store.append_turn(
+            self.key_id,
+            session_id,
+            "+".join(characters),
+            [(role, t.speaker, t.text) for role, t in rows],
+            memory.dumps() if memory is not None else None,
+            vectors,
+        )
+        if memory is not None:
+            memory.fresh.clear()
+
+    def save_memory(self, session_id: str, memory: Memory) -> None:
+        self.store.save_memory(self.key_id, session_id, memory.dumps())
+
+    def export(self, session_id: str, fmt: str = "md") -> str:
+        """The conversation as JSON (everything, to read back or process) or Markdown (to read)."""
+        if fmt not in EXPORT_FORMATS:
+            raise InputError(f"unknown export format {fmt!r}: use {' or '.join(EXPORT_FORMATS)}")
+        saved = self.load(session_id)
+        if fmt == "json":
+            data = {
+                "id": saved.session_id,
+                "characters": saved.characters,
+                "created": saved.created,
+                "updated": saved.updated,
+                "settings": saved.settings,
+                "memory": saved.memory,
+                "messages": [
+                    {"role": role, "speaker": t.speaker, "content": t.text}
+                    for role, t in zip(saved.roles, saved.history, strict=True)
+                ],
+            }
+            return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(saved.created))
+        out = [f"# {' + '.join(saved.characters)} ({saved.session_id})", "", f"Started {when}.", ""]
+        for t in saved.history:
+            out += [f"**{t.speaker}**: {t.text}", ""]
+        pieces, pins = saved.memory.get("pieces") or [], saved.memory.get("pins") or []
+        if pieces or pins:
+            out += ["## Memory", ""]
+            out += [f"> {p}" for p in pieces]
+            out += [f"- {p}" for p in pins]
+            out.append("")
+        return "\n".join(out)
+
+
+def write_export(text: str, path: Path) -> None:
+    write_atomic(path, text)
