@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import config
-from .errors import InputError
+from .errors import InputError, RolecastError
 from .files import write_atomic
 from .memory import Memory
 from .prompt.assemble import Turn
@@ -200,3 +200,49 @@ class Chats:
 
 def write_export(text: str, path: Path) -> None:
     write_atomic(path, text)
+
+
+class Recorder:
+    """A running conversation saved turn by turn. A turn the store cannot take (locked,
+    gone) is kept and saved with the next; one never saved is written to a JSON file at the
+    end (``close``), so no line is lost."""
+
+    def __init__(self, chats: Chats, session_id: str, characters: Sequence[str]) -> None:
+        self.chats = chats
+        self.session_id = session_id
+        self.characters = list(characters)
+        self.pending: list[tuple[str, Turn]] = []
+
+    def turn(self, rows: Sequence[tuple[str, Turn]], memory: Memory | None = None) -> str | None:
+        """Save the rows (and any kept from before) with the memory; None, or why not."""
+        self.pending.extend(rows)
+        return self.flush(memory)
+
+    def flush(self, memory: Memory | None = None) -> str | None:
+        try:
+            if self.pending:
+                self.chats.save_turn(self.session_id, self.characters, self.pending, memory)
+            elif memory is not None:
+                self.chats.save_memory(self.session_id, memory)
+        except RolecastError as exc:
+            return f"{exc} (kept: saved with the next turn)"
+        self.pending = []
+        return None
+
+    def close(self, memory: Memory | None = None) -> Path | None:
+        """Save what is kept; if the store still cannot take it, write it to
+        ``$ROLECAST_HOME/unsaved/<id>.json`` and return that path."""
+        if self.flush(memory) is None:
+            return None
+        path = config.home() / "unsaved" / f"{self.session_id}.json"
+        data = {
+            "id": self.session_id,
+            "characters": self.characters,
+            "messages": [
+                {"role": role, "speaker": t.speaker, "content": t.text}
+                for role, t in self.pending
+            ],
+            "memory": memory.state() if memory is not None else {},
+        }
+        write_atomic(path, json.dumps(data, ensure_ascii=False, indent=2))
+        return path

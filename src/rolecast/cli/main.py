@@ -22,6 +22,7 @@ COMMANDS: tuple[Callable[[Any], None], ...] = (
     characters.add_build,
     chat.add_prompt,
     chat.add_chat,
+    chat.add_chats,
     characters.add_new,
     characters.add_import,
     characters.add_export,

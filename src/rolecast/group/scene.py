@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import InputError
+from ..memory import Memory
 from ..prompt.assemble import Turn
 from ..session import Session
 from .turns import Member, TurnTaker, parse_command
@@ -65,6 +66,30 @@ class GroupScene:
     @property
     def members(self) -> list[Member]:
         return list(self.taker.members)
+
+    @property
+    def memory(self) -> Memory | None:
+        return next(iter(self.sessions.values())).memory
+
+    def remember_with(self, memory: Memory) -> None:
+        """One memory for the scene: every character recalls from the shared history."""
+        for s in self.sessions.values():
+            s.memory = memory
+
+    def resume(self, history: Sequence[Turn]) -> None:
+        """Go on from a saved scene: its history, and whoever spoke last speaks last."""
+        self.history = list(history)
+        names = {n: m.id for m in self.members for n in m.names}
+        self.taker.last = next(
+            (names[t.speaker] for t in reversed(self.history) if t.speaker in names), None
+        )
+
+    def remember(self) -> str:
+        """Fold what has left the history window into the scene's summary (see
+        ``Session.remember``), through the first character's session."""
+        session = next(iter(self.sessions.values()))
+        session.history = list(self.history)
+        return session.remember()
 
     def closeness(self, text: str) -> dict[str, float]:
         """Per character, how close ``text`` comes to its canon: the best cosine between the
