@@ -133,3 +133,33 @@ def test_a_corrupt_store_stops_the_chat_before_it_starts(
     err = capsys.readouterr().err
     assert "server.sqlite3 is corrupt" in err and "left as it is" in err
     assert (rolecast_home / "server.sqlite3").read_bytes() == b"garbage" * 500
+
+
+def test_prompt_shows_a_saved_chats_memory(monkeypatch, capsys) -> None:
+    from rolecast.chats import Chats, default_store
+    from rolecast.memory import Memory
+    from rolecast.retrieval.embedders import get_embedder
+    from test_memory import ASK, FACT, long_talk
+
+    store = default_store()
+    chats = Chats(store)
+    sid = chats.start(["xiaoman"])
+    talk = long_talk(120)
+    memory = Memory(get_embedder("use"))
+    memory.index(talk)
+    memory.pin("我叫阿青")
+    chats.save_turn(
+        sid,
+        ["xiaoman"],
+        [("user" if k % 2 == 0 else "assistant", t) for k, t in enumerate(talk)],
+        memory,
+    )
+    store.close()
+    assert main(["prompt", "xiaoman", ASK, "--resume", sid, "--backend", "echo"]) == 0
+    out = capsys.readouterr().out
+    section = out.split("----- from memory", 1)[1]
+    assert "1 pinned facts" in section and f"* turn 3\t旅人: {FACT}" in section
+    assert main(["prompt", "xiaoman", ASK, "--resume", sid, "--backend", "echo", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {"index": 2, "speaker": "旅人", "text": FACT} in data["memory"]
+    assert data["parts"]["memory"] > 0

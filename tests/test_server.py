@@ -26,7 +26,7 @@ from rolecast.server.app import create_app
 from rolecast.server.keys import Keys, RateLimiter, check_bind
 from rolecast.server.run import build_state
 
-from conftest import make_character, make_english_character
+from conftest import filler, make_character, make_english_character
 
 KEY_A, KEY_B = "key-aaaa-1111", "key-bbbb-2222"
 
@@ -418,4 +418,98 @@ def test_two_servers_share_sessions_through_postgres(chars: Path, postgres_url: 
     got = one.get(f"/v1/sessions/{sid}", headers={"Authorization": f"Bearer {KEY_A}"}).json()
     assert [m["content"] for m in got["messages"]] == ["你好", "坐。", "面呢？", "面来了。"]
     for state in states:
+        state.store.close()
+
+
+class RoutingLLM(ScriptedLLM):
+    """Replies from the queue; a request to summarise gets a summary of its own."""
+
+    def stream(self, messages, params):  # type: ignore[no-untyped-def]
+        if "浓缩成" in messages[0]["content"]:
+            self.requests.append(([dict(m) for m in messages], params))
+            yield "旅人在面摊讲了镇上的许多事。"
+            return
+        yield from super().stream(messages, params)
+
+
+def memory_client(home: Path, url: str | None = None):  # type: ignore[no-untyped-def]
+    state = build_state(backend="scripted", database_url=url)
+    llm = RoutingLLM(context_window=2400)
+    state._llms[None] = LockedLLM(llm)
+    return TestClient(create_app(state)), llm, state
+
+
+def test_a_server_session_remembers_beyond_its_history(chars: Path) -> None:
+    client, llm, state = memory_client(chars)
+    assert client.post("/v1/sessions/m1/memory", json={"remember": "x"}).status_code == 404
+    lines = ["我家的猫叫煤球，是一只黑猫，最爱偷鱼。"] + [
+        f"第{k}回听说{t}。"
+        for k, t in enumerate(
+            [
+                "渡口的雾很浓",
+                "码头来了盐船",
+                "铁匠铺换了招牌",
+                "河水涨了两寸",
+                "糖人卖完了",
+                "周伯要修台阶",
+                "豆子丢了本子",
+                "茶馆来了说书人",
+                "灯笼被吹灭",
+                "枫叶红了一半",
+                "桥上结了霜",
+                "渔船回来了",
+                "庙会要开了",
+                "雨下了三天",
+            ]
+            * 2
+        )
+    ]
+    replies = filler(len(lines), 12)
+    with client:
+        for k, line in enumerate(lines):
+            llm.enqueue(replies[k])
+            assert ask(client, line, user="m1").status_code == 200
+            state.memory_work.submit(lambda: None).result()  # the summary written after it
+        r = client.post("/v1/sessions/m1/memory", json={"remember": "我叫阿青"})
+        assert r.status_code == 200 and r.json()["pins"] == ["我叫阿青"]
+        got = client.get("/v1/sessions/m1/memory").json()
+        assert got["summarised_messages"] >= 16 and got["summarised_messages"] % 8 == 0
+        assert got["summary"].startswith("旅人在面摊讲了镇上的许多事。")
+        llm.enqueue("煤球啊，昨晚又来偷鱼了。")
+        assert ask(client, "你还记得我家的猫叫什么名字吗？", user="m1").status_code == 200
+        sent = [r for r, _ in llm.requests if "浓缩成" not in r[0]["content"]][-1]
+        assert (
+            "- 我叫阿青" in sent[0]["content"]
+            and "旅人在面摊讲了镇上的许多事。" in sent[0]["content"]
+        )
+        # recalled beside the canon (classic order: in the system message), not as history
+        assert "我家的猫叫煤球，是一只黑猫" in sent[0]["content"].split("片段")[-1]
+        assert all("我家的猫叫煤球" not in m["content"] for m in sent[1:])
+        assert client.post("/v1/sessions/m1/memory", json={"forget": 1}).json()["pins"] == []
+        bad = client.post("/v1/sessions/m1/memory", json={"forget": 5})
+        assert bad.status_code == 400 and "no pinned fact" in bad.json()["error"]["message"]
+        bad = client.post("/v1/sessions/m1/memory", json={"pin": "x"})
+        assert bad.status_code == 400
+    # vectors are kept with the turns: the next request embeds nothing again
+    assert [seq for seq, _ in state.store.vectors("local", "m1", "use")] == list(
+        range(1, 2 * len(lines) + 3)
+    )
+
+
+@pytest.mark.e2e
+def test_two_servers_share_a_sessions_memory_through_postgres(
+    chars: Path, postgres_url: str
+) -> None:
+    (one, llm1, s1), (two, llm2, s2) = (
+        memory_client(chars, postgres_url),
+        memory_client(chars, postgres_url),
+    )
+    sid = f"pgm-{time.time_ns()}"
+    llm1.enqueue("坐。")
+    assert ask(one, "你好", user=sid).status_code == 200
+    assert one.post(f"/v1/sessions/{sid}/memory", json={"remember": "我不吃葱"}).status_code == 200
+    llm2.enqueue("不放葱。")
+    assert ask(two, "来碗面", user=sid).status_code == 200
+    assert "- 我不吃葱" in llm2.requests[-1][0][0]["content"]
+    for state in (s1, s2):
         state.store.close()

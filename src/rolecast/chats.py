@@ -66,21 +66,29 @@ class Saved:
     updated: float = 0.0
 
     def restore(self, memory: Memory, store: Store, key_id: str) -> Memory:
-        """``memory`` with this conversation's state and the vectors kept for its turns
-        (those of ``memory``'s embedder, from the first turn on, as far as they run)."""
-        if self.memory:
-            memory.restore(self.memory)
-        if memory.embedder is not None:
-            rows = store.vectors(key_id, self.session_id, memory.embedder.name)
-            run: list[bytes] = []
-            for k, (seq, v) in enumerate(rows[: len(self.history)]):
-                if seq != k + 1 or (run and len(v) != len(run[0])):
-                    break  # a gap or another size: the rest is embedded again
-                run.append(v)
-            if run:
-                memory.vectors = np.stack([np.frombuffer(v, np.float32) for v in run])
-            memory.fresh.clear()
-        return memory
+        """``memory`` with this conversation's state and the vectors kept for its turns."""
+        return load_memory(memory, self.memory, store, key_id, self.session_id, len(self.history))
+
+
+def load_memory(
+    memory: Memory, state: Mapping[str, Any], store: Store, key_id: str, session_id: str, turns: int
+) -> Memory:
+    """``memory`` with a saved ``state`` (summary, pins) and the vectors the store keeps for
+    the session's first ``turns`` turns (those of ``memory``'s embedder, from the first turn
+    on, as far as they run without a gap: the rest is embedded again when needed)."""
+    if state:
+        memory.restore(dict(state))
+    if memory.embedder is not None:
+        rows = store.vectors(key_id, session_id, memory.embedder.name)
+        run: list[bytes] = []
+        for k, (seq, v) in enumerate(rows[:turns]):
+            if seq != k + 1 or (run and len(v) != len(run[0])):
+                break
+            run.append(v)
+        if run:
+            memory.vectors = np.stack([np.frombuffer(v, np.float32) for v in run])
+        memory.fresh.clear()
+    return memory
 
 
 class Chats:
@@ -141,9 +149,11 @@ class Chats:
         characters: Sequence[str],
         rows: Sequence[tuple[str, Turn]],
         memory: Memory | None = None,
+        with_state: bool = True,
     ) -> None:
-        """Add ``(role, turn)`` rows, with the memory's state and the vectors it made since
-        it was last saved, in one transaction."""
+        """Add ``(role, turn)`` rows, with the memory's state (unless ``with_state`` is
+        False: a server changes it only in ``Store.update_memory``) and the vectors it made
+        since it was last saved, in one transaction."""
         vectors: list[tuple[int, str, bytes]] = []
         if memory is not None and memory.embedder is not None:
             name = memory.embedder.name
@@ -157,7 +167,7 @@ class Chats:
             session_id,
             "+".join(characters),
             [(role, t.speaker, t.text) for role, t in rows],
-            memory.dumps() if memory is not None else None,
+            memory.dumps() if memory is not None and with_state else None,
             vectors,
         )
         if memory is not None:
@@ -239,8 +249,7 @@ class Recorder:
             "id": self.session_id,
             "characters": self.characters,
             "messages": [
-                {"role": role, "speaker": t.speaker, "content": t.text}
-                for role, t in self.pending
+                {"role": role, "speaker": t.speaker, "content": t.text} for role, t in self.pending
             ],
             "memory": memory.state() if memory is not None else {},
         }

@@ -25,6 +25,11 @@ def add_prompt(sub: Any) -> None:
     sp.add_argument("name")
     sp.add_argument("text")
     sp.add_argument("--json", action="store_true", help="print JSON")
+    sp.add_argument(
+        "--resume",
+        metavar="ID",
+        help="the prompt as it would be in saved chat ID: its history and memory",
+    )
     turn_opts(sp)
     sp.set_defaults(func=cmd_prompt)
 
@@ -89,6 +94,23 @@ def add_chat(sub: Any) -> None:
 
 def cmd_prompt(args: argparse.Namespace) -> int:
     session = open_session(args, replies=False)  # counts tokens; loads no model weights
+    if args.resume:
+        from ..chats import Chats, default_store
+        from ..memory import Memory
+
+        store = default_store()
+        try:
+            saved = Chats(store).load(args.resume)
+            if session.character.id not in saved.characters:
+                raise RolecastError(
+                    f"chat {args.resume} is with {' + '.join(saved.characters)}, "
+                    f"not {session.character.id}"
+                )
+            session.history = saved.history
+            embedder = session.index.embedder if session.index is not None else None
+            session.memory = saved.restore(Memory(embedder), store, "local")
+        finally:
+            store.close()
     report = session.prepare(args.text, args.as_role)
     a = report.assembly
     if args.json:
@@ -98,6 +120,14 @@ def cmd_prompt(args: argparse.Namespace) -> int:
                     "messages": a.messages,
                     "parts": a.parts,
                     "scenes": a.scene_ids,
+                    "memory": [
+                        {
+                            "index": i,
+                            "speaker": session.history[i].speaker,
+                            "text": session.history[i].text,
+                        }
+                        for i in a.memory_ids
+                    ],
                     "hits": [
                         {"id": h.scene.id, "score": h.score, "dense": h.dense, "lexical": h.lexical}
                         for h in report.hits
@@ -120,6 +150,13 @@ def cmd_prompt(args: argparse.Namespace) -> int:
             f"{mark} {h.scene.id}\t{h.score:.4f}\t{h.dense:.3f}\t{h.lexical:.2f}\t{h.scene.title}"
         )
     print("(* = in the prompt)")
+    if session.memory is not None:
+        mem = session.memory
+        print(f"----- from memory ({a.parts.get('memory', 0)} tokens) -----")
+        print(f"summary of the first {mem.folded} turns, {len(mem.pins)} pinned facts")
+        for i in a.memory_ids:
+            t = session.history[i]
+            print(f"* turn {i + 1}\t{t.speaker}: {t.text}")
     return 0
 
 

@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,9 @@ from ..character import store as characters
 from ..character.model import Character
 from ..character.package import TOML, load_character
 from ..character.personality import parse_dials, with_dials
+from ..chats import Chats, load_memory
 from ..errors import BackendError, InputError, RolecastError, UnknownNameError
+from ..memory import Memory
 from ..prompt.assemble import Turn
 from ..prompt.tokens import encoding_for_model, quicktok_counter
 from ..resources import ResourceCache
@@ -139,6 +142,10 @@ class ServerState:
     _broken: dict[str, int] = field(default_factory=dict)  # id -> its TOML's mtime then
     warming: threading.Thread | None = field(default=None, init=False)  # personas, at start
     _timings_lock: threading.Lock = field(default_factory=threading.Lock)  # one line at a time
+    # summaries written after replies, one at a time, off the requests
+    memory_work: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="rolecast-memory")
+    )
 
     def __post_init__(self) -> None:
         if self.spec is None:
@@ -391,16 +398,24 @@ def _prepare(state: ServerState, key_id: str, req: ChatRequest) -> Turnout:
     llm = TimedLLM(state.llm(backend_model))
     session = Session(character, index, llm, params=req.params, order=llm.prompt_order)
     if req.session_id is not None:
-        owner = state.store.session_character(key_id, req.session_id)
-        if owner is not None and owner != character.id:
+        row = state.store.session(key_id, req.session_id)
+        if row is not None and row.character != character.id:
             raise ApiError(
                 409,
-                f"session {req.session_id!r} is with {owner!r}, not {character.id!r}",
+                f"session {req.session_id!r} is with {row.character!r}, not {character.id!r}",
                 "invalid_request_error",
                 "session_character_mismatch",
             )
         for msg in state.store.messages(key_id, req.session_id):
             session.history.append(Turn(msg.speaker, msg.content))
+        session.memory = load_memory(
+            Memory(index.embedder),
+            _memory_state(row.memory if row is not None else ""),
+            state.store,
+            key_id,
+            req.session_id,
+            len(session.history),
+        )
     else:
         for role, text, name in earlier:
             speaker = character.name if role == "assistant" else (name or character.user_role)
@@ -415,15 +430,55 @@ def _save(state: ServerState, key_id: str, req: ChatRequest, t: Turnout) -> None
         return
     report = t.session.last
     assert report is not None
-    state.store.append_turn(
-        key_id,
+    Chats(state.store, key_id).save_turn(
         req.session_id,
-        t.session.character.id,
+        [t.session.character.id],
         [
-            ("user", report.line.speaker, t.line),
-            ("assistant", t.session.character.name, report.reply),
+            ("user", Turn(report.line.speaker, t.line)),
+            ("assistant", Turn(t.session.character.name, report.reply)),
         ],
+        t.session.memory,
+        with_state=False,
     )
+    if t.session.memory is not None:
+        state.memory_work.submit(_remember, state, key_id, req.session_id, t.session)
+
+
+def _memory_state(text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        log.warning("a session's saved memory is not JSON: it starts again")
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _remember(state: ServerState, key_id: str, session_id: str, session: Session) -> None:
+    """After a turn is saved, off the request: fold the turns that left the history window
+    into the session's summary (backend calls) and keep it, unless another server folded
+    them first (the store holds the row while it checks)."""
+    memory = session.memory
+    assert memory is not None
+    started = memory.folded
+    try:
+        if memory.due(session.history, session.window()) is None:
+            return
+        session.remember()
+    except Exception:  # tried again after the next turn
+        log.warning("session %s: the summary was not updated", session_id, exc_info=True)
+        return
+
+    def merge(stored: str) -> str:
+        now = _memory_state(stored)
+        if int(now.get("folded", 0) or 0) != started:
+            return stored  # another server folded these turns already
+        now.update(pieces=memory.pieces, folded=memory.folded)
+        return json.dumps(now, ensure_ascii=False)
+
+    try:
+        state.store.update_memory(key_id, session_id, merge)
+    except RolecastError:
+        log.warning("session %s: the summary was not kept", session_id, exc_info=True)
 
 
 def _usage(t: Turnout) -> dict[str, int]:
@@ -484,6 +539,64 @@ async def session_messages(request: Request) -> Response:
             ],
         }
     )
+
+
+async def session_memory(request: Request) -> Response:
+    """``GET /v1/sessions/{id}/memory``: the summary, the turns it holds and the pinned
+    facts. ``POST`` with ``{"remember": "FACT"}`` pins a fact, with ``{"forget": N}`` drops
+    pinned fact N (1-based, as listed); both answer with the memory as it then is."""
+    state: ServerState = request.app.state.rolecast
+    try:
+        key_id = _admit(state, request)
+        sid = validate.session_id(request.path_params["session_id"], "the session id", None)
+        change: dict[str, Any] = {}
+        if request.method == "POST":
+            body = await _read_body(request, state.max_body, state.body_timeout)
+            if (
+                not isinstance(body, dict)
+                or len(body) != 1
+                or not {"remember", "forget"} & set(body)
+            ):
+                raise validate.bad(
+                    'the body must be {"remember": "FACT"} or {"forget": N}', "remember"
+                )
+            change = body
+        memory = await run_in_threadpool(_change_memory, state, key_id, sid, change)
+    except ApiError as exc:
+        return exc.response()
+    except InputError as exc:
+        return ApiError(400, public(str(exc)), "invalid_request_error").response()
+    return JSONResponse(
+        {
+            "id": sid,
+            "summary": memory.summary,
+            "summarised_messages": memory.folded,
+            "pins": memory.pins,
+        }
+    )
+
+
+def _change_memory(state: ServerState, key_id: str, sid: str, change: dict[str, Any]) -> Memory:
+    if state.store.session(key_id, sid) is None:  # another key's looks like none at all
+        raise ApiError(404, f"no session {sid!r}", "invalid_request_error", "session_not_found")
+    memory = Memory()
+
+    def apply(stored: str) -> str:
+        memory.restore(_memory_state(stored))
+        if "remember" in change:
+            fact = change["remember"]
+            if not isinstance(fact, str):
+                raise validate.bad("'remember' must be a string", "remember")
+            memory.pin(fact)
+        elif "forget" in change:
+            n = change["forget"]
+            if not isinstance(n, int) or isinstance(n, bool):
+                raise validate.bad("'forget' must be the number of a pinned fact", "forget")
+            memory.forget(str(n))
+        return memory.dumps() if change else stored
+
+    state.store.update_memory(key_id, sid, apply)
+    return memory
 
 
 def _admit(state: ServerState, request: Request) -> str:
@@ -720,6 +833,7 @@ def create_app(state: ServerState) -> Starlette:
         anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
         await run_in_threadpool(state.warm_up)
         yield
+        state.memory_work.shutdown(wait=True)  # a summary being written is kept
         state.store.close()
 
     app = Starlette(
@@ -729,6 +843,7 @@ def create_app(state: ServerState) -> Starlette:
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/audio/speech", speech, methods=["POST"]),
             Route("/v1/sessions/{session_id}", session_messages),
+            Route("/v1/sessions/{session_id}/memory", session_memory, methods=["GET", "POST"]),
             Route("/healthz", health),
         ],
     )

@@ -16,7 +16,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +116,8 @@ class Store:
 
     placeholder = "?"
     blob = "BLOB"
+    for_update = ""  # what locks a row read in a write transaction (SQLite's BEGIN IMMEDIATE
+    # locks the whole database already)
     where = "the database"
 
     def __init__(self, size: int = 4) -> None:
@@ -281,6 +283,28 @@ class Store:
         except self._integrity_error():
             return False
         return True
+
+    def update_memory(self, key_id: str, session_id: str, change: Callable[[str], str]) -> str:
+        """Read the session's memory, ``change`` it and write it back, in one transaction
+        that holds the row: two servers changing one memory at once each see the other's
+        change. The memory written; a StorageError when there is no such session."""
+        with self.transaction(write=True) as cur:
+            cur.execute(
+                self._sql(
+                    "SELECT memory FROM sessions WHERE key_id = ? AND session_id = ?"
+                    + self.for_update
+                ),
+                (key_id, session_id),
+            )
+            row = cur.fetchone()
+            if row is None:
+                raise StorageError(f"no session {session_id!r} to keep a memory in")
+            new = change(row[0])
+            cur.execute(
+                self._sql("UPDATE sessions SET memory = ? WHERE key_id = ? AND session_id = ?"),
+                (new, key_id, session_id),
+            )
+        return new
 
     def save_memory(self, key_id: str, session_id: str, memory: str) -> None:
         with self.transaction(write=True) as cur:
@@ -454,6 +478,7 @@ class SQLiteStore(Store):
 class PostgresStore(Store):
     placeholder = "%s"
     blob = "BYTEA"
+    for_update = " FOR UPDATE"
 
     def __init__(self, url: str, size: int = 8) -> None:
         super().__init__(size)
