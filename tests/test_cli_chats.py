@@ -136,10 +136,11 @@ def test_a_corrupt_store_stops_the_chat_before_it_starts(
 
 
 def test_prompt_shows_a_saved_chats_memory(monkeypatch, capsys) -> None:
+    from test_memory import ASK, FACT, long_talk
+
     from rolecast.chats import Chats, default_store
     from rolecast.memory import Memory
     from rolecast.retrieval.embedders import get_embedder
-    from test_memory import ASK, FACT, long_talk
 
     store = default_store()
     chats = Chats(store)
