@@ -50,7 +50,7 @@ def test_a_chat_is_saved_listed_resumed_and_exported(monkeypatch, capsys, tmp_pa
     assert saved_id(err) == sid
     request = llm.requests[0][0]
     assert "来一碗面" in str(request) and "煤球？它在灶台边睡着呢。" in str(request)
-    assert "- 我不吃葱" in request[0]["content"]  # the pinned fact is in the system message
+    assert "- 我不吃葱" in request[0]["content"]  # classic order: in the system message
 
     assert main(["chat", "--export", sid, "--format", "json", "-o", str(tmp_path / "c.json")]) == 0
     data = json.loads((tmp_path / "c.json").read_text("utf-8"))

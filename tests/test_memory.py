@@ -123,7 +123,10 @@ def test_summaries_replace_old_turns_within_budget(xiaoman, embedder, counter) -
     assert "第3回" not in first[1]["content"] and FACT in first[1]["content"]
     # the summary is cleaned (no label, first paragraph) and sits after the persona
     a = s.prepare("你好")
-    system = a.assembly.messages[0]["content"]
+    persona, system = (m["content"] for m in a.assembly.messages[:2])
+    # the persona's message is as it was (its KV state is kept); the memory follows it
+    assert persona == s.prepare("你好").assembly.messages[0]["content"]
+    assert s.memory.summary not in persona and a.assembly.messages[1]["role"] == "system"
     assert "多余的一段" not in system and "记忆：" not in system
     assert s.memory.summary in system
     assert a.assembly.parts["total"] <= 1400
@@ -160,11 +163,11 @@ def test_pinned_facts_are_in_every_prompt_until_forgotten(xiaoman, embedder, cou
     assert s.memory.pin("  我怕黑，\n晚上别熄灯。 ") == 1
     assert s.memory.pin("我怕黑， 晚上别熄灯。") == 1  # the same fact once
     assert s.memory.pin("我叫阿青") == 2
-    system = s.prepare("你好").assembly.messages[0]["content"]
+    system = s.prepare("你好").assembly.messages[1]["content"]
     assert "- 我怕黑， 晚上别熄灯。" in system and "- 我叫阿青" in system
     assert "pinned:" in s.memory.listing() and "2. 我叫阿青" in s.memory.listing()
     assert s.memory.forget("1") == "我怕黑， 晚上别熄灯。"
-    system = s.prepare("你好").assembly.messages[0]["content"]
+    system = s.prepare("你好").assembly.messages[1]["content"]
     assert "我怕黑" not in system and "我叫阿青" in system
     with pytest.raises(InputError, match="no pinned fact '5'"):
         s.memory.forget("5")

@@ -71,22 +71,31 @@ class Saved:
 
 
 def load_memory(
-    memory: Memory, state: Mapping[str, Any], store: Store, key_id: str, session_id: str, turns: int
+    memory: Memory,
+    state: Mapping[str, Any],
+    store: Store,
+    key_id: str,
+    session_id: str,
+    turns: int,
+    known: np.ndarray | None = None,
 ) -> Memory:
     """``memory`` with a saved ``state`` (summary, pins) and the vectors the store keeps for
     the session's first ``turns`` turns (those of ``memory``'s embedder, from the first turn
-    on, as far as they run without a gap: the rest is embedded again when needed)."""
+    on, as far as they run without a gap: the rest is embedded again when needed).
+    ``known``: the vectors of the first turns, already read (only later ones are read)."""
     if state:
         memory.restore(dict(state))
     if memory.embedder is not None:
-        rows = store.vectors(key_id, session_id, memory.embedder.name)
-        run: list[bytes] = []
-        for k, (seq, v) in enumerate(rows[:turns]):
-            if seq != k + 1 or (run and len(v) != len(run[0])):
+        known = known[:turns] if known is not None else np.zeros((0, 0), np.float32)
+        rows = store.vectors(key_id, session_id, memory.embedder.name, after=len(known))
+        run: list[np.ndarray] = list(known)
+        for k, (seq, v) in enumerate(rows, start=len(known)):
+            vector = np.frombuffer(v, np.float32)
+            if seq != k + 1 or k >= turns or (run and len(vector) != len(run[0])):
                 break
-            run.append(v)
+            run.append(vector)
         if run:
-            memory.vectors = np.stack([np.frombuffer(v, np.float32) for v in run])
+            memory.vectors = np.stack(run)
         memory.fresh.clear()
     return memory
 

@@ -324,8 +324,9 @@ def assemble(
 ) -> Assembly:
     """The messages for one turn. ``scenes`` are retrieval candidates, best first;
     ``pinned`` scenes go first (and, in cache order, into the stable system message).
-    ``memory``: the summary and pinned facts go after the persona, the recalled turns with
-    the turn's canon; both within ``budget.memory``."""
+    ``memory``: the summary and pinned facts go after the persona (in the split and cache
+    orders as a system message of their own, so the persona's message is the same every
+    turn), the recalled turns with the turn's canon; both within ``budget.memory``."""
     if order not in ORDERS:
         raise ValueError(f"unknown prompt order {order!r}; known orders: {', '.join(ORDERS)}")
     if budget.total is not None and budget.total < MIN_TOTAL:
@@ -390,30 +391,33 @@ def assemble(
 
     def build() -> list[dict[str, str]]:
         n_pinned = sum(1 for s in taken if s.id in pinned_ids)
-        head = "\n\n".join(p for p in (persona, stable) if p)
         turn_part = "\n\n".join(
             p for p in (canon_block(character, blocks[n_pinned:]), recall()) if p
         )
         if order == "classic":
-            system = "\n\n".join(p for p in (head, canon_block(character, blocks), recall()) if p)
-            last = line_msg["content"]
-        elif order == "split":
-            system = "\n\n".join(p for p in (head, canon_block(character, blocks[:n_pinned])) if p)
-            late = turn_part
+            system = "\n\n".join(
+                p for p in (persona, stable, canon_block(character, blocks), recall()) if p
+            )
             return [
                 {"role": "system", "content": system},
                 *hist_msgs,
-                *([{"role": "system", "content": late}] if late else []),
                 {"role": "user", "content": line_msg["content"]},
             ]
-        else:
-            system = "\n\n".join(p for p in (head, canon_block(character, blocks[:n_pinned])) if p)
-            last = "\n\n".join(p for p in (turn_part, line_msg["content"]) if p)
-        return [
-            {"role": "system", "content": system},
-            *hist_msgs,
-            {"role": "user", "content": last},
-        ]
+        # the persona's message stays as it is every turn (a backend keeps its KV state);
+        # the memory's stable part follows in a message of its own, then the history
+        system = "\n\n".join(p for p in (persona, canon_block(character, blocks[:n_pinned])) if p)
+        head = [{"role": "system", "content": system}]
+        if stable:
+            head.append({"role": "system", "content": stable})
+        if order == "split":
+            return [
+                *head,
+                *hist_msgs,
+                *([{"role": "system", "content": turn_part}] if turn_part else []),
+                {"role": "user", "content": line_msg["content"]},
+            ]
+        last = "\n\n".join(p for p in (turn_part, line_msg["content"]) if p)
+        return [*head, *hist_msgs, {"role": "user", "content": last}]
 
     messages = build()
     while budget.total is not None and _count(messages, counter) > budget.total:

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -71,6 +72,7 @@ SESSION_HEADER = "x-session-id"
 MAX_LOADED_CHARACTERS = 64
 MAX_LOADED_MODELS = 2
 MAX_LOADED_VOICES = 4
+MAX_KEPT_SESSIONS = 64  # sessions whose turn vectors are kept between requests
 WORKER_THREADS = 256  # concurrent requests in threads (a streaming reply holds one throughout)
 
 
@@ -142,6 +144,10 @@ class ServerState:
     _broken: dict[str, int] = field(default_factory=dict)  # id -> its TOML's mtime then
     warming: threading.Thread | None = field(default=None, init=False)  # personas, at start
     _timings_lock: threading.Lock = field(default_factory=threading.Lock)  # one line at a time
+    # the vectors of sessions' turns lately served: a turn reads only those added since
+    # (turns never change, so another server's additions are read as they come)
+    _vectors: OrderedDict[tuple[str, str, str], Any] = field(default_factory=OrderedDict)
+    _vectors_lock: threading.Lock = field(default_factory=threading.Lock)
     # summaries written after replies, one at a time, off the requests
     memory_work: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="rolecast-memory")
@@ -155,6 +161,18 @@ class ServerState:
         self._indexes = ResourceCache(self.max_loaded_characters)
         self._llms = ResourceCache(self.max_loaded_models)
         self._tts = ResourceCache(MAX_LOADED_VOICES)
+
+    def known_vectors(self, key: tuple[str, str, str], vectors: Any = None) -> Any:
+        """The vectors kept for a session (key id, session id, embedder), or, given
+        ``vectors``, keep them (the latest ``MAX_KEPT_SESSIONS`` sessions)."""
+        with self._vectors_lock:
+            if vectors is None:
+                return self._vectors.get(key)
+            self._vectors[key] = vectors
+            self._vectors.move_to_end(key)
+            while len(self._vectors) > MAX_KEPT_SESSIONS:
+                self._vectors.popitem(last=False)
+            return vectors
 
     def installed(self) -> dict[str, Path]:
         """The character packages by id, less those found broken (until they change)."""
@@ -408,6 +426,7 @@ def _prepare(state: ServerState, key_id: str, req: ChatRequest) -> Turnout:
             )
         for msg in state.store.messages(key_id, req.session_id):
             session.history.append(Turn(msg.speaker, msg.content))
+        kept = (key_id, req.session_id, getattr(index.embedder, "name", ""))
         session.memory = load_memory(
             Memory(index.embedder),
             _memory_state(row.memory if row is not None else ""),
@@ -415,6 +434,7 @@ def _prepare(state: ServerState, key_id: str, req: ChatRequest) -> Turnout:
             key_id,
             req.session_id,
             len(session.history),
+            state.known_vectors(kept),
         )
     else:
         for role, text, name in earlier:
@@ -441,6 +461,8 @@ def _save(state: ServerState, key_id: str, req: ChatRequest, t: Turnout) -> None
         with_state=False,
     )
     if t.session.memory is not None:
+        name = getattr(t.session.memory.embedder, "name", "")
+        state.known_vectors((key_id, req.session_id, name), t.session.memory.vectors)
         state.memory_work.submit(_remember, state, key_id, req.session_id, t.session)
 
 

@@ -315,15 +315,17 @@ class Store:
             if cur.rowcount == 0:
                 raise StorageError(f"no session {session_id!r} to save a memory in")
 
-    def vectors(self, key_id: str, session_id: str, embedder: str) -> list[tuple[int, bytes]]:
-        """The (seq, vector bytes) kept for the session's messages, by seq."""
+    def vectors(
+        self, key_id: str, session_id: str, embedder: str, after: int = 0
+    ) -> list[tuple[int, bytes]]:
+        """The (seq, vector bytes) kept for the session's messages after seq ``after``, by seq."""
         with self.transaction() as cur:
             cur.execute(
                 self._sql(
                     "SELECT seq, vector FROM vectors WHERE key_id = ? AND session_id = ? "
-                    "AND embedder = ? ORDER BY seq"
+                    "AND embedder = ? AND seq > ? ORDER BY seq"
                 ),
-                (key_id, session_id, embedder),
+                (key_id, session_id, embedder, after),
             )
             return [(int(seq), bytes(v)) for seq, v in cur.fetchall()]
 
