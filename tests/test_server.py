@@ -513,3 +513,81 @@ def test_two_servers_share_a_sessions_memory_through_postgres(
     assert "- 我不吃葱" in llm2.requests[-1][0][0]["content"]
     for state in (s1, s2):
         state.store.close()
+
+
+def test_a_group_scene_through_the_api(chars: Path) -> None:
+    client, llm, _ = make_client(chars)
+    llm.enqueue("雾里有船。").enqueue("没船。")
+    r = ask(client, "你们看见什么了？", model="yunzhou+shiwen", turns="all", user="g1")
+    assert r.status_code == 200, r.text
+    message = r.json()["choices"][0]["message"]
+    assert message["content"] == "云舟: 雾里有船。\n\n石稳: 没船。"
+    assert [(x["character"], x["content"]) for x in message["replies"]] == [
+        ("yunzhou", "雾里有船。"),
+        ("shiwen", "没船。"),
+    ]
+    # each character's prompt has its own persona; the second answers the first
+    assert (
+        "云舟" in llm.requests[0][0][0]["content"][:20]
+        and "石稳" in llm.requests[1][0][0]["content"][:20]
+    )
+    assert "雾里有船。" in str(llm.requests[1][0][-1])
+    llm.enqueue("看清楚了，是渔船。")
+    with client.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={
+            "model": "yunzhou+shiwen",
+            "messages": [{"role": "user", "content": "再看看？"}],
+            "stream": True,
+            "next": "石稳",
+            "user": "g1",
+        },
+    ) as s:
+        chunks = [json.loads(ln[6:]) for ln in s.iter_lines() if ln and ln != "data: [DONE]"]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == "石稳: 看清楚了，是渔船。"
+    assert chunks[-1]["choices"][0]["delta"]["replies"][0]["character"] == "shiwen"
+    got = client.get("/v1/sessions/g1").json()
+    assert got["character"] == "yunzhou+shiwen"
+    assert [m["name"] for m in got["messages"]] == ["访客", "云舟", "石稳", "访客", "石稳"]
+    # stateless: the client's own history, the scene's message split back into its speakers
+    llm.enqueue("嗯。")
+    r = client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "yunzhou+shiwen",
+            "next": "yunzhou",
+            "messages": [
+                {"role": "user", "content": "你们好"},
+                {"role": "assistant", "content": "云舟: 你好呀。\n\n石稳: 嗯。"},
+                {"role": "user", "content": "云舟，你呢？"},
+            ],
+        },
+    )
+    assert r.status_code == 200, r.text
+    sent = llm.requests[-1][0]
+    assert {"role": "assistant", "content": "你好呀。"} in sent
+    assert any(
+        m["role"] == "user" and "石稳" in m["content"] and "嗯。" in m["content"] for m in sent
+    )
+
+
+@pytest.mark.parametrize(
+    "body, status, says",
+    [
+        ({"model": "yunzhou+yunzhou"}, 400, "each character once"),
+        ({"model": "yunzhou+nobody"}, 404, "does not exist"),
+        ({"model": "xm", "turns": "all"}, 400, "for a group scene"),
+        ({"model": "yunzhou+shiwen", "turns": "loud"}, 400, "'turns' must be one of"),
+        ({"model": "yunzhou+shiwen", "next": "阿虚"}, 400, "not in this scene"),
+        ({"model": "yunzhou+shiwen", "user": "solo"}, 409, "is with 'xm'"),
+    ],
+)
+def test_bad_group_requests_are_clear(chars: Path, body: dict, status: int, says: str) -> None:  # type: ignore[type-arg]
+    client, llm, _ = make_client(chars)
+    llm.enqueue("坐。")
+    assert ask(client, "你好", user="solo").status_code == 200  # a one-to-one session with xm
+    r = ask(client, "你好", **body)
+    assert r.status_code == status, r.text
+    assert says in r.json()["error"]["message"]

@@ -38,6 +38,8 @@ from ..character.package import TOML, load_character
 from ..character.personality import parse_dials, with_dials
 from ..chats import Chats, load_memory
 from ..errors import BackendError, InputError, RolecastError, UnknownNameError
+from ..group.scene import GroupScene
+from ..group.turns import POLICIES, find_member
 from ..memory import Memory
 from ..prompt.assemble import Turn
 from ..prompt.tokens import encoding_for_model, quicktok_counter
@@ -301,6 +303,8 @@ class ChatRequest:
     session_id: str | None
     model: str = ""  # as the client wrote it: resolved against what is allowed, in _prepare
     dials: dict[str, int] = field(default_factory=dict)  # "personality": Big Five dials
+    turns: str = "natural"  # a group scene ("a+b+c"): who answers a line that names nobody
+    next: str | None = None  # a group scene: the character who answers this line
 
 
 def parse_request(body: Any, session_header: str | None) -> ChatRequest:
@@ -372,7 +376,15 @@ def parse_request(body: Any, session_header: str | None) -> ChatRequest:
         dials = parse_dials(validate.obj(body, "personality"))
     except InputError as exc:
         raise validate.bad(f"'personality': {exc}", "personality") from None
+    turns = validate.string(body, "turns") or "natural"
+    if turns not in POLICIES:
+        raise validate.bad(f"'turns' must be one of {', '.join(POLICIES)}", "turns")
+    forced = validate.string(body, "next")
+    if (turns != "natural" or forced) and "+" not in character:
+        raise validate.bad("'turns' and 'next' are for a group scene: 'model': 'a+b+c'", "turns")
     return ChatRequest(
+        turns=turns,
+        next=forced,
         character=character.strip(),
         backend_model=backend_model.strip() or None,
         messages=messages,
@@ -399,6 +411,139 @@ class Turnout:
     prepare_s: float
     started: float = 0.0  # perf_counter when preparing began (in a worker thread)
     received: float = 0.0  # perf_counter when the request arrived
+
+
+@dataclass
+class GroupTurnout:
+    """A group scene's turn: the scene, the line, and how much of its history is new."""
+
+    scene: GroupScene
+    line: str
+    llm: TimedLLM
+    before: int  # scene.history's length before this line
+    prepare_s: float
+    started: float = 0.0
+    received: float = 0.0
+    replies: list[tuple[str, str]] = field(default_factory=list)  # (character id, text)
+
+    @property
+    def session(self) -> Session:  # the first character's: memory, counter, timings
+        return next(iter(self.scene.sessions.values()))
+
+
+def _prepare_group(state: ServerState, key_id: str, req: ChatRequest) -> GroupTurnout:
+    """``model: "a+b+c"``: a scene of these characters (each allowed, each once), its
+    history from the session or the client's messages, the memory shared."""
+    start = time.perf_counter()
+    *earlier, (last_role, last_text, last_name) = [m for m in req.messages if m[0] != "system"]
+    if last_role != "user" or not last_text.strip():
+        raise ApiError(400, "the last message must be the user's line", "invalid_request_error")
+    names = [n.strip() for n in req.character.split("+")]
+    backend = f"@{req.backend_model}" if req.backend_model else ""
+    resolved = [state.resolve(n + backend) for n in names]
+    if len({cid for cid, _ in resolved}) != len(resolved):
+        raise validate.bad("a group scene names each character once", "model")
+    llm = TimedLLM(state.llm(resolved[0][1]))
+    sessions = []
+    for cid, _ in resolved:
+        character, index = state.character(cid)
+        character = with_dials(character, req.dials)
+        sessions.append(Session(character, index, llm, params=req.params, order=llm.prompt_order))
+    try:
+        scene = GroupScene.of(sessions, req.turns, chime=0.3, seed=time.time_ns())
+    except InputError as exc:
+        raise validate.bad(str(exc), "model") from None
+    forced = None
+    if req.next:
+        try:
+            forced = find_member(req.next, scene.members).id
+        except InputError as exc:
+            raise validate.bad(str(exc), "next") from None
+    label = "+".join(cid for cid, _ in resolved)
+    history: list[Turn] = []
+    first = sessions[0]
+    if req.session_id is not None:
+        row = state.store.session(key_id, req.session_id)
+        if row is not None and row.character != label:
+            raise ApiError(
+                409,
+                f"session {req.session_id!r} is with {row.character!r}, not {label!r}",
+                "invalid_request_error",
+                "session_character_mismatch",
+            )
+        history = [Turn(m.speaker, m.content) for m in state.store.messages(key_id, req.session_id)]
+        embedder = first.index.embedder if first.index is not None else None
+        memory = load_memory(
+            Memory(embedder),
+            _memory_state(row.memory if row is not None else ""),
+            state.store,
+            key_id,
+            req.session_id,
+            len(history),
+            state.known_vectors((key_id, req.session_id, getattr(embedder, "name", ""))),
+        )
+        scene.remember_with(memory)
+    else:
+        by_name = {
+            n: s.character.name for s in sessions for n in (s.character.name, s.character.id)
+        }
+        for role, text, name in earlier:
+            if role == "assistant":
+                history += _group_lines(text, name, by_name, sessions[0].character.name)
+            else:
+                history.append(Turn(name or scene.user_role, text))
+    scene.resume(history)
+    if last_name and last_name != scene.user_role:
+        scene.user_role = last_name
+    line = f"/next {forced} {last_text}" if forced else last_text
+    return GroupTurnout(scene, line, llm, len(history), time.perf_counter() - start, start)
+
+
+def _group_lines(text: str, name: str | None, names: dict[str, str], default: str) -> list[Turn]:
+    """An assistant message of a scene, as the server wrote it ("Name: line" paragraphs),
+    or one message whose ``name`` says who spoke."""
+    if name and name in names:
+        return [Turn(names[name], text)]
+    turns = []
+    for part in text.split("\n\n"):
+        who, sep, said = part.partition(": ")
+        if sep and who.strip() in names:
+            turns.append(Turn(names[who.strip()], said.strip()))
+        elif part.strip():
+            turns.append(Turn(default, part.strip()))
+    return turns
+
+
+def _group_pieces(t: GroupTurnout) -> Iterator[str]:
+    """The scene's replies as one message's text: each "Name: reply", a blank line between."""
+    current = None
+    names = {cid: s.character.name for cid, s in t.scene.sessions.items()}
+    for cid, piece in t.scene.say(t.line):
+        if cid != current:
+            t.replies.append((cid, ""))
+            yield ("\n\n" if current is not None else "") + f"{names[cid]}: "
+            current = cid
+        t.replies[-1] = (cid, t.replies[-1][1] + piece)
+        yield piece
+
+
+def _save_group(state: ServerState, key_id: str, req: ChatRequest, t: GroupTurnout) -> None:
+    if req.session_id is None:
+        return
+    scene = t.scene
+    selves = {n for m in scene.members for n in m.names}
+    new = scene.history[t.before :]
+    rows = [("assistant" if turn.speaker in selves else "user", turn) for turn in new]
+    memory = scene.memory
+    Chats(state.store, key_id).save_turn(
+        req.session_id, list(scene.sessions), rows, memory, with_state=False
+    )
+    if memory is not None:
+        name = getattr(memory.embedder, "name", "")
+        state.known_vectors((key_id, req.session_id, name), memory.vectors)
+        first = t.session
+        first.history = list(scene.history)
+        state.memory_work.submit(_remember, state, key_id, req.session_id, first)
 
 
 def _prepare(state: ServerState, key_id: str, req: ChatRequest) -> Turnout:
@@ -643,6 +788,8 @@ async def chat_completions(request: Request) -> Response:
         key_id = _admit(state, request)
         body = await _read_body(request, state.max_body, state.body_timeout)
         req = parse_request(body, request.headers.get(SESSION_HEADER))
+        if "+" in req.character:
+            return await _group_completion(request, state, key_id, req, received)
         t = await run_in_threadpool(_prepare, state, key_id, req)
         t.received = received
     except ApiError as exc:
@@ -696,6 +843,99 @@ async def chat_completions(request: Request) -> Response:
         },
         headers=headers,
     )
+
+
+async def _group_completion(
+    request: Request, state: ServerState, key_id: str, req: ChatRequest, received: float
+) -> Response:
+    """A turn of a group scene (``model: "a+b+c"``): one message holding each answer as
+    "Name: reply", and ``replies`` listing them (character, name, text)."""
+    t = await run_in_threadpool(_prepare_group, state, key_id, req)
+    t.received = received
+    headers = {"X-Rolecast-Prepare-Ms": f"{(time.perf_counter() - received) * 1000:.2f}"}
+    if req.session_id is not None:
+        headers["X-Session-Id"] = req.session_id
+    rid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    model = "+".join(t.scene.sessions)
+    if req.stream:
+        return ReplyStream(
+            _group_sse(state, key_id, req, t, rid, model), t.llm.stop, state.send_timeout, headers
+        )
+    try:
+        text = await run_while_connected(
+            request.receive, t.llm.stop, lambda: "".join(_group_pieces(t))
+        )
+        if text is None:
+            return Response(status_code=CLIENT_CLOSED)
+        await run_in_threadpool(_save_group, state, key_id, req, t)
+    except BackendError as exc:
+        return ApiError(502, public(str(exc)), "upstream_error").response(headers)
+    except InputError as exc:
+        return ApiError(400, public(str(exc)), "invalid_request_error").response(headers)
+    except RolecastError as exc:
+        return internal(exc, "the server could not make the reply").response(headers)
+    message = {"role": "assistant", "content": text, "replies": _replies(t)}
+    return JSONResponse(
+        {
+            "id": rid,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": _group_usage(t),
+        },
+        headers=headers,
+    )
+
+
+def _replies(t: GroupTurnout) -> list[dict[str, str]]:
+    names = {cid: s.character.name for cid, s in t.scene.sessions.items()}
+    return [{"character": c, "name": names[c], "content": text} for c, text in t.replies]
+
+
+def _group_usage(t: GroupTurnout) -> dict[str, int]:
+    prompt = completion = 0
+    for cid, text in t.replies:
+        s = t.scene.sessions[cid]
+        if s.last is not None and s.counter is not None:
+            prompt += int(s.last.assembly.parts.get("total", 0))
+            completion += s.counter.count(text)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+async def _group_sse(
+    state: ServerState, key_id: str, req: ChatRequest, t: GroupTurnout, rid: str, model: str
+) -> AsyncGenerator[str, None]:
+    yield _chunk(rid, model, {"role": "assistant", "content": ""})
+    pieces: Iterator[str] = _group_pieces(t)
+    try:
+        while (piece := await run_in_threadpool(next, pieces, None)) is not None:
+            yield _chunk(rid, model, {"content": piece})
+    except RolecastError as exc:
+        body = {"error": {"message": public(str(exc)), "type": "upstream_error", "code": None}}
+        yield f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+        return
+    finally:
+        await close(pieces)
+    if t.llm.stop.is_set():
+        return
+    await run_in_threadpool(_save_group, state, key_id, req, t)
+    yield _chunk(rid, model, {"replies": _replies(t)}, "stop")
+    if req.include_usage:
+        usage = {
+            "id": rid,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [],
+            "usage": _group_usage(t),
+        }
+        yield f"data: {json.dumps(usage)}\n\n"
+    yield "data: [DONE]\n\n"
 
 
 def _reply(t: Turnout) -> str:
