@@ -155,3 +155,50 @@ def test_narrator_lines_and_exports(tab: ChatTab) -> None:
     assert "**旁白**: 外面下起了雨" in md and "reply 2 of 2" in md
     tab.new_chat()
     assert not tab.messages and not tab.session.history
+
+
+def saved_tab(tab: ChatTab) -> ChatTab:
+    from rolecast.chats import Chats, default_store
+
+    tab.chats = Chats(default_store())
+    return tab
+
+
+def test_the_page_saves_the_chat_as_it_is_shown(tab: ChatTab) -> None:
+    saved_tab(tab)
+    llm = tab.session.llm
+    llm.enqueue("坐，面马上好。").enqueue("再来一碗？").enqueue("那就两碗。")
+    drain(tab.send("来碗面"))
+    assert tab.session_id is not None
+    chats = tab.chats
+    assert [t.text for t in chats.load(tab.session_id).history] == ["来碗面", "坐，面马上好。"]
+    drain(tab.regenerate())  # a new reply replaces the old in the store
+    assert [t.text for t in chats.load(tab.session_id).history] == ["来碗面", "再来一碗？"]
+    tab.swipe(-1)  # back to the first: the store follows
+    assert [t.text for t in chats.load(tab.session_id).history] == ["来碗面", "坐，面马上好。"]
+    drain(tab.edit_last("来两碗面"))
+    saved = chats.load(tab.session_id)
+    assert [t.text for t in saved.history] == ["来两碗面", "那就两碗。"]
+    assert saved.roles == ["user", "assistant"]
+    # the vectors kept are those of the turns as they are now
+    vectors = chats.store.vectors("local", tab.session_id, "use")
+    assert [seq for seq, _ in vectors] == [1, 2]
+    first = tab.session_id
+    tab.new_chat()
+    llm.enqueue("又来了？")
+    drain(tab.send("我又来了"))
+    assert tab.session_id != first and len(chats.list()) == 2
+
+
+def test_the_canon_panel_marks_what_came_from_memory(tab: ChatTab) -> None:
+    from rolecast.prompt.assemble import Turn
+
+    from test_memory import ASK, FACT, long_talk
+
+    history = [Turn("小满" if t.speaker == "林小满" else t.speaker, t.text) for t in long_talk(120)]
+    tab.session.history = history
+    tab.session.llm.enqueue("煤球啊。")
+    drain(tab.send(ASK))
+    rows = [r for r in tab.messages[-1].canon if r["title"].startswith("from memory:")]
+    assert rows and rows[0]["title"] == f"from memory: 旅人: {FACT}" and rows[0]["sent"]
+    assert tab.messages[-1].parts["memory"] > 0

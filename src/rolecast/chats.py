@@ -159,10 +159,12 @@ class Chats:
         rows: Sequence[tuple[str, Turn]],
         memory: Memory | None = None,
         with_state: bool = True,
+        keep: int | None = None,
     ) -> None:
         """Add ``(role, turn)`` rows, with the memory's state (unless ``with_state`` is
         False: a server changes it only in ``Store.update_memory``) and the vectors it made
-        since it was last saved, in one transaction."""
+        since it was last saved, in one transaction. ``keep``: replace what follows the
+        first ``keep`` messages (see ``Store.append_turn``)."""
         vectors: list[tuple[int, str, bytes]] = []
         if memory is not None and memory.embedder is not None:
             name = memory.embedder.name
@@ -178,6 +180,7 @@ class Chats:
             [(role, t.speaker, t.text) for role, t in rows],
             memory.dumps() if memory is not None and with_state else None,
             vectors,
+            keep,
         )
         if memory is not None:
             memory.fresh.clear()

@@ -24,6 +24,7 @@ def cmd_web(args: argparse.Namespace) -> int:
         backend=backend_from(args),
         embedder=embedder_from(args),
         allowed_models=args.allow_model or [],
+        save=not args.no_save,
     )
     login = "login required" if credentials else "no login: loopback only"
     print(f"rolecast web: http://{args.host}:{args.port} ({login}; Ctrl-C stops)", file=sys.stderr)
@@ -74,6 +75,12 @@ def add_web(sub: Any) -> None:
         help="address to listen on (default: 127.0.0.1); any other needs --auth",
     )
     sp.add_argument("--port", type=int, default=7860)
+    sp.add_argument(
+        "--no-save",
+        action="store_true",
+        help="do not save the page's chats (saved by default in the server's store, listed by "
+        "`rolecast chats`)",
+    )
     sp.add_argument("--share", action="store_true", help="a public gradio.live link (needs --auth)")
     sp.add_argument(
         "--auth",

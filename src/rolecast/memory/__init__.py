@@ -83,6 +83,12 @@ class Memory:
         self.fresh.extend(range(start, len(history)))
         return len(new)
 
+    def truncate(self, turns: int) -> None:
+        """The history was cut back to ``turns`` turns (a reply regenerated, a line edited):
+        the vectors of the turns gone are dropped (the summary never holds the latest turns)."""
+        self.vectors = self.vectors[:turns]
+        self.fresh = [i for i in self.fresh if i < turns]
+
     def recall(
         self, text: str, history: Sequence[Turn], before: int | None = None, k: int = RECALL_K
     ) -> list[tuple[int, float]]:

@@ -348,13 +348,24 @@ class Store:
         rows: Sequence[tuple[str, str, str]],
         memory: str | None = None,
         vectors: Sequence[tuple[int, str, bytes]] = (),
+        keep: int | None = None,
     ) -> None:
         """Add ``(role, speaker, content)`` rows to a session (made if new), with the memory
         as it stands after them (None: unchanged) and ``(seq, embedder, vector)`` rows for
-        messages' vectors, in one transaction."""
+        messages' vectors, in one transaction. ``keep``: the rows after the first ``keep``
+        messages are replaced (a reply regenerated or swiped, a line edited)."""
         for attempt in range(5):
             try:
                 with self.transaction(write=True) as cur:
+                    if keep is not None:
+                        for table in ("vectors", "messages"):
+                            cur.execute(
+                                self._sql(
+                                    f"DELETE FROM {table} "
+                                    "WHERE key_id = ? AND session_id = ? AND seq > ?"
+                                ),
+                                (key_id, session_id, keep),
+                            )
                     self._append(cur, key_id, session_id, character, rows)
                     if memory is not None:
                         cur.execute(

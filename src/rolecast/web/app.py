@@ -48,6 +48,7 @@ class WebApp:
         model: str | None = None,
         embedder: str = "use",
         allowed_models: Iterable[str] = (),
+        save: bool = True,
     ) -> None:
         self.default = store.load(default or store.DEFAULT_CHARACTER).id
         self.spec = (
@@ -64,6 +65,27 @@ class WebApp:
         self._speakers: ResourceCache[tuple[str, str, str | None], tuple[Any, threading.Lock]]
         self._speakers = ResourceCache()
         self._audio_dir: Path | None = None
+        # every chat is saved in the server's store, opened with the first tab (save=False: none)
+        self.save = save
+        self._chats: Any = None
+        self._chats_lock = threading.Lock()
+
+    def chats(self) -> Any:
+        """The store's chats (``chats.Chats``), or None when chats are not saved or the store
+        cannot be opened (the page works on; the reason is logged)."""
+        if not self.save:
+            return None
+        with self._chats_lock:
+            if self._chats is None:
+                from ..chats import Chats, default_store
+
+                try:
+                    self._chats = Chats(default_store())
+                except RolecastError as exc:
+                    log.warning("chats will not be saved: %s", exc)
+                    self.save = False
+                    return None
+            return self._chats
 
     # ------------------------------------------------------------ shared resources
 
@@ -151,7 +173,9 @@ class WebApp:
         tabs: dict[str, ChatTab] = state.setdefault("tabs", {})
         if cid not in tabs:
             index, images = self.index(cid)
-            tabs[cid] = ChatTab(index.character, index, self._tab_llm(state), images)
+            tabs[cid] = ChatTab(
+                index.character, index, self._tab_llm(state), images, chats=self.chats()
+            )
             tabs[cid].set_dials(state.get("dials", {}))
         state["current"] = cid
         return tabs[cid]
@@ -249,6 +273,10 @@ class WebApp:
                 shown = now
                 yield ("", self.chat_view(tab), SKIP, SKIP, SKIP, SKIP)
         yield ("", *self.view(tab))
+        try:  # while the reply is read: what left the history window goes to the summary
+            tab.remember()
+        except RolecastError as exc:
+            log.warning("the conversation's summary was not updated: %s", exc)
         if state.get("voice") and state.get("current") == cid:
             speaker, lock = self.speaker(state, cid)
             with lock:

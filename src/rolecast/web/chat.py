@@ -20,7 +20,8 @@ from ..backends.base import LLM
 from ..character.model import Character
 from ..character.package import IMAGES, package_root
 from ..character.personality import with_dials
-from ..errors import InputError
+from ..errors import InputError, RolecastError
+from ..memory import Memory
 from ..prompt.assemble import Turn
 from ..retrieval.hybrid import CanonIndex
 from ..retrieval.images import SceneImages
@@ -61,6 +62,7 @@ class ChatTab:
         llm: LLM | Callable[[], LLM],
         images: SceneImages | None = None,
         order: str | None = None,
+        chats: Any = None,
     ) -> None:
         self.character, self.index, self.order = character, index, order
         self.base = character  # as its package has it: the dials apply over this
@@ -73,6 +75,12 @@ class ChatTab:
         self._stop = threading.Event()
         self.last_timing: dict[str, float] = {}
         self._spoken = 0  # replies spoken, for their file names
+        # where the chat is saved (a chats.Chats; None: not saved), its id once it has one,
+        # and how many turns of the history the store holds as they are now
+        self.chats = chats
+        self.session_id: str | None = None
+        self.saved = 0
+        self.save_problem = ""
 
     @property
     def session(self) -> Session:
@@ -82,6 +90,7 @@ class ChatTab:
                 llm = self._llm if isinstance(self._llm, LLM) else self._llm()
                 order = self.order or llm.prompt_order
                 self._session = Session(self.character, self.index, llm, order=order)  # type: ignore[arg-type]
+                self._session.memory = Memory(self.index.embedder)
             return self._session
 
     def set_dials(self, dials: Mapping[str, int]) -> None:
@@ -171,8 +180,11 @@ class ChatTab:
             raise InputError("no reply to swipe")
         reply = self.messages[-1]
         reply.choice = max(0, min(len(reply.alternatives) - 1, reply.choice + step))
-        if self.session.history and self.session.history[-1].speaker == self.character.name:
-            self.session.history[-1] = Turn(self.character.name, reply.text)
+        h = self.session.history
+        if h and h[-1].speaker == self.character.name and h[-1].text != reply.text:
+            h[-1] = Turn(self.character.name, reply.text)
+            self._changed(len(h) - 1)
+            self.save()
         return reply
 
     def edit_last(self, text: str) -> Iterator[ChatMessage]:
@@ -217,12 +229,57 @@ class ChatTab:
         return reply
 
     def new_chat(self) -> None:
+        """A new conversation (the one before stays saved)."""
         if self.streaming:
             self.stop()
         self.messages.clear()
+        self.session_id, self.saved = None, 0
         if self._session is not None:
             self._session.history.clear()
             self._session.last = None
+            self._session.memory = Memory(self.index.embedder)
+
+    # ------------------------------------------------------------ saving
+
+    def _changed(self, turn: int) -> None:
+        """The history changed from turn ``turn`` on: the store and the memory's index
+        hold it as it was only up to there."""
+        self.saved = min(self.saved, turn)
+        memory = self.session.memory
+        if memory is not None:
+            memory.truncate(turn)
+
+    def save(self) -> None:
+        """Keep the conversation as it now is in the store: what changed since it was last
+        saved replaces what the store had. A store that cannot take it (locked, full)
+        leaves ``save_problem`` to show; the next save tries again."""
+        if self.chats is None or self._session is None:
+            return
+        history = self._session.history
+        try:
+            if self.session_id is None:
+                self.session_id = self.chats.start([self.character.id], {"from": "web"})
+            rows = [
+                ("assistant" if self.character.is_self(t.speaker) else "user", t)
+                for t in history[self.saved :]
+            ]
+            self.chats.save_turn(
+                self.session_id, [self.character.id], rows, self._session.memory, keep=self.saved
+            )
+        except RolecastError as exc:
+            self.save_problem = f"not saved: {exc}"
+            return
+        self.saved, self.save_problem = len(history), ""
+
+    def remember(self) -> str:
+        """Between turns: fold what left the history window into the memory's summary,
+        and save it. Says what it did."""
+        if self._session is None:
+            return "none"
+        done = self._session.remember()
+        if done != "none":
+            self.save()
+        return done
 
     # ------------------------------------------------------------ exports
 
@@ -251,10 +308,12 @@ class ChatTab:
         h = self.session.history
         if len(h) >= 2 and h[-1].speaker == self.character.name:
             del h[-2:]
+            self._changed(len(h))
 
     def _restore_last_turn(self, line: ChatMessage, reply: ChatMessage) -> None:
         if reply.text:
             self.session.history += [Turn(line.speaker, line.text), Turn(reply.speaker, reply.text)]
+            self.save()
 
     def _keep_partial(self, reply: ChatMessage) -> None:
         pending = self.session.pending
@@ -277,6 +336,7 @@ class ChatTab:
                     break
         except GeneratorExit:  # the page went away mid-reply: keep what was said
             self._keep_partial(reply)
+            self.save()
             raise
         finally:
             stream.close()
@@ -301,6 +361,19 @@ class ChatTab:
             }
             for h in report.hits
         ]
+        history = self.session.history
+        reply.canon += [  # what the memory brought back: earlier turns of this conversation
+            {
+                "scene": f"memory {i + 1}",
+                "title": f"from memory: {history[i].speaker}: {history[i].text}",
+                "score": None,
+                "dense": None,
+                "bm25": None,
+                "sent": True,
+            }
+            for i in report.assembly.memory_ids
+            if i < len(history)
+        ]
         reply.parts = dict(report.assembly.parts)
         match = self.images.match(report.reply)
         root = package_root(self.character)
@@ -311,6 +384,9 @@ class ChatTab:
                 reply.image, reply.image_score = str(path), match.score
             else:
                 reply.notice = f"the scene image {match.image} is missing from the package"
+        self.save()
+        if self.save_problem:
+            reply.notice = "; ".join(n for n in (reply.notice, self.save_problem) if n)
         self.last_timing = {"generate_s": generated, "after_s": time.perf_counter() - t0}
         yield reply
 
