@@ -112,15 +112,17 @@ def test_summaries_replace_old_turns_within_budget(xiaoman, embedder, counter) -
     assert window >= 16  # a 240-token history keeps the newest few turns only
     blocks = window // 8
     for k in range(blocks):
-        llm.enqueue(f"记忆：第{k}段里旅人讲了镇上的事，小满一一记下。\n\n多余的一段")
+        llm.enqueue(
+            f"记忆：第{k}回旅人听说了镇上的事，小满记下了；老周答应替他看着铺子。\n\n多余的一段"
+        )
     llm.enqueue("旅人和小满聊了许多镇上的事。")  # the condensing call
     done = s.remember()
     assert s.memory is not None and s.memory.folded == 8 * blocks
     assert done.startswith("folded turns 1-8")
     # each summary request holds the block's turns and nothing later
-    first = llm.requests[0][0]
-    assert "第0回" in first[1]["content"] and "第2回" in first[1]["content"]
-    assert "第3回" not in first[1]["content"] and FACT in first[1]["content"]
+    first = llm.requests[0][0][-1]["content"]  # after the worked example
+    assert "第0回" in first and "第2回" in first
+    assert "第3回" not in first and FACT in first
     # the summary is cleaned (no label, first paragraph) and sits after the persona
     a = s.prepare("你好")
     persona, system = (m["content"] for m in a.assembly.messages[:2])
@@ -129,22 +131,27 @@ def test_summaries_replace_old_turns_within_budget(xiaoman, embedder, counter) -
     assert s.memory.summary not in persona and a.assembly.messages[1]["role"] == "system"
     assert "多余的一段" not in system and "记忆：" not in system
     assert s.memory.summary in system
+    # what the summary says that the turns never did (the worked example's) is left out
+    assert "老周" not in s.memory.summary and "第0回旅人听说了镇上的事" in s.memory.summary
     assert a.assembly.parts["total"] <= 1400
     assert a.assembly.parts["memory"] <= 160
     # the folded turns are not sent as history any more
-    sent = "\n".join(m["content"] for m in a.assembly.messages[1:])
-    assert "第0回" not in sent
+    sent = "\n".join(m["content"] for m in a.assembly.messages[2:])
+    assert "第0回听说" not in sent
 
 
 class Summariser(ScriptedLLM):
-    """Answers a block of turns with a long piece, a request to condense with a short one."""
+    """Answers a block of turns with a long piece of its own words, a request to condense
+    with the first sentence of what it is given."""
 
     def stream(self, messages, params):  # type: ignore[no-untyped-def]
         self.requests.append(([dict(m) for m in messages], params))
-        if "旅人:「" in messages[-1]["content"]:
-            yield "旅人讲了镇上的许多事情，小满都认真听着并且一一记在心里。" * 3
+        text = messages[-1]["content"]
+        if "旅人：" in text:
+            said = [ln.split("：", 1)[1] for ln in text.splitlines()]
+            yield "旅人说" + "；".join(said) + "。"
         else:
-            yield "旅人和小满聊了许多镇上的事。"
+            yield text.split("。")[0] + "。"
 
 
 def test_the_summary_is_condensed_once_it_outgrows_its_size(xiaoman, embedder, counter) -> None:
@@ -153,7 +160,8 @@ def test_the_summary_is_condensed_once_it_outgrows_its_size(xiaoman, embedder, c
     done = s.remember()
     assert s.memory is not None and s.memory.folded >= 80
     assert "condensed the summary" in done
-    assert s.memory.pieces[0] == "旅人和小满聊了许多镇上的事。"
+    assert s.memory.pieces[0].startswith("旅人说第0回听说") and s.memory.pieces[0].endswith("。")
+    assert counter.count(s.memory.pieces[0]) <= 100
     assert counter.count(s.memory.summary) <= 200 + 80  # never more than a piece over
 
 
@@ -200,3 +208,13 @@ def test_the_memory_view_pairs_a_recalled_line_with_its_reply(xiaoman, embedder)
     view = m.view(ASK, history, xiaoman)
     assert isinstance(view, MemoryView)
     assert [i for i, _ in view.recalled][:2] == [2, 3]
+
+
+def test_a_summary_keeps_only_what_the_turns_said() -> None:
+    from rolecast.memory import grounded
+
+    source = "旅人：我家的猫叫雪团，是一只白猫。\n林小满：这碗面四文。"
+    said = "旅人说他家的猫叫雪团，是一只白猫；林小满嘱咐他路上小心、早点回来。这碗面四文。"
+    assert grounded(said, source) == "旅人说他家的猫叫雪团，是一只白猫；这碗面四文。"
+    english = "Ann said her cat is white; Tom promised to keep an eye on the shop."
+    assert grounded(english, "Ann: My cat is white.") == "Ann said her cat is white;"

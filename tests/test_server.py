@@ -425,9 +425,10 @@ class RoutingLLM(ScriptedLLM):
     """Replies from the queue; a request to summarise gets a summary of its own."""
 
     def stream(self, messages, params):  # type: ignore[no-untyped-def]
-        if "浓缩成" in messages[0]["content"]:
+        if "记录员" in messages[0]["content"]:
             self.requests.append(([dict(m) for m in messages], params))
-            yield "旅人在面摊讲了镇上的许多事。"
+            last = messages[-1]["content"].splitlines()[-2]  # the block's last line of the user's
+            yield "旅人说" + last.split("：", 1)[-1]
             return
         yield from super().stream(messages, params)
 
@@ -474,13 +475,13 @@ def test_a_server_session_remembers_beyond_its_history(chars: Path) -> None:
         assert r.status_code == 200 and r.json()["pins"] == ["我叫阿青"]
         got = client.get("/v1/sessions/m1/memory").json()
         assert got["summarised_messages"] >= 16 and got["summarised_messages"] % 8 == 0
-        assert got["summary"].startswith("旅人在面摊讲了镇上的许多事。")
+        assert got["summary"].startswith("旅人说第2回听说铁匠铺换了招牌。")
         llm.enqueue("煤球啊，昨晚又来偷鱼了。")
         assert ask(client, "你还记得我家的猫叫什么名字吗？", user="m1").status_code == 200
-        sent = [r for r, _ in llm.requests if "浓缩成" not in r[0]["content"]][-1]
+        sent = [r for r, _ in llm.requests if "记录员" not in r[0]["content"]][-1]
         assert (
             "- 我叫阿青" in sent[0]["content"]
-            and "旅人在面摊讲了镇上的许多事。" in sent[0]["content"]
+            and "旅人说第2回听说铁匠铺换了招牌。" in sent[0]["content"]
         )
         # recalled beside the canon (classic order: in the system message), not as history
         assert "我家的猫叫煤球，是一只黑猫" in sent[0]["content"].split("片段")[-1]

@@ -191,9 +191,9 @@ def test_the_page_saves_the_chat_as_it_is_shown(tab: ChatTab) -> None:
 
 
 def test_the_canon_panel_marks_what_came_from_memory(tab: ChatTab) -> None:
-    from rolecast.prompt.assemble import Turn
-
     from test_memory import ASK, FACT, long_talk
+
+    from rolecast.prompt.assemble import Turn
 
     history = [Turn("小满" if t.speaker == "林小满" else t.speaker, t.text) for t in long_talk(120)]
     tab.session.history = history

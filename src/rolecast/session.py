@@ -612,19 +612,16 @@ class Session:
         params = params or GenerationParams(max_tokens=2 * PIECE_TOKENS, temperature=0.3, seed=0)
         done = []
         while (span := memory.due(self.history, self.window())) is not None:
-            turns = self.history[span[0] : span[1]]
-            before = memory.pieces[-1] if memory.pieces else ""
-            messages = summary_messages(
-                self.character, transcript(turns, self.character), PIECE_TOKENS, before
-            )
+            text = transcript(self.history[span[0] : span[1]], self.character)
+            messages = summary_messages(self.character, text, PIECE_TOKENS)
             raw = "".join(self.llm.stream(messages, params))
-            memory.fold(span, clean_summary(raw, counter, PIECE_TOKENS))
+            memory.fold(span, clean_summary(raw, counter, PIECE_TOKENS, text))
             done.append(f"folded turns {span[0] + 1}-{span[1]}")
             if memory.condense_due(counter):
                 older = "\n".join(memory.pieces[:-1])
                 messages = summary_messages(self.character, older, SUMMARY_TOKENS // 2)
                 raw = "".join(self.llm.stream(messages, params))
-                memory.condensed(clean_summary(raw, counter, SUMMARY_TOKENS // 2))
+                memory.condensed(clean_summary(raw, counter, SUMMARY_TOKENS // 2, older))
                 done.append("condensed the summary")
         return "; ".join(done) or "none"
 
@@ -748,10 +745,20 @@ class Session:
         self.record(report, "".join(pieces))  # what was shown
 
     def _without_canon(self, line: Turn) -> list[dict[str, str]]:
-        """The messages for ``line`` after this history, with no canon: persona and rules."""
+        """The messages for ``line`` after this history, with no canon: persona and rules,
+        the memory's summary and pins (what every turn's prompt starts with), no recall."""
         assert self.budget is not None and self.counter is not None
+        m = self.memory
+        stable = MemoryView(m.summary, tuple(m.pins), (), m.folded) if m is not None else None
         return assemble(
-            self.character, [], self.history, line, self.budget, self.counter, self.order
+            self.character,
+            [],
+            self.history,
+            line,
+            self.budget,
+            self.counter,
+            self.order,
+            memory=stable,
         ).messages
 
     def talk(self, text: str) -> tuple[int, str] | None:

@@ -32,10 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from ..character.dialogue import format_line
-from ..character.model import Character, Line
+from ..character.model import Character
 from ..errors import InputError
-from ..overlap import plain
+from ..overlap import is_cjk, plain, tokens
 from ..prompt.assemble import HISTORY_STEP, MemoryView, Turn, template
 from ..prompt.tokens import TokenCounter, truncate
 
@@ -207,34 +206,75 @@ class Memory:
 
 
 def transcript(turns: Sequence[Turn], character: Character) -> str:
-    return "\n".join(format_line(Line(t.speaker, t.text), character.narrators) for t in turns)
+    """Turns as the summariser reads them: "Name：line" (": " in English), one a line."""
+    colon = "：" if character.language.startswith(("zh", "ja")) else ": "
+    return "\n".join(f"{t.speaker}{colon}{t.text}" for t in turns)
 
 
 _LABEL = re.compile(r"^\s*(?:记忆|梗概|总结|摘要|memory|summary)\s*[:：]\s*", re.I)
 
 
-def summary_messages(
-    character: Character, text: str, limit_tokens: int, before: str = ""
-) -> list[dict[str, str]]:
+def summary_messages(character: Character, text: str, limit_tokens: int) -> list[dict[str, str]]:
     """The messages that ask a backend to condense ``text`` (a transcript, or older summary
-    pieces) to about ``limit_tokens``; ``before``, what the summary already holds, is given
-    as context so the piece goes on from it."""
+    pieces) to about ``limit_tokens``: the instruction, one worked example (a small model
+    copies the transcript back without one), then the text."""
     cjk = character.language.startswith(("zh", "ja"))
     limit = limit_tokens * 2 if cjk else int(limit_tokens * 0.7)
-    system = template("summarise", character.language).substitute(name=character.name, limit=limit)
-    if before:
-        text = (f"（此前：{before}）\n\n" if cjk else f"(Before this: {before})\n\n") + text
-    return [{"role": "system", "content": system.strip()}, {"role": "user", "content": text}]
+    filled = template("summarise", character.language).substitute(limit=limit)
+    system, example, answer = (part.strip() for part in filled.split("\n===\n"))
+    return [
+        {"role": "system", "content": system},
+        {"role": "user", "content": example},
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": text},
+    ]
 
 
-def clean_summary(raw: str, counter: TokenCounter, limit_tokens: int) -> str:
+_LABEL = re.compile(r"^\s*(?:记忆|梗概|总结|摘要|memory|summary)\s*[:：]\s*", re.I)
+_CLAUSE = re.compile(r"(?<=[；;。！？!?])")
+GROUNDED = 0.6  # a clause of the summary keeps at least this share of its words in the source
+
+
+def grounded(summary: str, source: str) -> str:
+    """The clauses of ``summary`` whose words are mostly the source's: a small model's
+    summary also says what its example said, or nothing that was said at all."""
+    said = set(tokens(source))
+    kept = []
+    for clause in _CLAUSE.split(summary):
+        words = [w for w in tokens(clause) if w not in _FILLER]
+        if clause.strip() and (not words or sum(w in said for w in words) >= GROUNDED * len(words)):
+            kept.append(clause.strip())
+    return "".join(kept) if is_cjk(summary) else " ".join(kept)
+
+
+# words a summary adds that are not the conversation's own ("he said that...")
+_FILLER = frozenset("说问道他她它们的了是和在也就都又还要") | {
+    "said",
+    "says",
+    "asked",
+    "told",
+    "that",
+    "the",
+    "a",
+    "and",
+    "he",
+    "she",
+    "they",
+    "to",
+}
+
+
+def clean_summary(raw: str, counter: TokenCounter, limit_tokens: int, source: str = "") -> str:
     """The summary the backend wrote, as kept: its first paragraph, without a label such as
-    "Summary:", cut to ``limit_tokens`` at a sentence end where there is one."""
+    "Summary:", only the clauses grounded in ``source`` (when given), cut to
+    ``limit_tokens`` at a sentence end where there is one."""
     text = next((p.strip() for p in raw.strip().split("\n\n") if p.strip()), "")
     text = _LABEL.sub("", " ".join(text.split()))
+    if source:
+        text = grounded(text, source)
     if counter.count(text) > limit_tokens:
         text = truncate(counter, text, limit_tokens)
-        end = max(text.rfind(ch) for ch in "。！？.!?")
+        end = max(text.rfind(ch) for ch in "。！？.!?；;")
         if end > len(text) // 2:
             text = text[: end + 1]
     return text
