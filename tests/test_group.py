@@ -267,3 +267,27 @@ def test_in_a_scene_canon_where_the_others_speak_comes_first(tmp_path, embedder)
     assert alone.together == {"周伯", "老周"}
     assert [h.scene.id for h in alone.prepare("下雨了，伞破了。").hits][:2] == ["with", "alone"]
     assert scene.sessions["zb"].together == {xm.name, *xm.aliases}
+
+
+def test_natural_turns_can_ask_the_backend_who_speaks_next() -> None:
+    scene, llms = _scene("natural")
+    scene.who = "ask"
+    llms["xm"].enqueue("老周吧。")  # the first session's backend is asked who answers
+    llms["zb"].enqueue("我来说。")
+    assert _said(scene, "这雾什么时候散？") == {"zb": "我来说。"}
+    asked = llms["xm"].requests[0][0]
+    assert "小满、周伯" in asked[0]["content"] and asked[1]["content"].endswith("这雾什么时候散？")
+    assert llms["xm"].requests[0][1].max_tokens <= 12
+    # an answer that names nobody in the scene: the cheap rule decides (no canon here: the
+    # scores tie, and the next after the last speaker answers)
+    llms["xm"].enqueue("不知道。").enqueue("轮到我。")
+    assert _said(scene, "然后呢？") == {"xm": "轮到我。"}
+    # a local (small) model is not asked: "auto" uses the rule
+    auto, llms2 = _scene("natural")
+    llms2["xm"].enqueue("我先说。")
+    assert auto.asks is False and _said(auto, "嗯") == {"xm": "我先说。"}
+    assert len(llms2["xm"].requests) == 1
+    with pytest.raises(InputError, match="unknown way to pick who speaks"):
+        from rolecast.group.scene import GroupScene
+
+        GroupScene.of(list(auto.sessions.values()), who="vote")

@@ -242,3 +242,37 @@ def test_a_slow_index_load_holds_up_no_other_character_or_model(
         t.join(10)
     assert len(got) == 2 and got[0] is got[1]  # one index, loaded once, shared by both tabs
     assert loads == ["Mia", "小满"]
+
+
+def test_a_group_scene_from_the_scene_picker(app: WebApp) -> None:
+    state = app.on_load(None)[0]
+    inner = scripted(app)
+    out = app.on_scene(["yunzhou", "shiwen"], state)
+    assert state["current"] == "xm+yunzhou+shiwen" and "### 小满 · 云舟 · 石稳" in out[2]
+    inner.enqueue("石稳，你说。").enqueue("没什么好说的。")
+    list(app.on_send("云舟和石稳，你们怎么看？", "", False, state))
+    chat = app.chat_view(app.tab(state))
+    assert [m["content"] for m in chat] == [
+        "云舟和石稳，你们怎么看？",
+        "**云舟**: 石稳，你说。",
+        "**石稳**: 没什么好说的。",
+    ]
+    # each answer's canon is its own speaker's
+    tab = app.tab(state)
+    assert tab.messages[1].canon and tab.messages[1].canon[0]["scene"] in {
+        s.id for s in tab.scene.sessions["yunzhou"].character.scenes
+    }
+    with pytest.raises(InputError, match="each answer stands"):
+        list(app.on_regenerate(state))
+    # the scene is saved with its speakers; the one-to-one chat is still there
+    from rolecast.chats import Chats, default_store
+
+    store = default_store()
+    saved = Chats(store).load(tab.session_id)
+    store.close()
+    assert saved.characters == ["xm", "yunzhou", "shiwen"]
+    assert [t.speaker for t in saved.history] == ["旅人", "云舟", "石稳"]
+    app.on_scene([], state)
+    assert state["current"] == "xm" and app.tab(state).messages == []
+    with pytest.raises(InputError, match="no character 'ghost'"):
+        app.on_scene(["ghost"], state)

@@ -183,6 +183,7 @@ class LocalLLM(LLM):
             "llama_cpp": self._version,
             "build": self._build,
             "prefix": kvstate.prefix_digest(prefix),
+            "probes": 2,  # states saved before the probes of two roles end one token later
         }
         path = kvstate.path_for(key, self.states)
         known = self._prefixes.get(path)
@@ -215,11 +216,15 @@ class LocalLLM(LLM):
     def _evaluate_prefix(self, prefix: Sequence[dict[str, str]]) -> list[int]:
         """Evaluate ``prefix`` as the chat template renders it, and keep only it in the KV
         cache. Its tokens are what two prompts that go on differently after it share (the
-        template's rendering, whatever it is); the second costs a few tokens."""
+        template's rendering, whatever it is, up to the next message's role); the second
+        costs a few tokens."""
         llm = self._llm
         seen = []
-        for probe in ("1", "2"):
-            messages = [*map(dict, prefix), {"role": "user", "content": probe}]
+        # probes of two roles: the tokens kept stop before the next message's role, so the
+        # state serves a prompt that goes on with a user's line or with a system message
+        # (a conversation's memory follows the persona's message)
+        for probe in ({"role": "user", "content": "1"}, {"role": "system", "content": "2"}):
+            messages = [*map(dict, prefix), probe]
             for _ in llm.create_chat_completion(
                 messages=messages,  # type: ignore[arg-type]
                 max_tokens=1,

@@ -56,6 +56,14 @@ def add_chat(sub: Any) -> None:
         "(default natural); a line that names characters is theirs, /next NAME forces one",
     )
     sp.add_argument(
+        "--who",
+        choices=("auto", "ask", "rule"),
+        default="auto",
+        help="group scene, natural turns: ask the backend who speaks next (ask), or take the "
+        "character whose canon the line is closest to (rule); auto asks any backend but the "
+        "small local model (default auto)",
+    )
+    sp.add_argument(
         "--chime",
         type=float,
         default=0.3,
@@ -619,7 +627,9 @@ def _group_chat(args: argparse.Namespace, saved: Any = None) -> int:
         sessions = [
             Session(c, i, llm, order=order) for c, i in zip(characters, indexes, strict=True)
         ]
-        scene = GroupScene.of(sessions, args.turns, args.chime, user_role=args.as_role)
+        scene = GroupScene.of(
+            sessions, args.turns, args.chime, user_role=args.as_role, who=args.who
+        )
         saving = _Saving(args, [c.id for c in characters], saved)
         _attach_memory(args, sessions[0], saved, saving)
         if sessions[0].memory is not None:

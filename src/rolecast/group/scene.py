@@ -16,14 +16,17 @@ together.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import InputError
-from ..memory import Memory
-from ..prompt.assemble import Turn
+from ..backends.base import GenerationParams
+from ..errors import InputError, RolecastError
+from ..memory import Memory, transcript
+from ..prompt.assemble import Turn, template
 from ..session import Session
-from .turns import Member, TurnTaker, parse_command
+from .turns import Member, TurnTaker, addressed, parse_command
+
+WHO = ("auto", "ask", "rule")
 
 
 def member_of(session: Session) -> Member:
@@ -38,6 +41,10 @@ class GroupScene:
     user_role: str = "user"
     narrator: str = "旁白"
     history: list[Turn] = field(default_factory=list)
+    # natural turns: ask the backend who speaks next ("ask"), or take the character whose
+    # canon the line is closest to ("rule", cheap); "auto" asks any backend but a small local
+    # model, which names whoever the example names
+    who: str = "auto"
 
     @classmethod
     def of(
@@ -47,9 +54,12 @@ class GroupScene:
         chime: float = 0.3,
         seed: int = 0,
         user_role: str | None = None,
+        who: str = "auto",
     ) -> GroupScene:
         """A scene of these sessions' characters (two or more, each once); the user speaks as
         ``user_role`` (default: the first character's user role)."""
+        if who not in WHO:
+            raise InputError(f"unknown way to pick who speaks {who!r}; known: {', '.join(WHO)}")
         members = [member_of(s) for s in sessions]
         taker = TurnTaker(members, policy, chime, seed=seed)  # checks the members
         for s, me in zip(sessions, members, strict=True):  # canon with the others in it first
@@ -61,6 +71,7 @@ class GroupScene:
             taker,
             user_role or first.user_role,
             narrator,
+            who=who,
         )
 
     @property
@@ -91,6 +102,39 @@ class GroupScene:
         session.history = list(self.history)
         return session.remember()
 
+    @property
+    def asks(self) -> bool:
+        """Whether natural turns ask the backend who speaks next."""
+        if self.who != "auto":
+            return self.who == "ask"
+        return next(iter(self.sessions.values())).llm.name not in ("local", "scripted", "echo")
+
+    def scores(self, text: str) -> dict[str, float]:
+        """Per character, how much the line is theirs: 1 for the one the backend names (when
+        the scene asks), else ``closeness``."""
+        if self.asks:
+            named = self.ask_who(text)
+            if named is not None:
+                return {cid: float(cid == named) for cid in self.sessions}
+        return self.closeness(text)
+
+    def ask_who(self, text: str, recent: int = 6) -> str | None:
+        """The member the backend says would speak next after ``text``; None when its
+        answer names nobody in the scene (or it fails): the rule decides then."""
+        first = next(iter(self.sessions.values()))
+        names = "、".join(m.name for m in self.members)
+        system = template("who", first.character.language).substitute(names=names).strip()
+        lines = transcript([*self.history[-recent:]], first.character)
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": lines}]
+        try:
+            answer = "".join(
+                first.llm.stream(messages, GenerationParams(max_tokens=12, temperature=0.0, seed=0))
+            )
+        except RolecastError:
+            return None
+        found = addressed(answer, self.members)
+        return found[0] if found else None
+
     def closeness(self, text: str) -> dict[str, float]:
         """Per character, how close ``text`` comes to its canon: the best cosine between the
         line and a line of its best scene (comparable across characters, unlike fused ranks)."""
@@ -100,7 +144,7 @@ class GroupScene:
             out[cid] = hits[0].dense if hits else 0.0
         return out
 
-    def say(self, text: str, as_role: str | None = None) -> Iterator[tuple[str, str]]:
+    def say(self, text: str, as_role: str | None = None) -> Generator[tuple[str, str], None, None]:
         """The user's line (or a /next or /narrate command) and the answers it gets, streamed
         as (character id, piece). The shared history gains each reply once it is complete."""
         command = parse_command(text, self.members)
@@ -118,7 +162,7 @@ class GroupScene:
             line = Turn(speaker, text.strip())
             earlier = list(self.history)
             self.history.append(line)
-        for cid in self.taker.speakers(line.text, forced, self.closeness):
+        for cid in self.taker.speakers(line.text, forced, self.scores):
             session = self.sessions[cid]
             session.history = list(earlier)
             yield from ((cid, piece) for piece in session.say(line.text, line.speaker))

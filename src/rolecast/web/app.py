@@ -171,6 +171,10 @@ class WebApp:
     def tab(self, state: dict[str, Any], cid: str | None = None) -> ChatTab:
         cid = cid or state.get("current") or self.default
         tabs: dict[str, ChatTab] = state.setdefault("tabs", {})
+        if "+" in cid:  # a group scene's tab, made by on_scene
+            state["current"] = cid
+            return tabs[cid]
+        state["base"] = cid
         if cid not in tabs:
             index, images = self.index(cid)
             tabs[cid] = ChatTab(
@@ -196,6 +200,8 @@ class WebApp:
                 out.append({"role": "user", "content": prefix + m.text})
                 continue
             content = m.text or "…"
+            if tab.group:  # several characters answer: each message says whose it is
+                content = f"**{m.speaker}**: {content}"
             notes = []
             if len(m.alternatives) > 1 and i == len(tab.messages) - 1:
                 notes.append(f"{m.choice + 1}/{len(m.alternatives)}")
@@ -234,6 +240,13 @@ class WebApp:
     def character_view(self, tab: ChatTab) -> Outputs:
         """portrait, header markdown, user role."""
         c = tab.character
+        if tab.group:
+            names = " · ".join(s.character.name for s in tab.sessions)  # type: ignore[attr-defined]
+            return (
+                tab.portrait(),
+                f"### {names}\n\nA scene: name someone to have them answer.",
+                c.user_role,
+            )
         header = f"### {c.name}\n\n{c.description}".strip()
         if tab.greeting():
             header += f"\n\n> {tab.greeting()}"
@@ -258,11 +271,36 @@ class WebApp:
         self.warm_up(tab)
         return (state, *self.character_view(tab), *self.view(tab))
 
+    def on_scene(self, others: list[str] | None, state: dict[str, Any]) -> Outputs:
+        """The "scene with" picker: the character picked, with these others, in one group
+        scene (a tab of its own, kept like a character's); none: back to the one-to-one chat."""
+        base = state.get("base") or self.default
+        ids = list(dict.fromkeys([base, *(others or [])]))
+        for cid in ids:
+            if cid != self.default and cid not in store.package_dirs():
+                raise InputError(f"no character {cid!r} is installed")
+        current = state.get("tabs", {}).get(state.get("current"))
+        if current is not None and current.streaming:
+            current.stop()
+        if len(ids) == 1:
+            tab = self.tab(state, base)
+        else:
+            from .group import GroupTab
+
+            key = "+".join(ids)
+            tabs = state.setdefault("tabs", {})
+            if key not in tabs:
+                members = [(self.index(cid)[0].character, self.index(cid)[0]) for cid in ids]
+                tabs[key] = GroupTab(members, self._tab_llm(state)(), chats=self.chats())
+                tabs[key].set_dials(state.get("dials", {}))
+            tab = self.tab(state, key)
+        return (state, *self.character_view(tab), *self.view(tab))
+
     def _run(self, state: dict[str, Any], stream: Iterator[ChatMessage]) -> Iterator[Outputs]:
         """While a reply streams only the chat changes, at most every ``stream_interval``
         seconds; the image, canon and token parts follow once it is complete."""
         tab = self.tab(state)
-        cid = tab.character.id
+        cid = tab.key
         shown = 0.0
         for _ in stream:
             if state.get("current") != cid:  # the user picked another character: stop here
@@ -363,9 +401,10 @@ class WebApp:
         for tab in state.get("tabs", {}).values():
             if tab.streaming:
                 raise InputError("a reply is still coming: wait for it or press Stop")
-            tab.session.llm = llm
-            total = tab.session.budget.total if tab.session.budget else None
-            tab.session.budget = Budget(int(canon), int(history), total)
+            for session in getattr(tab, "sessions", [tab.session]):
+                session.llm = llm
+                total = session.budget.total if session.budget else None
+                session.budget = Budget(int(canon), int(history), total)
             tab.set_dials(dials)
         state["dials"] = dials
         return (

@@ -106,9 +106,20 @@ class ChatTab:
 
     # ------------------------------------------------------------ what the page shows
 
-    def portrait(self) -> str | None:
-        path = package_image(package_root(self.character), self.character.portrait)
+    group = False
+
+    @property
+    def key(self) -> str:
+        """The tab's key in the page's state: the character's id."""
+        return self.character.id
+
+    @staticmethod
+    def portrait_of(character: Character) -> str | None:
+        path = package_image(package_root(character), character.portrait)
         return str(path) if path is not None else None
+
+    def portrait(self) -> str | None:
+        return self.portrait_of(self.character)
 
     def greeting(self) -> str:
         return self.character.greetings[0] if self.character.greetings else ""
@@ -125,7 +136,8 @@ class ChatTab:
 
     # ------------------------------------------------------------ actions
 
-    def check(self, text: str) -> str:
+    @staticmethod
+    def check_text(text: str) -> str:
         if not text or not text.strip():
             raise InputError("empty message: type something to say")
         if len(text) > MAX_CHARS:
@@ -133,9 +145,13 @@ class ChatTab:
                 f"message too long: {len(text)} characters, at most {MAX_CHARS}; "
                 "shorten it or split it in two"
             )
+        return text.strip()
+
+    def check(self, text: str) -> str:
+        text = self.check_text(text)
         if self.streaming:
             raise InputError("a reply is still coming: wait for it or press Stop")
-        return text.strip()
+        return text
 
     def send(self, text: str, as_role: str | None = None) -> Iterator[ChatMessage]:
         """Add the line and stream the reply into a new message, yielding it as it grows."""
@@ -321,6 +337,34 @@ class ChatTab:
             reply.stopped = True
             self.session.record(pending, reply.text)
 
+    @staticmethod
+    def canon_of(report: Any, history: list[Turn]) -> list[dict[str, Any]]:
+        """The canon panel's rows for a reply: the scenes retrieved (sent or not), then the
+        earlier turns of the conversation the memory brought back."""
+        rows = [
+            {
+                "scene": h.scene.id,
+                "title": h.scene.title,
+                "score": round(h.score, 4),
+                "dense": round(h.dense, 3),
+                "bm25": round(h.lexical, 2),
+                "sent": h.scene.id in report.assembly.scene_ids,
+            }
+            for h in report.hits
+        ]
+        return rows + [
+            {
+                "scene": f"memory {i + 1}",
+                "title": f"from memory: {history[i].speaker}: {history[i].text}",
+                "score": None,
+                "dense": None,
+                "bm25": None,
+                "sent": True,
+            }
+            for i in report.assembly.memory_ids
+            if i < len(history)
+        ]
+
     def _stream(self, reply: ChatMessage, text: str, as_role: str | None) -> Iterator[ChatMessage]:
         self._stop.clear()
         self.streaming = True
@@ -350,30 +394,7 @@ class ChatTab:
         assert report is not None
         reply.alternatives[reply.choice] = report.reply
         t0 = time.perf_counter()
-        reply.canon = [
-            {
-                "scene": h.scene.id,
-                "title": h.scene.title,
-                "score": round(h.score, 4),
-                "dense": round(h.dense, 3),
-                "bm25": round(h.lexical, 2),
-                "sent": h.scene.id in report.assembly.scene_ids,
-            }
-            for h in report.hits
-        ]
-        history = self.session.history
-        reply.canon += [  # what the memory brought back: earlier turns of this conversation
-            {
-                "scene": f"memory {i + 1}",
-                "title": f"from memory: {history[i].speaker}: {history[i].text}",
-                "score": None,
-                "dense": None,
-                "bm25": None,
-                "sent": True,
-            }
-            for i in report.assembly.memory_ids
-            if i < len(history)
-        ]
+        reply.canon = self.canon_of(report, self.session.history)
         reply.parts = dict(report.assembly.parts)
         match = self.images.match(report.reply)
         root = package_root(self.character)

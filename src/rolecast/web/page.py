@@ -102,6 +102,12 @@ def build_page(app: WebApp) -> Blocks:
                 picker = gr.Dropdown(
                     choices=app.characters(), label="character", elem_id="rc-picker"
                 )
+                others = gr.Dropdown(
+                    choices=app.characters(),
+                    multiselect=True,
+                    label="scene with (a group chat: pick others to join)",
+                    elem_id="rc-others",
+                )
                 header = gr.Markdown(elem_id="rc-header")
                 image = gr.Image(
                     label="scene",
@@ -149,6 +155,7 @@ def build_page(app: WebApp) -> Blocks:
             [state, picker, image, header, role, *view],
         )
         picker.change(_shown(app.on_pick), [picker, state], [state, image, header, role, *view])
+        others.change(_shown(app.on_scene), [others, state], [state, image, header, role, *view])
         for trigger in (send.click, text.submit):
             trigger(_shown(app.on_send), [text, role, narrator, state], [text, *view])
         stop.click(_shown(app.on_stop), [state], None, queue=False)
