@@ -218,3 +218,13 @@ def test_a_summary_keeps_only_what_the_turns_said() -> None:
     assert grounded(said, source) == "旅人说他家的猫叫雪团，是一只白猫；这碗面四文。"
     english = "Ann said her cat is white; Tom promised to keep an eye on the shop."
     assert grounded(english, "Ann: My cat is white.") == "Ann said her cat is white;"
+
+
+def test_an_evaluation_copy_starts_with_a_memory_of_its_own(xiaoman, embedder, counter) -> None:
+    from rolecast.eval.runner import fresh_session
+
+    proto = session_with(xiaoman, embedder, counter, long_talk(20))
+    copy = fresh_session(proto, 7)
+    assert copy.memory is not None and proto.memory is not None
+    assert copy.memory is not proto.memory and copy.memory.embedder is proto.memory.embedder
+    assert copy.history == [] and len(copy.memory.vectors) == 0

@@ -313,6 +313,7 @@ def add_canon(evsub: Any) -> None:
 def cmd_eval_smoke(args: argparse.Namespace) -> int:
     from ..eval import smoke
     from ..eval.report import header, model_note, scope_info, write_report
+    from ..memory import Memory
     from ..retrieval.index import load_index
     from ..session import Session
 
@@ -321,6 +322,8 @@ def cmd_eval_smoke(args: argparse.Namespace) -> int:
     index = load_index(character, embedder_from(args))
     with eval_backends(args) as (llm, _):
         prototype = Session(character, index, llm, order=args.order or llm.prompt_order)
+        if not args.no_memory:  # as `rolecast chat` has it
+            prototype.memory = Memory(index.embedder)
         scope = smoke.smoke_scope(prototype)
         out, cache = open_out(args, "smoke", character, scope)
         result = smoke.run_smoke_eval(
@@ -351,6 +354,11 @@ def add_smoke(evsub: Any) -> None:
         "between chats (default: the built-in battery of the character's language)",
     )
     order_opt(sp)
+    sp.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="chat without memory (summary, recall), as `rolecast chat --no-memory`",
+    )
     sp.add_argument(
         "--check", action="store_true", help="exit with status 1 when a target is missed"
     )

@@ -64,6 +64,10 @@ def fresh_session(prototype: Session, seed: int, history: Sequence[Turn] = ()) -
     session.params = replace(prototype.params, seed=seed)
     session.history = list(history)
     session.last = session.pending = None
+    if prototype.memory is not None:  # a memory of its own, as a new chat has
+        from ..memory import Memory
+
+        session.memory = Memory(prototype.memory.embedder)
     return session
 
 

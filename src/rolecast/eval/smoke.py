@@ -310,6 +310,8 @@ def run_chat(prototype: Session, chat: Sequence[SmokeLine], seed: int) -> dict[s
         except RolecastError as exc:  # a reply the session gave up on is an empty reply
             error = str(exc)
         took = time.perf_counter() - started
+        if session.memory is not None and not error:
+            session.remember()  # between turns, as a chat does while the user types
         turns.append(
             {
                 "category": line.category,
@@ -440,6 +442,7 @@ def smoke_scope(prototype: Session) -> dict[str, Any]:
         embedder=prototype.index.embedder.name if prototype.index else None,
         order=prototype.order,
         budget=[budget.canon, budget.history, budget.total] if budget else None,
+        memory=prototype.memory is not None,
     )
 
 
