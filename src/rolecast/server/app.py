@@ -926,15 +926,7 @@ async def _group_sse(
     await run_in_threadpool(_save_group, state, key_id, req, t)
     yield _chunk(rid, model, {"replies": _replies(t)}, "stop")
     if req.include_usage:
-        usage = {
-            "id": rid,
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [],
-            "usage": _group_usage(t),
-        }
-        yield f"data: {json.dumps(usage)}\n\n"
+        yield _usage_chunk(rid, model, _group_usage(t))
     yield "data: [DONE]\n\n"
 
 
@@ -976,6 +968,19 @@ def _log_timing(state: ServerState, t: Turnout, first_sent: float | None) -> Non
         f.write(json.dumps(row) + "\n")
 
 
+def _usage_chunk(rid: str, model: str, usage: dict[str, int]) -> str:
+    """The last chunk of a stream that asked for usage (``stream_options.include_usage``)."""
+    body = {
+        "id": rid,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [],
+        "usage": usage,
+    }
+    return f"data: {json.dumps(body)}\n\n"
+
+
 def _chunk(rid: str, model: str, delta: dict[str, Any], finish: str | None = None) -> str:
     body = {
         "id": rid,
@@ -1009,15 +1014,7 @@ async def _sse(
     _log_timing(state, t, first_sent)
     yield _chunk(rid, model, {}, "stop")
     if req.include_usage:
-        usage = {
-            "id": rid,
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [],
-            "usage": _usage(t),
-        }
-        yield f"data: {json.dumps(usage)}\n\n"
+        yield _usage_chunk(rid, model, _usage(t))
     yield "data: [DONE]\n\n"
 
 
