@@ -39,6 +39,7 @@ from ..character.personality import (
     with_dials,
 )
 from ..errors import InputError
+from ..study.scoring import wilson
 from .interview import (
     ITEMS,
     JUDGE_PARAMS,
@@ -152,16 +153,6 @@ def parse_choice(text: str) -> str | None:
     """The A or B a judge answered (the first one it names), or None."""
     m = _CHOICE.search(text.strip().upper().replace("Ａ", "A").replace("Ｂ", "B"))
     return m.group(1) if m else None
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of ``k`` successes in ``n`` (95 % by default)."""
-    if n == 0:
-        return (float("nan"), float("nan"))
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""User studies: blind pairwise judgements by people, stored, scored and reported."""
