@@ -73,6 +73,24 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX sessions_updated ON sessions (key_id, updated)",
         ],
     ),
+    (
+        "004_study_votes",
+        [
+            # one vote per rater per pair of a study (the study's digest), the side the
+            # first system was shown on kept for the record
+            """CREATE TABLE study_votes (
+                study TEXT NOT NULL,
+                pair_id TEXT NOT NULL,
+                rater TEXT NOT NULL,
+                choice TEXT NOT NULL,
+                second TEXT NOT NULL DEFAULT '',
+                shown_left TEXT NOT NULL,
+                created DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (study, pair_id, rater)
+            )""",
+            "CREATE INDEX study_votes_rater ON study_votes (study, rater)",
+        ],
+    ),
 ]
 LOCAL_KEY = "local"  # the key of the chats on this machine (CLI, web page)
 
@@ -424,6 +442,53 @@ class Store:
                 ),
                 (key_id, session_id, seq, role, speaker, content, now),
             )
+
+    # ------------------------------------------------------------ study votes
+
+    def add_vote(
+        self,
+        study: str,
+        pair_id: str,
+        rater: str,
+        choice: str,
+        second: str = "",
+        shown_left: str = "",
+    ) -> bool:
+        """Keep one vote, in its own transaction; False when this rater has voted on this
+        pair already (the first vote stands)."""
+        try:
+            with self.transaction(write=True) as cur:
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO study_votes (study, pair_id, rater, choice, second, "
+                        "shown_left, created) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    ),
+                    (study, pair_id, rater, choice, second, shown_left, time.time()),
+                )
+        except self._integrity_error():
+            return False
+        return True
+
+    def votes(self, study: str) -> list[tuple[str, str, str, str, str, float]]:
+        """(pair id, rater, choice, second, shown left, created) of a study, oldest first."""
+        with self.transaction() as cur:
+            cur.execute(
+                self._sql(
+                    "SELECT pair_id, rater, choice, second, shown_left, created FROM study_votes "
+                    "WHERE study = ? ORDER BY created, pair_id, rater"
+                ),
+                (study,),
+            )
+            return [tuple(r) for r in cur.fetchall()]
+
+    def voted(self, study: str, rater: str) -> set[str]:
+        """The pairs a rater has voted on."""
+        with self.transaction() as cur:
+            cur.execute(
+                self._sql("SELECT pair_id FROM study_votes WHERE study = ? AND rater = ?"),
+                (study, rater),
+            )
+            return {r[0] for r in cur.fetchall()}
 
     def check(self) -> str:
         """'ok' when the database is sound (SQLite's integrity check; a query on PostgreSQL)."""
