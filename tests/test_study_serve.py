@@ -10,13 +10,13 @@ import pytest
 
 TestClient = pytest.importorskip("starlette.testclient", reason="needs the server extra").TestClient
 
+from test_study import Numbered, write
+
 from rolecast.store import open_store
 from rolecast.study.definition import read_study
 from rolecast.study.prepare import prepare_study, study_folder
 from rolecast.study.report import score_study, study_markdown
 from rolecast.study.serve import Limiter, StudyState, create_study_app
-
-from test_study import Numbered, write
 
 LINES_ONLY = """
 title = "小满"
