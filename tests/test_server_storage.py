@@ -18,6 +18,7 @@ def store(request, tmp_path: Path):  # type: ignore[no-untyped-def]
         url = request.getfixturevalue("postgres_url")
         s = open_store(url, tmp_path / "unused")
         with s.transaction(write=True) as cur:  # a clean slate per test
+            cur.execute("DELETE FROM study_votes")
             cur.execute("DELETE FROM vectors")
             cur.execute("DELETE FROM messages")
             cur.execute("DELETE FROM sessions")
@@ -79,3 +80,13 @@ def test_postgres_connection_error_hides_the_password(tmp_path: Path) -> None:
     with pytest.raises(StorageError) as err:
         open_store("postgresql://bob:hunter2@127.0.0.1:1/nodb", tmp_path / "x")
     assert "hunter2" not in str(err.value) and "bob:***@" in str(err.value)
+
+
+def test_a_study_vote_is_kept_once_per_rater_and_pair(store) -> None:  # type: ignore[no-untyped-def]
+    assert store.add_vote("s1", "p1", "ann", "a", "", "canon")
+    assert not store.add_vote("s1", "p1", "ann", "b", "", "bare")  # the first stands
+    assert store.add_vote("s1", "p1", "bob", "tie")
+    assert store.add_vote("s2", "p1", "ann", "b")  # another study
+    rows = store.votes("s1")
+    assert [(r[0], r[1], r[2]) for r in rows] == [("p1", "ann", "a"), ("p1", "bob", "tie")]
+    assert store.voted("s1", "ann") == {"p1"} and store.voted("s1", "cid") == set()

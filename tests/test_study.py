@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,31 @@ def test_an_unknown_character_is_refused_before_anything_runs(tmp_path) -> None:
     (tmp_path / "bad.toml").write_text("title = ", encoding="utf-8")
     with pytest.raises(InputError, match="not valid TOML"):
         read_study(tmp_path / "bad.toml")
+
+
+def test_prepare_and_report_from_the_command_line(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from rolecast.chats import default_store
+    from rolecast.cli.main import main
+
+    path = write(tmp_path, STUDY.replace("canon = 2", "canon = 1"))
+    assert main(["study", "prepare", str(path), "--backend", "echo"]) == 0
+    out = capsys.readouterr().out
+    assert "frozen in" in out and (tmp_path / "s.study" / "replies.json").is_file()
+    assert main(["study", "prepare", str(path), "--backend", "echo"]) == 1
+    assert "frozen" in capsys.readouterr().err
+    data = json.loads((tmp_path / "s.study" / "replies.json").read_text("utf-8"))
+    db = default_store()
+    for k, pair in enumerate(data["pairs"]):
+        assert db.add_vote(data["digest"], pair["id"], "ann", "a" if k % 2 else "tie")
+    db.close()
+    assert main(["study", "report", str(path), "--rounds", "50"]) == 0
+    report = tmp_path / "s.study" / "report"
+    results = json.loads((report / "results.json").read_text("utf-8"))
+    assert results["votes"] == len(data["pairs"]) and results["raters"] == 1
+    assert (report / "scores.png").stat().st_size > 1000
+    assert "## Can fans tell the original line?" in (report / "report.md").read_text("utf-8")
+    bad = write(
+        tmp_path, STUDY.replace('condition = "persona"', 'condition = "persona"\nbackend = "gpt9"')
+    )
+    assert main(["study", "prepare", str(bad)]) == 1
+    assert "unknown llm 'gpt9'" in capsys.readouterr().err

@@ -34,6 +34,11 @@ def cmd_study_prepare(args: argparse.Namespace) -> int:
             f"{args.file}: characters names {missing[0]!r}, which is not installed "
             "(`rolecast list` shows those that are)"
         )
+    from .. import registry
+
+    for system in study.systems:  # an unknown backend is named before anything is made
+        if system.backend:
+            registry.resolve("llm", system.backend)
     characters = {cid: store.load(cid) for cid in study.characters}
     embedder = embedder_from(args)
     needs_index = any(s.condition == "canon" for s in study.systems)
