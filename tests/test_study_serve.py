@@ -90,7 +90,8 @@ def test_two_raters_vote_once_each_and_the_report_follows(study, tmp_path) -> No
     assert len(lines) == 6 and json.loads(lines[0])["choice"] == "a"
     csv_text = client.get("/api/export.csv?key=adminkey").text
     assert csv_text.splitlines()[0].startswith("pair,item,a,b,rater,choice")
-    assert "6 votes, 2 raters" in client.get("/admin?key=adminkey").text
+    admin_page = client.get("/admin?key=adminkey").text
+    assert "6 votes, 2 raters" in admin_page and "refresh" in admin_page
     db.close()
 
 

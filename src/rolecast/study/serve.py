@@ -259,6 +259,7 @@ def create_study_app(state: StudyState) -> Any:
         )
         return HTMLResponse(
             f"<!doctype html><meta charset=utf-8><title>admin</title>"
+            "<meta http-equiv=refresh content=5>"  # live counts: the page reloads itself
             f"<h1>{html.escape(str(state.prepared['title']))}</h1>"
             f"<p id=counts>{c['votes']} votes, {len(c['raters'])} raters, "
             f"{c['pairs_voted']}/{c['pairs']} pairs voted, at least {c['min_votes_per_pair']} "
