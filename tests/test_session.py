@@ -37,6 +37,12 @@ CLEANER = ReplyCleaner.for_character(make_character())
         ("作为小满，我觉得汤该加点葱。", "我觉得汤该加点葱。"),  # the role named, not played
         ("小满:「作为满老板，我请客。」", "我请客。"),
         ("作为旅人，我也想吃面。", "作为旅人，我也想吃面。"),  # someone else's role is speech
+        ("蓝猫煤球：", ""),  # a label and nothing said: no reply (seen in a real study)
+        ("罗伯:\n「船桨松了」", ""),
+        ("好的。\n蓝猫煤球：", "好的。"),
+        ("Leonard:", ""),
+        ("What I love most:\nthe soup", "What I love most: the soup"),  # a header is speech
+        ("注意：", ""),  # a word and a colon alone say nothing either: no reply
     ],
 )
 def test_reply_cleaning(raw: str, clean: str) -> None:

@@ -67,6 +67,9 @@ STOP_SPEAKERS = 40  # other speakers whose "Name:" stops generation (the most fr
 _PREFIX = re.compile(r"^\s*(?P<name>[^:：「」\n]{1,24}?)\s*[:：]\s*")
 _INLINE = re.compile(r"[」\s](?P<name>[^:：「」\s]{1,24}?)\s*[:：]\s*「")
 _STAGE_TAIL = re.compile(r"」\s*(?:[（(][^」]*[)）]\s*)?$")
+# a name alone before a colon: one CJK word, or one capitalised word ("Sheldon:"); a header
+# such as "What I love most:" has spaces and is a line of the reply
+_LABEL_ONLY = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff·・]{1,12}|[A-Z][\w'-]{0,23}")
 _HOLD = 24  # chars of an unfinished line held back while it may still turn into "name:"
 
 
@@ -120,6 +123,8 @@ class ReplyCleaner:
                 line = rest
             elif name in self.other_names or rest.startswith("「"):
                 return "", True
+            elif not rest.strip() and _LABEL_ONLY.fullmatch(name):
+                return "", True  # "蓝猫煤球：" and nothing said: a speaker's label, not a line
         inline = _INLINE.search(line)
         if inline and inline["name"] not in self.self_names:
             line, stop = line[: inline.start() + 1], True
