@@ -94,7 +94,8 @@ def study_markdown(result: Mapping[str, Any]) -> str:
     out = [
         f"# User study: {result['title']}",
         "",
-        f"{result['votes']} votes by {result['raters']} raters on {result['pairs_voted']} of "
+        f"{result['votes']} votes by {result['raters']} "
+        f"{'rater' if result['raters'] == 1 else 'raters'} on {result['pairs_voted']} of "
         f"{result['pairs']} pairs.",
         "",
         "## Bradley-Terry scores (log-strength, 95% bootstrap interval)",
