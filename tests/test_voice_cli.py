@@ -264,3 +264,25 @@ def test_speech_endpoint_rules(rolecast_home: Path) -> None:
     ]:
         r = client.post("/v1/audio/speech", json=body)
         assert r.status_code == status and message in r.json()["error"]["message"], body
+
+
+def test_speech_can_come_with_the_mouths_timeline(rolecast_home: Path) -> None:
+    import base64
+
+    from starlette.testclient import TestClient
+
+    from rolecast.server.app import create_app
+    from rolecast.server.run import build_state
+    from rolecast.voice.mouth import mouth_timeline
+    from rolecast.voice.wav import parse_wav
+
+    client = TestClient(create_app(build_state(backend="echo")))
+    body = {"model": "espeak", "input": "Drop that fish.", "voice": "en", "response_format": "json"}
+    r = client.post("/v1/audio/speech", json=body)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    data = r.json()
+    audio = parse_wav(base64.b64decode(data["audio"]))
+    assert data["duration"] == pytest.approx(audio.duration, abs=1e-3)
+    # the timeline is the audio's own, frame for frame
+    assert data["mouth"]["open"] == mouth_timeline(audio).to_dict()["open"]
+    assert data["mouth"]["fps"] == 30 and "open" in data["mouth"]["shapes"]

@@ -3,7 +3,9 @@ that the official SDK (and rolecast's own ``openai`` TTS backend) speaks.
 
 ``model`` is a TTS backend (``kokoro``, ``espeak``) or a character id, which speaks with the
 character's voice (as given: no translation here). Formats: ``wav`` (the default here, since
-nothing encodes MP3 without extra software) and ``pcm`` (24 kHz 16-bit mono, as OpenAI sends).
+nothing encodes MP3 without extra software), ``pcm`` (24 kHz 16-bit mono, as OpenAI sends) and
+``json``: the WAV in base64 with the mouth's timeline (``voice.mouth``), for a front end that
+moves its own avatar's mouth.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
     from .app import ServerState
 
 MAX_INPUT = 4096  # characters, as OpenAI's endpoint
-FORMATS = ("wav", "pcm")
+FORMATS = ("wav", "pcm", "json")  # json: the WAV (base64) with the mouth's timeline
 PCM_RATE = 24000
 
 
@@ -101,4 +103,18 @@ def synthesize(state: ServerState, req: SpeechRequest) -> tuple[bytes, str]:
     if req.response_format == "pcm":
         pcm = Audio(_resample(audio.samples, audio.sample_rate, PCM_RATE), PCM_RATE)
         return to_pcm16(pcm), "audio/pcm"
+    if req.response_format == "json":  # for front ends that drive their own avatar
+        import base64
+        import json
+
+        from ..voice.mouth import mouth_timeline
+
+        body = {
+            "format": "wav",
+            "sample_rate": audio.sample_rate,
+            "duration": round(audio.duration, 3),
+            "audio": base64.b64encode(wav_bytes(audio)).decode("ascii"),
+            "mouth": mouth_timeline(audio).to_dict(),
+        }
+        return json.dumps(body).encode("utf-8"), "application/json"
     return wav_bytes(audio), "audio/wav"
