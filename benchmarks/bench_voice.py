@@ -167,6 +167,25 @@ def main(argv: list[str] | None = None) -> int:
         server.should_exit = True
         thread.join(timeout=10)
 
+    print("\n## The mouth's timeline: its cost against the speech's own (target <= 5%)\n")
+    from rolecast.voice.mouth import mouth_timeline
+
+    print("| backend | voice | TTS s | timeline ms | share |\n|---|---|---|---|---|")
+    mouth_rows = []
+    for name, tts, voice, lang in cases[:3]:
+        spoken, timed = [], []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            audio = tts.synthesize(RTF_TEXTS[lang], voice)
+            spoken.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            mouth_timeline(audio)
+            timed.append(time.perf_counter() - t0)
+        tts_s, mouth_s = statistics.median(spoken), statistics.median(timed)
+        mouth_rows.append({"backend": name, "voice": voice, "tts_s": tts_s, "mouth_s": mouth_s})
+        print(f"| {name} | {voice} | {tts_s:.2f} | {mouth_s * 1000:.2f} | {mouth_s / tts_s:.2%} |")
+    figures["mouth"] = mouth_rows
+
     print("\n## Time to first audio, default Japanese voice (kokoro jf_alpha), warm model\n")
     ja = Character("bench", "ハルヒ", "", language="ja")
 
