@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         spoken, timed = [], []
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            audio = tts.synthesize(RTF_TEXTS[lang], voice)
+            audio = tts.synthesize("".join(RTF_TEXTS[lang]), voice)
             spoken.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             mouth_timeline(audio)

@@ -79,10 +79,10 @@ def mouth_timeline(audio: Audio, fps: int = FPS) -> Timeline:
     loud = float(np.percentile(voiced, LOUD)) if len(voiced) else 1.0
     level = np.clip(rms / max(loud, FLOOR), 0.0, 1.0)
     level[(rms < FLOOR) | (rms < GATE * loud)] = 0.0
-    opening = np.empty_like(level)
-    last = 0.0
-    for i, x in enumerate(level):  # opens at once, closes gradually
-        last = max(float(x), last * RELEASE)
-        opening[i] = last if last >= 0.02 else 0.0
-        last = opening[i]
-    return Timeline(fps, tuple(float(x) for x in opening))
+    # opens at once, closes gradually: y[i] = max(x[i], RELEASE * y[i-1]), which is
+    # max over j <= i of x[j] * RELEASE^(i-j): a running maximum in the log domain
+    steps = np.arange(len(level)) * np.log(RELEASE)
+    logs = np.log(np.maximum(level, 1e-12))
+    opening = np.exp(np.maximum.accumulate(logs - steps) + steps)
+    opening[opening < 0.02] = 0.0
+    return Timeline(fps, tuple(opening.tolist()))
