@@ -584,3 +584,13 @@ def extract_zip(zip_path: Path, dest: Path) -> Path:
                 raise PackageError(str(exc).replace(str(tmp), inside)) from None
             replace_dir(tmp, dest)
     return dest
+
+
+def package_image(root: Path | None, name: str) -> Path | None:
+    """The package's image file ``name`` ("images/x.png"), only where it lies inside the
+    package's images folder: the page serves that folder and nothing else of the package."""
+    if root is None or not name:
+        return None
+    folder = (root / IMAGES).resolve()
+    path = (root / name).resolve()
+    return path if path.is_relative_to(folder) and path.is_file() else None

@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import RolecastError
-from . import apps, characters, chat, essay, eval, ingest, study, training, viz, voice
+from . import apps, avatar, characters, chat, essay, eval, ingest, study, training, viz, voice
 
 README_WIDTH = 100  # the command list's lines in the README
 # the commands in the order `rolecast --help` lists them
@@ -37,6 +37,7 @@ COMMANDS: tuple[Callable[[Any], None], ...] = (
     essay.add_essay,
     study.add_study,
     voice.add_voice,
+    avatar.add_avatar,
     characters.add_config,
     characters.add_pack,
     characters.add_install,

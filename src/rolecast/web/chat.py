@@ -18,7 +18,7 @@ from typing import Any
 
 from ..backends.base import LLM
 from ..character.model import Character
-from ..character.package import IMAGES, package_root
+from ..character.package import package_image, package_root
 from ..character.personality import with_dials
 from ..errors import InputError, RolecastError
 from ..memory import Memory
@@ -410,13 +410,3 @@ class ChatTab:
             reply.notice = "; ".join(n for n in (reply.notice, self.save_problem) if n)
         self.last_timing = {"generate_s": generated, "after_s": time.perf_counter() - t0}
         yield reply
-
-
-def package_image(root: Path | None, name: str) -> Path | None:
-    """The package's image file ``name`` ("images/x.png"), only where it lies inside the
-    package's images folder: the page serves that folder and nothing else of the package."""
-    if root is None or not name:
-        return None
-    folder = (root / IMAGES).resolve()
-    path = (root / name).resolve()
-    return path if path.is_relative_to(folder) and path.is_file() else None
