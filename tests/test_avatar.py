@@ -104,3 +104,24 @@ def test_a_broken_avatar_toml_is_named(tmp_path: Path) -> None:
     (folder / "avatar.toml").write_text('kind = "live2d"\nidle = "a.png"\n', "utf-8")
     with pytest.raises(InputError, match="not supported yet"):
         read_avatar(tmp_path)
+
+
+def test_the_page_shows_the_avatar_in_place_of_the_portrait(rolecast_home: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    from rolecast.backends.scripted import ScriptedLLM
+    from rolecast.character.package import load_character
+    from rolecast.retrieval.index import load_index
+    from rolecast.web.app import WebApp
+    from rolecast.web.chat import ChatTab
+
+    c = make_character()
+    c.portrait = "images/portrait.png"
+    pkg = rolecast_home / "characters" / "xm"
+    save_character(c, pkg, images={"portrait.png": png(portrait())})
+    loaded = load_character(pkg)
+    tab = ChatTab(loaded, load_index(loaded, embedder), ScriptedLLM())
+    assert tab.portrait() == str(pkg / "images" / "portrait.png")
+    assert main(["avatar", "make", "xm", "--from-portrait", "--mouth", "40,70,40,16"]) == 0
+    assert tab.portrait() == str(pkg / "avatar" / "closed.png")
+    assert pkg / "avatar" in WebApp("xm", backend="scripted").served_paths()
+    (pkg / "avatar" / "avatar.toml").write_text("idle = 3\n", "utf-8")  # broken: the portrait
+    assert tab.portrait() == str(pkg / "images" / "portrait.png")

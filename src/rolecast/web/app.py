@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..avatar import FOLDER as AVATAR
 from ..backends.base import LLM, shared
 from ..backends.spec import BackendSpec
 from ..character import store
@@ -145,9 +146,10 @@ class WebApp:
         return self._audio_dir
 
     def served_paths(self) -> list[Path]:
-        """The folders the page's file route may serve: every package's images folder and
-        the spoken replies. Never a whole package (persona, canon, settings)."""
-        return [path / IMAGES for path in store.package_dirs().values()] + [self.audio_dir]
+        """The folders the page's file route may serve: every package's images and avatar
+        folders and the spoken replies. Never a whole package (persona, canon, settings)."""
+        dirs = store.package_dirs().values()
+        return [*(p / IMAGES for p in dirs), *(p / AVATAR for p in dirs), self.audio_dir]
 
     def speaker(self, state: dict[str, Any], cid: str) -> tuple[Any, threading.Lock]:
         """The character's voice, translating with the tab's chat model where needed."""

@@ -115,7 +115,19 @@ class ChatTab:
 
     @staticmethod
     def portrait_of(character: Character) -> str | None:
-        path = package_image(package_root(character), character.portrait)
+        """The picture of the character: its avatar's idle frame when it has an avatar, else
+        its portrait."""
+        from ..avatar import read_avatar
+
+        root = package_root(character)
+        if root is not None:
+            try:
+                avatar = read_avatar(root)
+            except InputError:  # a broken avatar: the portrait still shows
+                avatar = None
+            if avatar is not None:
+                return str(avatar.path(avatar.idle))
+        path = package_image(root, character.portrait)
         return str(path) if path is not None else None
 
     def portrait(self) -> str | None:
