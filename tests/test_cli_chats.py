@@ -8,20 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
+from test_cli import scripted, typed
 
-from rolecast.backends.scripted import ScriptedLLM
 from rolecast.cli.main import main
-
-
-def scripted(monkeypatch, *replies):  # type: ignore[no-untyped-def]
-    llm = ScriptedLLM(replies)
-    monkeypatch.setattr("rolecast.backends.spec.BackendSpec.open", lambda *_a, **_k: llm)
-    return llm
-
-
-def typed(monkeypatch, *lines: str) -> None:
-    feed = iter(lines)
-    monkeypatch.setattr("builtins.input", lambda _prompt: next(feed))
 
 
 def saved_id(err: str) -> str:

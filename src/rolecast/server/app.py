@@ -473,16 +473,9 @@ def _prepare_group(state: ServerState, key_id: str, req: ChatRequest) -> GroupTu
             )
         history = [Turn(m.speaker, m.content) for m in state.store.messages(key_id, req.session_id)]
         embedder = first.index.embedder if first.index is not None else None
-        memory = load_memory(
-            Memory(embedder),
-            _memory_state(row.memory if row is not None else ""),
-            state.store,
-            key_id,
-            req.session_id,
-            len(history),
-            state.known_vectors((key_id, req.session_id, getattr(embedder, "name", ""))),
+        scene.remember_with(
+            _session_memory(state, key_id, req.session_id, row, embedder, len(history))
         )
-        scene.remember_with(memory)
     else:
         by_name = {
             n: s.character.name for s in sessions for n in (s.character.name, s.character.id)
@@ -571,15 +564,8 @@ def _prepare(state: ServerState, key_id: str, req: ChatRequest) -> Turnout:
             )
         for msg in state.store.messages(key_id, req.session_id):
             session.history.append(Turn(msg.speaker, msg.content))
-        kept = (key_id, req.session_id, getattr(index.embedder, "name", ""))
-        session.memory = load_memory(
-            Memory(index.embedder),
-            _memory_state(row.memory if row is not None else ""),
-            state.store,
-            key_id,
-            req.session_id,
-            len(session.history),
-            state.known_vectors(kept),
+        session.memory = _session_memory(
+            state, key_id, req.session_id, row, index.embedder, len(session.history)
         )
     else:
         for role, text, name in earlier:
@@ -609,6 +595,22 @@ def _save(state: ServerState, key_id: str, req: ChatRequest, t: Turnout) -> None
         name = getattr(t.session.memory.embedder, "name", "")
         state.known_vectors((key_id, req.session_id, name), t.session.memory.vectors)
         state.memory_work.submit(_remember, state, key_id, req.session_id, t.session)
+
+
+def _session_memory(
+    state: ServerState, key_id: str, sid: str, row: Any, embedder: Any, turns: int
+) -> Memory:
+    """A stored session's memory: its saved state, and the vectors of its ``turns`` turns
+    (those this server keeps read from memory, only the newer ones from the store)."""
+    return load_memory(
+        Memory(embedder),
+        _memory_state(row.memory if row is not None else ""),
+        state.store,
+        key_id,
+        sid,
+        turns,
+        state.known_vectors((key_id, sid, getattr(embedder, "name", ""))),
+    )
 
 
 def _memory_state(text: str) -> dict[str, Any]:
