@@ -168,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         thread.join(timeout=10)
 
     print("\n## The mouth's timeline: its cost against the speech's own (target <= 5%)\n")
-    from rolecast.voice.mouth import mouth_timeline
+    print("What the web page writes beside each spoken WAV: the timeline, the vowels of a")
+    print("Japanese reply (its kana read by pyopenjtalk), the reply's face, as JSON.\n")
+    from rolecast.avatar.expression import expression
+    from rolecast.voice.mouth import mouth_timeline, with_vowels
 
     print("| backend | voice | TTS s | timeline ms | share |\n|---|---|---|---|---|")
     mouth_rows = []
@@ -176,10 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         spoken, timed = [], []
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            audio = tts.synthesize("".join(RTF_TEXTS[lang]), voice)
+            text = "".join(RTF_TEXTS[lang])
+            audio = tts.synthesize(text, voice)
             spoken.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            mouth_timeline(audio)
+            timeline = with_vowels(mouth_timeline(audio), [(0.0, audio.duration, text)])
+            json.dumps(timeline.to_dict() | {"expression": expression(text)})
             timed.append(time.perf_counter() - t0)
         tts_s, mouth_s = statistics.median(spoken), statistics.median(timed)
         mouth_rows.append({"backend": name, "voice": voice, "tts_s": tts_s, "mouth_s": mouth_s})

@@ -102,8 +102,44 @@ def test_a_broken_avatar_toml_is_named(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="outside the avatar folder"):
         read_avatar(tmp_path)
     (folder / "avatar.toml").write_text('kind = "live2d"\nidle = "a.png"\n', "utf-8")
-    with pytest.raises(InputError, match="not supported yet"):
+    with pytest.raises(InputError, match="kind 'live2d' is not one of sprite, vrm"):
         read_avatar(tmp_path)
+    (folder / "avatar.toml").write_text('idle = "a.png"\n[mouth]\nx = "a.png"\n', "utf-8")
+    with pytest.raises(InputError, match=r"\[mouth\] takes closed, half, open, a, i, u, e, o"):
+        read_avatar(tmp_path)
+    # a VRM: the model must be a binary glTF in the folder, and takes no sprite keys
+    (folder / "avatar.toml").write_text('kind = "vrm"\nmodel = "a.png"\n', "utf-8")
+    with pytest.raises(InputError, match="'a.png' is not a VRM"):
+        read_avatar(tmp_path)
+    (folder / "avatar.toml").write_text('kind = "vrm"\nmodel = "m.vrm"\nidle = "a.png"\n', "utf-8")
+    with pytest.raises(InputError, match="'idle' is for sprites"):
+        read_avatar(tmp_path)
+    (folder / "avatar.toml").write_text('kind = "vrm"\n', "utf-8")
+    with pytest.raises(InputError, match="model must name"):
+        read_avatar(tmp_path)
+
+
+def test_visemes_and_a_vrm_model_are_read(tmp_path: Path) -> None:
+    from minimal_vrm import minimal_vrm
+
+    from rolecast.avatar import SpriteAvatar, VrmAvatar
+
+    folder = tmp_path / "avatar"
+    folder.mkdir()
+    for name in ("a.png", "va.png", "vo.png"):
+        (folder / name).write_bytes(png(portrait()))
+    (folder / "avatar.toml").write_text(
+        'idle = "a.png"\n[mouth]\nopen = "va.png"\na = "va.png"\no = "vo.png"\n', "utf-8"
+    )
+    sprite = read_avatar(tmp_path)
+    assert isinstance(sprite, SpriteAvatar) and sprite.mouth == {
+        "open": "va.png",
+        "a": "va.png",
+        "o": "vo.png",
+    }
+    minimal_vrm(folder / "m.vrm")
+    (folder / "avatar.toml").write_text('kind = "vrm"\nmodel = "m.vrm"\n', "utf-8")
+    assert read_avatar(tmp_path) == VrmAvatar(folder, "m.vrm")
 
 
 def test_the_page_shows_the_avatar_in_place_of_the_portrait(rolecast_home: Path, embedder) -> None:  # type: ignore[no-untyped-def]
@@ -122,6 +158,11 @@ def test_the_page_shows_the_avatar_in_place_of_the_portrait(rolecast_home: Path,
     assert tab.portrait() == str(pkg / "images" / "portrait.png")
     assert main(["avatar", "make", "xm", "--from-portrait", "--mouth", "40,70,40,16"]) == 0
     assert tab.portrait() == str(pkg / "avatar" / "closed.png")
-    assert pkg / "avatar" in WebApp("xm", backend="scripted").served_paths()
+    app = WebApp("xm", backend="scripted")
+    assert pkg / "avatar" in app.served_paths()
+    # the stage shows the avatar; the picture box only a scene's frame (no portrait twice)
+    assert tab.shown_image() == (None, "")
+    stage = app.stage(tab)
+    assert 'data-frame="open"' in stage and "closed.png" in stage and "data-say" not in stage
     (pkg / "avatar" / "avatar.toml").write_text("idle = 3\n", "utf-8")  # broken: the portrait
     assert tab.portrait() == str(pkg / "images" / "portrait.png")

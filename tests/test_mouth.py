@@ -66,3 +66,44 @@ def test_the_timeline_follows_a_real_voice(tmp_path) -> None:  # type: ignore[no
     assert {"closed", "open"} <= set(t.shapes)
     assert took < 0.05 * spoken + 0.005  # well under 5% of the speech's own time
     assert shape(0.1) == "closed" and shape(0.3) == "half" and shape(0.9) == "open"
+
+
+def test_kana_become_one_vowel_per_mora() -> None:
+    from rolecast.voice.kana import is_japanese, vowels
+
+    assert vowels("こんにちは") == ["o", "n", "i", "i", "a"]
+    assert vowels("キョーカ") == ["o", "o", "a"]  # キョ is one mora, ー holds its vowel
+    assert vowels("やった！") == ["a", "", "a"]  # ッ: a held silence
+    assert vowels("ｱｲｳ") == ["a", "i", "u"]  # half-width kana too
+    assert vowels("面四文") == [] and not is_japanese("面四文") and is_japanese("雪だ")
+
+
+def test_a_japanese_piece_lays_its_vowels_over_its_own_open_frames() -> None:
+    from rolecast.voice.mouth import speech_timeline, with_vowels
+
+    rate = 16000
+    gap = 0.3
+    first, second = Audio(tone(0.5, 0.3, rate), rate), Audio(tone(0.5, 0.3, rate), rate)
+    joined = Audio(
+        np.concatenate([first.samples, np.zeros(int(gap * rate), np.float32), second.samples]),
+        rate,
+    )
+    t = speech_timeline(joined, [("あい", first, 0.0), ("お", second, gap)])
+    assert len(t.vowels) == len(t.open)
+    opened = [i for i, x in enumerate(t.open) if x > 0]
+    assert all(t.vowels[i] == "" for i in range(len(t.open)) if t.open[i] == 0)
+    assert t.vowels[opened[0]] == "a" and "i" in t.vowels[:24]
+    assert t.vowels[opened[-1]] == "o" and "o" not in t.vowels[:15]
+    assert t.to_dict()["vowels"] == list(t.vowels)
+    # Chinese or English: no vowels (the amplitude alone moves the mouth)
+    plain = with_vowels(mouth_timeline(joined), [(0.0, 1.3, "面四文一碗")])
+    assert plain.vowels == () and "vowels" not in plain.to_dict()
+
+
+@pytest.mark.needs("pyopenjtalk", extra="voice")
+def test_kanji_are_read_by_the_tts_front_end() -> None:
+    from rolecast.voice.kana import reading, vowels
+
+    read = reading("今日は雨です")
+    assert "キョー" in read and "アメ" in read
+    assert vowels(read)[:2] == ["o", "o"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rolecast.backends.base import LockedLLM
@@ -33,9 +34,12 @@ def scripted(app: WebApp) -> ScriptedLLM:
 
 
 def test_load_shows_the_default_character(app: WebApp) -> None:
-    state, picked, portrait, header, role, chat, image, caption, canon, parts = app.on_load(None)
+    state, picked, portrait, header, role, chat, image, caption, canon, parts, stage = app.on_load(
+        None
+    )
     assert picked == "xm" and role == "旅人" and "### 小满" in header and "来碗面？" in header
     assert chat == [] and canon == [] and parts == [] and portrait is None
+    assert stage == ""  # no avatar: no stage
     assert ("小满 (xm)", "xm") in app.characters() and ("Mia (mia)", "mia") in app.characters()
 
 
@@ -64,10 +68,10 @@ def test_send_streams_views_and_clears_the_box(app: WebApp) -> None:
     scripted(app).enqueue("小满:「煤球又来了？看我的。」")
     views = list(app.on_send("那只黑猫又来偷鱼了！", "旅人", False, state))
     assert len(views) > 2
-    box, chat, image, caption, canon, parts = views[-1]
+    box, chat, image, caption, canon, parts, stage = views[-1]
     assert box == "" and chat[-1] == {"role": "assistant", "content": "煤球又来了？看我的。"}
     assert canon[0][0] == "s002" and dict(parts)["total"] > 0
-    assert views[0][2:] == (SKIP,) * 4  # while streaming only the chat changes
+    assert views[0][2:] == (SKIP,) * 5  # while streaming only the chat changes
 
 
 def test_narrator_and_another_role(app: WebApp) -> None:
@@ -104,7 +108,7 @@ def test_switching_character_mid_reply_keeps_both_chats(app: WebApp) -> None:
     scripted(app).enqueue("Hi there, traveller!")
     list(app.on_send("Hello", "Guest", False, state))
     back = app.on_pick("xm", state)
-    assert back[-5][0]["content"] == "讲个故事"  # the first chat is still there
+    assert back[4][0]["content"] == "讲个故事"  # the first chat is still there
 
 
 def test_regenerate_swipe_export_and_new(app: WebApp) -> None:
@@ -188,6 +192,11 @@ def test_voice_toggle_speaks_each_reply(app: WebApp) -> None:
     audio = read_wav(first)
     assert audio.sample_rate == 22050 and audio.duration > 1.0 and audio.rms() > 0.01
     assert Path(first).parent == app.audio_dir
+    # the mouth's timeline beside it, as long as the audio, with the reply's face
+    timeline = json.loads(Path(first).with_suffix(".mouth.json").read_text("utf-8"))
+    assert len(timeline["open"]) == int(np.ceil(audio.duration * timeline["fps"]))
+    assert "open" in timeline["shapes"] and timeline["expression"] is None
+    assert views[-1][-1] is SKIP  # no avatar: the stage is left as it was
 
     # a regenerated reply gets its own audio; swiping back shows the first one's
     scripted(app).enqueue("嗯。")

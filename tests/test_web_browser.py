@@ -8,6 +8,7 @@ missing browser is a failure. The screenshot is kept in ``test-artifacts/`` (or
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -77,21 +78,19 @@ def server(rolecast_home: Path):  # type: ignore[no-untyped-def]
         rolecast_home / "characters" / "mia",
         images={"portrait.png": _png((40, 90, 160)), "coal.png": _png((200, 30, 30))},
     )
+    with web_server(rolecast_home, "mia") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def web_server(rolecast_home: Path, cid: str, *extra: str):  # type: ignore[no-untyped-def]
+    """``rolecast web CID --backend echo`` on a free port, its URL while it runs."""
     port = free_port()
     env = {**os.environ, "ROLECAST_HOME": str(rolecast_home)}
     log = open(rolecast_home / "web.log", "wb")  # noqa: SIM115 - closed at teardown
+    argv = ["web", cid, "--backend", "echo", "--port", str(port), *extra]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rolecast.cli.main",
-            "web",
-            "mia",
-            "--backend",
-            "echo",
-            "--port",
-            str(port),
-        ],
+        [sys.executable, "-m", "rolecast.cli.main", *argv],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -111,10 +110,12 @@ def server(rolecast_home: Path):  # type: ignore[no-untyped-def]
         proc.kill()
         log.close()
         raise AssertionError("rolecast web did not start in 60 s")
-    yield f"http://127.0.0.1:{port}/"
-    proc.terminate()
-    proc.wait(timeout=10)
-    log.close()
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
 
 
 def _bot_texts(page) -> list[str]:  # type: ignore[no-untyped-def]

@@ -11,8 +11,17 @@
         [expressions]                      # optional: happy, angry, sad, surprised
         happy = "happy.png"
 
+The mouth may also have a picture per vowel (``a i u e o``): where a Japanese reply's
+timeline says which vowel is said, the page shows it in place of ``half`` or ``open``.
+
+    avatar/avatar.toml
+        kind = "vrm"
+        model = "model.vrm"                # a VRM 0.x or 1.0 model: its aa ih ou ee oh and
+                                           # blink expressions move; rendered by three.js
+
 A page shows ``mouth[shape]`` for the mouth timeline's shape at the audio's current time
-(``voice.mouth``), ``blink`` now and then, ``idle`` otherwise. ``draft_sprites`` makes the
+(``voice.mouth``), ``blink`` now and then, ``idle`` otherwise, and the reply's expression
+(``avatar.expression``) while it is said. ``draft_sprites`` makes the
 frames from a portrait: the mouth region painted over in the skin's tone and a mouth drawn
 half and fully open, the eyes closed with a line; ``rolecast avatar make NAME --from-portrait``
 writes them.
@@ -31,8 +40,10 @@ from ..errors import InputError
 FOLDER = "avatar"
 TOML = "avatar.toml"
 SHAPES = ("closed", "half", "open")
+VISEMES = ("a", "i", "u", "e", "o")
 EXPRESSIONS = ("happy", "angry", "sad", "surprised")
-KEYS = {"kind", "idle", "blink", "mouth", "expressions"}
+KINDS = ("sprite", "vrm")
+KEYS = {"kind", "idle", "blink", "mouth", "expressions", "model"}
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels
 
@@ -56,6 +67,18 @@ class SpriteAvatar:
         return self.path(self.mouth.get(shape) or self.idle)
 
 
+@dataclass(frozen=True)
+class VrmAvatar:
+    folder: Path
+    model: str
+
+    def path(self, name: str) -> Path:
+        return self.folder / name
+
+
+Avatar = SpriteAvatar | VrmAvatar
+
+
 def _image_name(value: Any, folder: Path, key: str) -> str:
     where = f"{folder / TOML}: {key}"
     if not isinstance(value, str) or not value.strip():
@@ -68,7 +91,7 @@ def _image_name(value: Any, folder: Path, key: str) -> str:
     return value
 
 
-def read_avatar(package: Path) -> SpriteAvatar | None:
+def read_avatar(package: Path) -> Avatar | None:
     """The package's avatar, or None when it has none; an InputError naming the file and the
     key for anything wrong."""
     folder = package / FOLDER
@@ -82,11 +105,16 @@ def read_avatar(package: Path) -> SpriteAvatar | None:
     extra = sorted(set(data) - KEYS)
     if extra:
         raise InputError(f"{path}: unknown key {extra[0]!r}; known: {', '.join(sorted(KEYS))}")
-    if data.get("kind", "sprite") != "sprite":
-        raise InputError(f'{path}: kind {data.get("kind")!r} is not supported yet; use "sprite"')
+    kind = data.get("kind", "sprite")
+    if kind not in KINDS:
+        raise InputError(f"{path}: kind {kind!r} is not one of {', '.join(KINDS)}")
+    if kind == "vrm":
+        return _vrm(data, folder, path)
+    if "model" in data:
+        raise InputError(f'{path}: model is for kind = "vrm"; a sprite avatar names pictures')
     mouth = data.get("mouth", {})
-    if not isinstance(mouth, dict) or set(mouth) - set(SHAPES):
-        raise InputError(f"{path}: [mouth] takes {', '.join(SHAPES)}")
+    if not isinstance(mouth, dict) or set(mouth) - set(SHAPES) - set(VISEMES):
+        raise InputError(f"{path}: [mouth] takes {', '.join(SHAPES + VISEMES)}")
     expressions = data.get("expressions", {})
     if not isinstance(expressions, dict) or set(expressions) - set(EXPRESSIONS):
         raise InputError(f"{path}: [expressions] takes {', '.join(EXPRESSIONS)}")
@@ -98,6 +126,20 @@ def read_avatar(package: Path) -> SpriteAvatar | None:
         _image_name(data["blink"], folder, "blink") if "blink" in data else None,
         {k: _image_name(v, folder, f"expressions.{k}") for k, v in expressions.items()},
     )
+
+
+def _vrm(data: dict[str, Any], folder: Path, path: Path) -> VrmAvatar:
+    extra = sorted(set(data) - {"kind", "model"})
+    if extra:
+        raise InputError(f'{path}: {extra[0]!r} is for sprites; kind = "vrm" takes model')
+    model = _image_name(data.get("model"), folder, "model")
+    with open(folder / model, "rb") as f:
+        magic = f.read(4)
+    if magic != b"glTF":
+        raise InputError(
+            f"{path}: model {model!r} is not a VRM (a binary glTF starting with 'glTF')"
+        )
+    return VrmAvatar(folder, model)
 
 
 def parse_box(text: str, what: str = "--mouth") -> Box:

@@ -107,14 +107,17 @@ def synthesize(state: ServerState, req: SpeechRequest) -> tuple[bytes, str]:
         import base64
         import json
 
-        from ..voice.mouth import mouth_timeline
+        from ..voice.mouth import mouth_timeline, with_vowels
 
         body = {
             "format": "wav",
             "sample_rate": audio.sample_rate,
             "duration": round(audio.duration, 3),
             "audio": base64.b64encode(wav_bytes(audio)).decode("ascii"),
-            "mouth": mouth_timeline(audio).to_dict(),
+            # Japanese gets each frame's vowel too, for avatars with mouth shapes per vowel
+            "mouth": with_vowels(
+                mouth_timeline(audio), [(0.0, audio.duration, req.text)]
+            ).to_dict(),
         }
         return json.dumps(body).encode("utf-8"), "application/json"
     return wav_bytes(audio), "audio/wav"

@@ -31,6 +31,7 @@ from ..retrieval.images import SceneImages
 from ..retrieval.index import load_index
 from .access import ModelPolicy
 from .chat import ChatMessage, ChatTab
+from .stage import stage_html, static_dir
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,12 @@ class WebApp:
         """The folders the page's file route may serve: every package's images and avatar
         folders and the spoken replies. Never a whole package (persona, canon, settings)."""
         dirs = store.package_dirs().values()
-        return [*(p / IMAGES for p in dirs), *(p / AVATAR for p in dirs), self.audio_dir]
+        return [
+            *(p / IMAGES for p in dirs),
+            *(p / AVATAR for p in dirs),
+            self.audio_dir,
+            static_dir(),  # the avatar's renderer (vrm.js)
+        ]
 
     def speaker(self, state: dict[str, Any], cid: str) -> tuple[Any, threading.Lock]:
         """The character's voice, translating with the tab's chat model where needed."""
@@ -229,7 +235,7 @@ class WebApp:
         return [[k, v] for k, v in last.parts.items()] if last else []
 
     def view(self, tab: ChatTab) -> Outputs:
-        """chat, image, caption, canon rows, parts rows."""
+        """chat, image, caption, canon rows, parts rows, the avatar's stage."""
         image, caption = tab.shown_image()
         return (
             self.chat_view(tab),
@@ -237,7 +243,12 @@ class WebApp:
             caption,
             self.canon_rows(tab),
             self.parts_rows(tab),
+            self.stage(tab),
         )
+
+    def stage(self, tab: ChatTab, say: str | None = None) -> str:
+        """The avatar's stage (HTML, "" without an avatar); ``say``: a WAV it speaks now."""
+        return stage_html(tab.avatar(), self.audio_dir, say)
 
     def character_view(self, tab: ChatTab) -> Outputs:
         """portrait, header markdown, user role."""
@@ -245,14 +256,14 @@ class WebApp:
         if tab.group:
             names = " · ".join(s.character.name for s in tab.sessions)  # type: ignore[attr-defined]
             return (
-                tab.portrait(),
+                tab.shown_image()[0],
                 f"### {names}\n\nA scene: name someone to have them answer.",
                 c.user_role,
             )
         header = f"### {c.name}\n\n{c.description}".strip()
         if tab.greeting():
             header += f"\n\n> {tab.greeting()}"
-        return tab.portrait(), header, c.user_role
+        return tab.shown_image()[0], header, c.user_role
 
     # ------------------------------------------------------------ handlers
 
@@ -311,7 +322,7 @@ class WebApp:
             now = time.perf_counter()
             if now - shown >= self.stream_interval:
                 shown = now
-                yield ("", self.chat_view(tab), SKIP, SKIP, SKIP, SKIP)
+                yield ("", self.chat_view(tab), SKIP, SKIP, SKIP, SKIP, SKIP)
         yield ("", *self.view(tab))
         try:  # while the reply is read: what left the history window goes to the summary
             tab.remember()
@@ -321,8 +332,10 @@ class WebApp:
             speaker, lock = self.speaker(state, cid)
             with lock:
                 spoken = tab.speak_last(speaker, self.audio_dir)
-            if spoken is not None:
-                yield ("", self.chat_view(tab), SKIP, SKIP, SKIP, SKIP)
+            if spoken is not None:  # the avatar says it as its player appears
+                talks = spoken.audio_file and tab.avatar() is not None
+                stage = self.stage(tab, tab.last_audio()) if talks else SKIP
+                yield ("", self.chat_view(tab), SKIP, SKIP, SKIP, SKIP, stage)
 
     def on_send(
         self, text: str, role: str, narrator: bool, state: dict[str, Any]

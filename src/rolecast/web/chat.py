@@ -9,6 +9,7 @@ and exports. The Gradio app (``web.app``) only wires these methods to the page.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -16,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..avatar import Avatar
 from ..backends.base import LLM
 from ..character.model import Character
 from ..character.package import package_image, package_root
@@ -26,6 +28,8 @@ from ..prompt.assemble import Turn
 from ..retrieval.hybrid import CanonIndex
 from ..retrieval.images import SceneImages
 from ..session import Session
+
+log = logging.getLogger(__name__)
 
 MAX_CHARS = 2000  # a longer message is refused with a notice (the prompt budget is in tokens)
 
@@ -114,37 +118,58 @@ class ChatTab:
         return self.character.id
 
     @staticmethod
-    def portrait_of(character: Character) -> str | None:
-        """The picture of the character: its avatar's idle frame when it has an avatar, else
-        its portrait."""
+    def avatar_of(character: Character) -> Avatar | None:
+        """The character's avatar (``avatar/avatar.toml``), or None: none, or a broken one
+        (logged; the portrait shows instead)."""
         from ..avatar import read_avatar
 
         root = package_root(character)
-        if root is not None:
-            try:
-                avatar = read_avatar(root)
-            except InputError:  # a broken avatar: the portrait still shows
-                avatar = None
-            if avatar is not None:
-                return str(avatar.path(avatar.idle))
-        path = package_image(root, character.portrait)
+        if root is None:
+            return None
+        try:
+            return read_avatar(root)
+        except InputError as exc:
+            log.warning("%s: the avatar is not shown: %s", character.id, exc)
+            return None
+
+    @staticmethod
+    def portrait_of(character: Character) -> str | None:
+        """The picture of the character: its sprite avatar's idle frame when it has one,
+        else its portrait."""
+        from ..avatar import SpriteAvatar
+
+        avatar = ChatTab.avatar_of(character)
+        if isinstance(avatar, SpriteAvatar):
+            return str(avatar.path(avatar.idle))
+        path = package_image(package_root(character), character.portrait)
         return str(path) if path is not None else None
 
     def portrait(self) -> str | None:
         return self.portrait_of(self.character)
 
+    def avatar(self) -> Avatar | None:
+        return self.avatar_of(self.character)
+
     def greeting(self) -> str:
         return self.character.greetings[0] if self.character.greetings else ""
 
     def shown_image(self) -> tuple[str | None, str]:
-        """The picture beside the chat and its caption: the last reply's frame, or the portrait."""
+        """The picture beside the chat and its caption: the last reply's frame, or the
+        portrait; with an avatar on the stage, only a frame (no portrait twice)."""
         for m in reversed(self.messages):
             if m.role == "assistant" and m.image:
                 return m.image, f"{m.image_score:.2f}: {Path(m.image).stem}"
             if m.role == "assistant":
                 break
+        if self.avatar() is not None:
+            return None, ""
         portrait = self.portrait()
         return portrait, self.character.name if portrait else "no picture for this character"
+
+    def last_audio(self) -> str | None:
+        """The WAV of the last reply as shown, where it was spoken."""
+        last = self.messages[-1] if self.messages else None
+        return last.audio_file if last is not None and last.role == "assistant" else None
 
     # ------------------------------------------------------------ actions
 
@@ -241,6 +266,7 @@ class ChatTab:
         or None when there was nothing to do. A reply with no spoken words (all narration)
         gets a notice instead of audio."""
         from ..voice.wav import write_wav
+        from .stage import timeline_path
 
         reply = self.messages[-1] if self.messages else None
         if reply is None or reply.role != "assistant" or not reply.text or reply.audio_file:
@@ -252,7 +278,10 @@ class ChatTab:
             return reply
         self._spoken += 1
         name = f"{self.character.id}-{id(self):x}-{self._spoken}.wav"
-        reply.audio[reply.choice] = str(write_wav(Path(folder) / name, speech.audio))
+        wav = Path(folder) / name
+        # the timeline first: a WAV the page can play always has its mouth beside it
+        write_timeline(timeline_path(wav), speech, reply.text)
+        reply.audio[reply.choice] = str(write_wav(wav, speech.audio))
         self.last_timing["speech_s"] = speech.total_s
         return reply
 
@@ -422,3 +451,16 @@ class ChatTab:
             reply.notice = "; ".join(n for n in (reply.notice, self.save_problem) if n)
         self.last_timing = {"generate_s": generated, "after_s": time.perf_counter() - t0}
         yield reply
+
+
+def write_timeline(path: Path, speech: Any, said: str) -> Path:
+    """The mouth's timeline of a spoken reply (``voice.mouth``, vowels for Japanese pieces)
+    with the face its words call for (``avatar.expression``), as JSON, atomically."""
+    from ..avatar.expression import expression
+    from ..files import write_atomic
+    from ..voice.mouth import speech_timeline
+
+    pieces = [(c.text, c.audio, c.gap_s) for c in speech.chunks]
+    data = speech_timeline(speech.audio, pieces).to_dict()
+    data["expression"] = expression(said)
+    return write_atomic(path, json.dumps(data, ensure_ascii=False).encode("utf-8"))

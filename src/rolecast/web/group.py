@@ -95,6 +95,9 @@ class GroupTab:
     def greeting(self) -> str:
         return ""
 
+    def avatar(self) -> None:
+        return None  # a scene's voices are several: no one talks on the stage (yet)
+
     def shown_image(self) -> tuple[str | None, str]:
         portrait = self.portrait()
         return portrait, " · ".join(self.names())

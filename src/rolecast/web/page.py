@@ -11,15 +11,21 @@ from ..character.personality import FACTORS, NAMES_EN
 from ..errors import MissingDependencyError, RolecastError
 from .access import Credentials, check_exposure
 from .app import CANON_COLUMNS, PARTS_COLUMNS, SKIP, WebApp
+from .stage import CSS as STAGE_CSS
+from .stage import head_html
 
 if TYPE_CHECKING:
     from gradio import Blocks
     from gradio.routes import App
 
-CSS = """
+CSS = (
+    """
 #rc-image img { object-fit: contain; }
+#rc-image:not(:has(img)) { display: none; }
 #rc-chat { min-height: 420px; }
 """
+    + STAGE_CSS
+)
 
 
 def _gradio() -> ModuleType:
@@ -109,6 +115,7 @@ def build_page(app: WebApp) -> Blocks:
                     elem_id="rc-others",
                 )
                 header = gr.Markdown(elem_id="rc-header")
+                stage = gr.HTML(elem_id="rc-avatar")  # the avatar: talks while a reply plays
                 image = gr.Image(
                     label="scene",
                     type="filepath",
@@ -148,7 +155,7 @@ def build_page(app: WebApp) -> Blocks:
                         headers=PARTS_COLUMNS, interactive=False, label="prompt tokens, last turn"
                     )
 
-        view = [chat, image, caption, canon, parts]
+        view = [chat, image, caption, canon, parts, stage]
         page.load(
             _shown(app.on_load),
             [state],
@@ -186,6 +193,7 @@ def launch_options(
         "server_port": port,
         "share": share,
         "css": CSS,
+        "head": head_html(),
         "allowed_paths": [str(p) for p in app.served_paths()],
         "auth": credentials.check if credentials else None,
         "auth_message": "rolecast: log in with the user and password the operator gave",
