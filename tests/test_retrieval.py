@@ -139,3 +139,30 @@ def test_no_warning_reaches_the_user_when_chinese_is_segmented() -> None:
         [sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, check=True
     )
     assert "面" in done.stdout and done.stderr == ""
+
+
+def test_each_hit_knows_its_line_closest_to_the_query(embedder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from rolecast.character.model import Line, Scene
+
+    from conftest import make_english_character
+
+    c = make_english_character()
+    c.scenes.append(
+        Scene(
+            "market",
+            "the market",
+            (
+                Line("", "The stalls open at dawn."),  # narration: never the closest line
+                Line("Mia", "Fresh noodles, two coins a bowl!"),
+                Line("Guest", "Is the river high today?"),
+                Line("Mia", "The boats say the water rose by a hand overnight."),
+            ),
+        )
+    )
+    index = load_index(c, embedder, tmp_path)
+    hit = next(h for h in index.search("how high is the river water?", 8) if h.scene.id == "market")
+    assert hit.best_line in (2, 3)
+    noodles = index.search("noodles two coins a bowl", 8)
+    assert next(h for h in noodles if h.scene.id == "market").best_line == 1
+    lexical = index.search("noodles", 8, mode="lexical")
+    assert all(h.best_line is None for h in lexical)  # no cosines: no closest line

@@ -11,8 +11,9 @@ import pytest
 from rolecast.backends.base import LockedLLM
 from rolecast.backends.scripted import ScriptedLLM
 from rolecast.character.package import save_character
-from rolecast.errors import InputError, UnknownNameError
+from rolecast.errors import InputError, RolecastError, UnknownNameError
 from rolecast.web.app import SKIP, WebApp
+from rolecast.web.views import said
 
 from conftest import filler, make_character, make_english_character
 
@@ -38,7 +39,7 @@ def test_load_shows_the_default_character(app: WebApp) -> None:
         None
     )
     assert picked == "xm" and role == "旅人" and "### 小满" in header and "来碗面？" in header
-    assert chat == [] and canon == [] and parts == [] and portrait is None
+    assert chat == [] and canon == "" and parts == [] and portrait is None
     assert stage == ""  # no avatar: no stage
     assert ("小满 (xm)", "xm") in app.characters() and ("Mia (mia)", "mia") in app.characters()
 
@@ -69,8 +70,14 @@ def test_send_streams_views_and_clears_the_box(app: WebApp) -> None:
     views = list(app.on_send("那只黑猫又来偷鱼了！", "旅人", False, state))
     assert len(views) > 2
     box, chat, image, caption, canon, parts, stage = views[-1]
-    assert box == "" and chat[-1] == {"role": "assistant", "content": "煤球又来了？看我的。"}
-    assert canon[0][0] == "s002" and dict(parts)["total"] > 0
+    assert box == "" and chat[-1]["role"] == "assistant"
+    assert said(chat[-1]["content"]) == "煤球又来了？看我的。"
+    assert '<b class="rc-name">小满</b>' in chat[-1]["content"]  # whose it is
+    assert '<b class="rc-name">旅人</b>' in chat[-2]["content"]  # the user's role name
+    # the canon as lines: the first scene sent is s002, its lines shown, one starred
+    assert canon.index('data-scene="s002"') < canon.index('data-scene="s', canon.index("s002") + 5)
+    assert "rc-best" in canon and "sent</span>" in canon and "scores</summary>" in canon
+    assert dict(parts)["total"] > 0
     assert views[0][2:] == (SKIP,) * 5  # while streaming only the chat changes
 
 
@@ -80,9 +87,9 @@ def test_narrator_and_another_role(app: WebApp) -> None:
     list(app.on_send("雨下大了", "旅人", True, state))
     list(app.on_send("我也来一碗", "阿青", False, state))
     chat = app.view(app.tab(state))[0]
-    assert (
-        chat[0]["content"] == "**旁白**: 雨下大了" and chat[2]["content"] == "**阿青**: 我也来一碗"
-    )
+    assert said(chat[0]["content"]) == "雨下大了" and said(chat[2]["content"]) == "我也来一碗"
+    assert "rc-msg-narration" in chat[0]["content"] and ">旁白</b>" in chat[0]["content"]
+    assert '<b class="rc-name">阿青</b>' in chat[2]["content"]
 
 
 def test_refused_messages_raise_before_anything_changes(app: WebApp) -> None:
@@ -108,7 +115,7 @@ def test_switching_character_mid_reply_keeps_both_chats(app: WebApp) -> None:
     scripted(app).enqueue("Hi there, traveller!")
     list(app.on_send("Hello", "Guest", False, state))
     back = app.on_pick("xm", state)
-    assert back[4][0]["content"] == "讲个故事"  # the first chat is still there
+    assert said(back[4][0]["content"]) == "讲个故事"  # the first chat is still there
 
 
 def test_regenerate_swipe_export_and_new(app: WebApp) -> None:
@@ -116,9 +123,9 @@ def test_regenerate_swipe_export_and_new(app: WebApp) -> None:
     scripted(app).enqueue("一号回答。").enqueue("二号回答。")
     list(app.on_send("你好", "旅人", False, state))
     chat = list(app.on_regenerate(state))[-1][1]
-    assert chat[-1]["content"] == "二号回答。\n\n_(2/2)_"
+    assert said(chat[-1]["content"]) == "二号回答。" and "2/2" in chat[-1]["content"]
     chat = app.on_swipe(-1, state)[0]
-    assert chat[-1]["content"] == "一号回答。\n\n_(1/2)_"
+    assert said(chat[-1]["content"]) == "一号回答。" and "1/2" in chat[-1]["content"]
     path = Path(app.on_export("json", state))
     assert json.loads(path.read_text("utf-8"))["messages"][1]["alternatives"] == [
         "一号回答。",
@@ -187,7 +194,8 @@ def test_voice_toggle_speaks_each_reply(app: WebApp) -> None:
     scripted(app).enqueue("小满:「（擦了擦手）煤球又来了？看我的。」")
     views = list(app.on_send("那只黑猫又来偷鱼了！", "旅人", False, state))
     chat = views[-1][1]
-    assert chat[-2] == {"role": "assistant", "content": "（擦了擦手）煤球又来了？看我的。"}
+    assert said(chat[-2]["content"]) == "（擦了擦手）煤球又来了？看我的。"
+    assert '<span class="rc-narr">（擦了擦手）</span>' in chat[-2]["content"]
     first = chat[-1]["content"]["path"]
     audio = read_wav(first)
     assert audio.sample_rate == 22050 and audio.duration > 1.0 and audio.rms() > 0.01
@@ -213,7 +221,7 @@ def test_voice_toggle_speaks_each_reply(app: WebApp) -> None:
     assert app.on_voice(False, state) == "replies are not spoken"
     scripted(app).enqueue("好。")
     chat = list(app.on_send("再来一碗", "旅人", False, state))[-1][1]
-    assert chat[-1] == {"role": "assistant", "content": "好。"}
+    assert said(chat[-1]["content"]) == "好。"
 
 
 def test_a_slow_index_load_holds_up_no_other_character_or_model(
@@ -261,13 +269,22 @@ def test_a_group_scene_from_the_scene_picker(app: WebApp) -> None:
     inner.enqueue("石稳，你说。").enqueue("没什么好说的。")
     list(app.on_send("云舟和石稳，你们怎么看？", "", False, state))
     chat = app.chat_view(app.tab(state))
-    assert [m["content"] for m in chat] == [
+    assert [said(m["content"]) for m in chat] == [
         "云舟和石稳，你们怎么看？",
-        "**云舟**: 石稳，你说。",
-        "**石稳**: 没什么好说的。",
+        "石稳，你说。",
+        "没什么好说的。",
     ]
-    # each answer's canon is its own speaker's
+    # each answer's bubble says whose it is, and its canon panel shows its speaker's scenes
+    assert '<b class="rc-name">云舟</b>' in chat[1]["content"]
+    assert '<b class="rc-name">石稳</b>' in chat[2]["content"]
     tab = app.tab(state)
+    shiwen = tab.scene.sessions["shiwen"].character
+    canon = app.canon_view(tab)
+    assert all(
+        f'data-scene="{row["scene"]}"' in canon and row["scene"] in {s.id for s in shiwen.scenes}
+        for row in tab.messages[2].canon
+        if row["kind"] == "canon"
+    )
     assert tab.messages[1].canon and tab.messages[1].canon[0]["scene"] in {
         s.id for s in tab.scene.sessions["yunzhou"].character.scenes
     }
@@ -285,3 +302,41 @@ def test_a_group_scene_from_the_scene_picker(app: WebApp) -> None:
     assert state["current"] == "xm" and app.tab(state).messages == []
     with pytest.raises(InputError, match="no character 'ghost'"):
         app.on_scene(["ghost"], state)
+
+
+def test_a_card_exported_from_the_page_imports_back_beside_it(app: WebApp, tmp_path: Path) -> None:
+    state = app.on_load(None)[0]
+    app.on_pick("mia", state)
+    card = Path(app.on_export_card(state))
+    assert card.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and card.name == "mia.card.png"
+    assert card.is_relative_to(app.export_dir)  # served, so the page can offer it
+    note, gallery, choices, cid = app.on_import(str(card), state)
+    # mia is taken: the import gets a free id and says so; nothing is written over
+    assert cid == "mia-2" and "imported Mia as mia-2" in note and "'mia' was taken" in note
+    assert ("Mia (mia-2)", "mia-2") in choices and 'data-id="mia-2"' in gallery
+    assert 'class="rc-card rc-current" data-id="mia-2"' in gallery
+    assert any(p.endswith("mia-2/images") for p in app.allowed_paths())
+    app.on_pick("mia-2", state)  # and it can be picked at once
+    assert app.tab(state).character.name == "Mia"
+    # a file that is no character: a clear error, nothing added
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello", "utf-8")
+    with pytest.raises(RolecastError, match="cannot tell the format"):
+        app.on_import(str(bad), state)
+    assert len(app.characters()) == len(choices)
+    with pytest.raises(InputError, match="no file"):
+        app.on_import(None, state)
+
+
+def test_the_gallery_and_the_status_line(app: WebApp) -> None:
+    state = app.on_load(None)[0]
+    gallery = app.gallery_view(state)
+    assert 'data-id="xm"' in gallery and 'data-id="mia"' in gallery
+    assert 'class="rc-card rc-current" data-id="xm"' in gallery
+    assert app.on_gallery_pick("mia|1712") == "mia"
+    import time
+
+    deadline = time.monotonic() + 10
+    while not app.status(state)[1] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert app.status(state) == ("小满 is ready", True)

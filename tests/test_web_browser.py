@@ -131,12 +131,14 @@ def test_pick_send_stream_and_see_the_scene_image(server: str) -> None:
         page.goto(server)
         page.wait_for_selector("#rc-header h3", timeout=30_000)
         # pick the character (it is the default here: pick it again through the list)
+        page.click("#rc-tab-characters-button")
         page.click("#rc-picker input")
         page.get_by_role("option", name="Mia (mia)").click()
         page.wait_for_function(
             "document.querySelector('#rc-header h3')?.innerText === 'Mia'", timeout=10_000
         )
         assert page.input_value("#rc-role input, #rc-role textarea") == "Guest"
+        page.click("#rc-tab-scene-button")
         assert page.query_selector("#rc-image img") is not None  # the portrait
 
         page.fill("#rc-text textarea", "Coal! Drop that fish right now!")
@@ -153,8 +155,8 @@ def test_pick_send_stream_and_see_the_scene_image(server: str) -> None:
             "#rc-caption"
         )
         assert page.input_value("#rc-text textarea") == ""  # the box was emptied
-        canon = page.inner_text("#rc-canon")  # the canon behind the reply, with its scores
-        assert "cat" in canon and "dense" in canon
+        canon = page.inner_text("#rc-canon")  # the canon behind the reply, as its lines
+        assert "canon behind this reply" in canon and "Coal! Drop that fish" in canon
 
         # a refused message: the notice shows and nothing is lost
         page.fill("#rc-text textarea", "x" * 2500)

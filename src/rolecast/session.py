@@ -251,6 +251,7 @@ class TurnReport:
     raw: str = ""  # what the model wrote, before clean-up (the last try's)
     tries: int = 0
     exclude: frozenset[str] = frozenset()  # scene ids kept out of retrieval
+    lore: tuple[Scene, ...] = ()  # the lore entries the turn triggered, as scenes
 
 
 def other_speakers(character: Character, limit: int = STOP_SPEAKERS) -> list[str]:
@@ -579,9 +580,10 @@ class Session:
             hits = sorted(hits, key=lambda h: not self._with_others(h.scene))
         assert self.budget is not None and self.counter is not None
         recent = [text, *(t.text for t in self.history[-SCAN_TURNS:])]
+        lore = tuple(lore_scenes(self.character, recent))
         assembly = assemble(
             self.character,
-            [*lore_scenes(self.character, recent), *(h.scene for h in hits)],
+            [*lore, *(h.scene for h in hits)],
             self.history,
             line,
             self.budget,
@@ -589,7 +591,7 @@ class Session:
             self.order,
             memory=self._memory_view(text),
         )
-        return TurnReport(line, assembly, hits, exclude=frozenset(exclude))
+        return TurnReport(line, assembly, hits, exclude=frozenset(exclude), lore=lore)
 
     def _memory_view(self, text: str) -> MemoryView | None:
         if self.memory is None:

@@ -26,6 +26,7 @@ class Hit:
     score: float  # the score ranked on: fused RRF score, cosine or BM25 depending on mode
     dense: float  # best cosine between the query and a line of the scene
     lexical: float  # BM25 score of the scene
+    best_line: int | None = None  # the index in scene.lines of that closest line (dense only)
 
 
 def dense_units(character: Character) -> tuple[list[str], list[int]]:
@@ -80,6 +81,19 @@ class CanonIndex:
         # units are grouped by scene in order, so a scene's best line is one reduceat away
         self._starts = np.searchsorted(unit_scene, np.arange(n)) if n else np.zeros(0, np.int64)
         self._ids = {s.id: i for i, s in enumerate(character.scenes)}
+        # each unit's line in its scene (as dense_units makes them; -1: a scene's title unit)
+        self._unit_line: list[int] = []
+        for scene in character.scenes:
+            spoken = [
+                j for j, ln in enumerate(scene.lines) if not character.is_narrator(ln.speaker)
+            ]
+            self._unit_line.extend(spoken or [-1])
+
+    def _unit_sims(self, query: str) -> np.ndarray:
+        query_vector = self.embedder.embed_query(query)
+        with single_threaded_blas():
+            sims: np.ndarray = self.vectors @ query_vector
+        return sims
 
     def __len__(self) -> int:
         return len(self.character.scenes)
@@ -87,10 +101,16 @@ class CanonIndex:
     def dense_scores(self, query: str) -> np.ndarray:
         if not len(self):
             return np.zeros(0, dtype=np.float32)
-        query_vector = self.embedder.embed_query(query)
-        with single_threaded_blas():
-            sims = self.vectors @ query_vector
-        return np.maximum.reduceat(sims, self._starts)
+        return np.maximum.reduceat(self._unit_sims(query), self._starts)
+
+    def _best_line(self, sims: np.ndarray | None, i: int) -> int | None:
+        """The line of scene ``i`` closest to the query, by the units' cosines."""
+        if sims is None or len(self._unit_line) != len(sims):
+            return None
+        start = int(self._starts[i])
+        end = int(self._starts[i + 1]) if i + 1 < len(self._starts) else len(sims)
+        line = self._unit_line[start + int(np.argmax(sims[start:end]))]
+        return line if line >= 0 else None
 
     def search(
         self,
@@ -104,7 +124,8 @@ class CanonIndex:
             raise ValueError(f"unknown retrieval mode {mode!r}; known modes: {', '.join(MODES)}")
         if not len(self) or k <= 0:
             return []
-        dense = self.dense_scores(query) if mode != "lexical" else np.zeros(len(self))
+        sims = self._unit_sims(query) if mode != "lexical" else None
+        dense = np.maximum.reduceat(sims, self._starts) if sims is not None else np.zeros(len(self))
         lexical = (
             self.lexical.scores(query)
             if self.lexical is not None and mode != "dense"
@@ -124,4 +145,13 @@ class CanonIndex:
         take = min(k, len(self) - sum(1 for s in exclude if s in self._ids))
         top = np.argsort(-fused, kind="stable")[: max(take, 0)]
         scenes = self.character.scenes
-        return [Hit(scenes[i], float(fused[i]), float(dense[i]), float(lexical[i])) for i in top]
+        return [
+            Hit(
+                scenes[i],
+                float(fused[i]),
+                float(dense[i]),
+                float(lexical[i]),
+                self._best_line(sims, i),
+            )
+            for i in top
+        ]

@@ -24,6 +24,7 @@ from ..character import store
 from ..character.package import IMAGES, load_character
 from ..character.personality import FACTORS, format_dials, parse_level
 from ..errors import InputError, RolecastError
+from ..files import write_atomic
 from ..prompt.assemble import Budget
 from ..resources import ResourceCache
 from ..retrieval.hybrid import CanonIndex
@@ -31,7 +32,8 @@ from ..retrieval.images import SceneImages
 from ..retrieval.index import load_index
 from .access import ModelPolicy
 from .chat import ChatMessage, ChatTab
-from .stage import stage_html, static_dir
+from .stage import file_url, stage_html, static_dir
+from .views import Card, bubble_html, canon_html, gallery_html
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,9 @@ class WebApp:
         self._speakers: ResourceCache[tuple[str, str, str | None], tuple[Any, threading.Lock]]
         self._speakers = ResourceCache()
         self._audio_dir: Path | None = None
+        self._export_dir: Path | None = None
+        self._allowed: list[str] | None = None
+        self._warming: dict[str, tuple[str, float]] = {}  # character -> (what is done, since)
         # every chat is saved in the server's store, opened with the first tab (save=False: none)
         self.save = save
         self._chats: Any = None
@@ -131,6 +136,9 @@ class WebApp:
         ).start()
 
     def _load_quietly(self, tab: ChatTab | None) -> None:
+        key = tab.key if tab is not None else ""
+        if self._warming.get(key, ("",))[0] != "ready":
+            self._warming[key] = ("loading the model", time.monotonic())
         try:
             if tab is None:
                 self.llm()
@@ -138,6 +146,22 @@ class WebApp:
                 tab.session.warm()  # loads the tab's model first
         except RolecastError as exc:  # shown again, to the user, on the first message
             log.warning("could not load the model: %s", exc)
+            self._warming[key] = (f"the model could not be loaded: {exc}", time.monotonic())
+            return
+        self._warming[key] = ("ready", time.monotonic())
+
+    def status(self, state: dict[str, Any]) -> tuple[str, bool]:
+        """What the page is doing for the tab on show, and whether it is done: the model
+        loading (with the seconds so far), then ready."""
+        tab = state.get("tabs", {}).get(state.get("current"))
+        key = tab.key if tab is not None else ""
+        what, since = self._warming.get(key, ("loading the model", time.monotonic()))
+        name = tab.character.name if tab is not None and not tab.group else "the scene"
+        if what == "ready":
+            return f"{name} is ready", True
+        if what.startswith("the model could not"):
+            return what, True
+        return f"{what} for {name}… {time.monotonic() - since:.0f} s", False
 
     @property
     def audio_dir(self) -> Path:
@@ -154,8 +178,22 @@ class WebApp:
             *(p / IMAGES for p in dirs),
             *(p / AVATAR for p in dirs),
             self.audio_dir,
+            self.export_dir,
             static_dir(),  # the avatar's renderer (vrm.js)
         ]
+
+    def allowed_paths(self) -> list[str]:
+        """The list the page's file route checks, kept by this app: a character imported from
+        the page adds its folders to it, so its pictures show without a restart."""
+        if self._allowed is None:
+            self._allowed = [str(p) for p in self.served_paths()]
+        return self._allowed
+
+    @property
+    def export_dir(self) -> Path:
+        if self._export_dir is None:
+            self._export_dir = Path(tempfile.mkdtemp(prefix="rolecast-export-"))
+        return self._export_dir
 
     def speaker(self, state: dict[str, Any], cid: str) -> tuple[Any, threading.Lock]:
         """The character's voice, translating with the tab's chat model where needed."""
@@ -200,16 +238,18 @@ class WebApp:
     # ------------------------------------------------------------ views
 
     @staticmethod
-    def chat_view(tab: ChatTab) -> list[dict[str, str]]:
+    def chat_view(tab: ChatTab) -> list[dict[str, Any]]:
+        """The chat's messages, each a bubble saying whose it is (name and face; the user's
+        role name; narration apart), the scene frame a reply matched under it, and an audio
+        player after a spoken reply."""
         out: list[dict[str, Any]] = []
+        narrators = {*tab.character.narrators, "旁白"}
         for i, m in enumerate(tab.messages):
             if m.role == "user":
-                prefix = "" if m.speaker == tab.character.user_role else f"**{m.speaker}**: "
-                out.append({"role": "user", "content": prefix + m.text})
+                kind = "narration" if m.speaker in narrators else "user"
+                content = bubble_html(m.speaker, None, m.text, kind)
+                out.append({"role": "user", "content": content})
                 continue
-            content = m.text or "…"
-            if tab.group:  # several characters answer: each message says whose it is
-                content = f"**{m.speaker}**: {content}"
             notes = []
             if len(m.alternatives) > 1 and i == len(tab.messages) - 1:
                 notes.append(f"{m.choice + 1}/{len(m.alternatives)}")
@@ -217,8 +257,12 @@ class WebApp:
                 notes.append("stopped")
             if m.notice:
                 notes.append(m.notice)
-            if notes:
-                content += "\n\n_(" + "; ".join(notes) + ")_"
+            face = tab.face(m.speaker)
+            frame = file_url(m.image) if m.image else None
+            caption = Path(m.image).stem if m.image else ""
+            content = bubble_html(
+                m.speaker, file_url(face) if face else None, m.text, "reply", frame, caption, notes
+            )
             out.append({"role": "assistant", "content": content})
             if m.audio_file:  # an audio player under the reply
                 out.append({"role": "assistant", "content": {"path": m.audio_file}})
@@ -234,14 +278,28 @@ class WebApp:
         last = _last_reply(tab)
         return [[k, v] for k, v in last.parts.items()] if last else []
 
+    @staticmethod
+    def canon_view(tab: ChatTab) -> str:
+        """The canon behind the last reply, as lines (HTML; "" before any reply)."""
+        last = _last_reply(tab)
+        if last is None:
+            return ""
+        character = tab.character
+        if tab.group:  # each answer's canon is its speaker's
+            character = next(
+                (s.character for s in tab.sessions if s.character.name == last.speaker),  # type: ignore[attr-defined]
+                character,
+            )
+        return canon_html(last.canon, character)
+
     def view(self, tab: ChatTab) -> Outputs:
-        """chat, image, caption, canon rows, parts rows, the avatar's stage."""
+        """chat, image, caption, canon (lines), parts rows, the avatar's stage."""
         image, caption = tab.shown_image()
         return (
             self.chat_view(tab),
             image,
             caption,
-            self.canon_rows(tab),
+            self.canon_view(tab),
             self.parts_rows(tab),
             self.stage(tab),
         )
@@ -387,10 +445,86 @@ class WebApp:
         if not tab.messages:
             raise InputError("nothing to export yet")
         text = tab.export_json() if kind == "json" else tab.export_markdown()
-        folder = Path(tempfile.mkdtemp(prefix="rolecast-export-"))
+        folder = Path(tempfile.mkdtemp(dir=self.export_dir))
         path = folder / f"{tab.character.id}-chat.{'json' if kind == 'json' else 'md'}"
         path.write_text(text, encoding="utf-8")
         return str(path)
+
+    # ------------------------------------------------------------ the gallery
+
+    def cards(self) -> list[Card]:
+        """Every installed character as a gallery card, in the picker's order."""
+        out = []
+        for cid, path in store.package_dirs().items():
+            try:
+                c = load_character(path)
+            except RolecastError:
+                continue  # logged by characters()
+            picture = ChatTab.portrait_of(c)
+            out.append(
+                Card(
+                    cid,
+                    c.name,
+                    c.source,
+                    c.greetings[0] if c.greetings else c.description,
+                    file_url(picture) if picture else None,
+                )
+            )
+        return out
+
+    def gallery_view(self, state: dict[str, Any] | None = None) -> str:
+        current = (state or {}).get("base") or self.default
+        return gallery_html(self.cards(), current)
+
+    @staticmethod
+    def on_gallery_pick(value: str) -> str:
+        """A card clicked: its id (the page's script sends "ID|nonce", so a second click on
+        the same card is still an event); the picker takes it from here."""
+        return (value or "").split("|", 1)[0]
+
+    def on_import(self, path: str | None, state: dict[str, Any]) -> tuple[str, str, list[Any], str]:
+        """A file dropped on the page: a character card (PNG, JSON, CHARX) or a ChatHaruhi role
+        (zip, jsonl), read by the same importers as ``rolecast import``. Saved as a new
+        character (under a free id when its own is taken), never over another. Returns the
+        notice, the gallery, the picker's choices and the new id (the picker shows it)."""
+        from ..character.package import save_character
+        from ..formats.detect import import_source
+
+        if not path:
+            raise InputError("no file was dropped")
+        result = import_source(str(path), cid=None)
+        c = result.character
+        base, n = c.id, 2
+        while c.id in store.package_dirs() or c.id == self.default:
+            c.id, n = f"{base}-{n}", n + 1
+        dest = store.user_package_path(c.id)
+        save_character(c, dest, images=result.images)
+        for folder in (dest / IMAGES, dest / AVATAR):  # its pictures show from now on
+            if str(folder) not in self.allowed_paths():
+                self.allowed_paths().append(str(folder))
+        notes = [f"imported {c.name} as {c.id}: {len(c.scenes)} scenes"]
+        if c.id != base:
+            notes.append(f"{base!r} was taken")
+        notes += [str(w) for w in result.warnings][:3]
+        if result.problems:
+            notes.append(f"{len(result.problems)} lines skipped")
+        state["base"] = c.id
+        return "; ".join(notes), self.gallery_view(state), self.characters(), c.id
+
+    def on_export_card(self, state: dict[str, Any]) -> str:
+        """The character on show as a character card (PNG with the card inside, as other
+        role-play apps read it); the path of the file to download."""
+        from ..character.package import package_root
+        from ..formats.detect import export_bytes
+
+        tab = self.tab(state)
+        if tab.group:
+            raise InputError("pick one character to export, not a scene")
+        c = tab.character
+        root = package_root(c)
+        data = export_bytes(c, "card-png", root / IMAGES if root else None)
+        folder = Path(tempfile.mkdtemp(dir=self.export_dir))
+        return str(write_atomic(folder / f"{c.id}.card.png", data))
 
     def on_settings(
         self,

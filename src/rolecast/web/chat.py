@@ -150,6 +150,13 @@ class ChatTab:
     def avatar(self) -> Avatar | None:
         return self.avatar_of(self.character)
 
+    def face(self, speaker: str) -> str | None:
+        """The picture beside a reply's bubble: the character's (an avatar's still, or its
+        portrait); None for anyone else."""
+        return (
+            self.portrait() if speaker in (self.character.name, *self.character.aliases) else None
+        )
+
     def greeting(self) -> str:
         return self.character.greetings[0] if self.character.greetings else ""
 
@@ -164,7 +171,7 @@ class ChatTab:
         if self.avatar() is not None:
             return None, ""
         portrait = self.portrait()
-        return portrait, self.character.name if portrait else "no picture for this character"
+        return portrait, self.character.name if portrait else ""
 
     def last_audio(self) -> str | None:
         """The WAV of the last reply as shown, where it was spoken."""
@@ -380,23 +387,42 @@ class ChatTab:
 
     @staticmethod
     def canon_of(report: Any, history: list[Turn]) -> list[dict[str, Any]]:
-        """The canon panel's rows for a reply: the scenes retrieved (sent or not), then the
-        earlier turns of the conversation the memory brought back."""
+        """The canon panel's rows for a reply: the scenes retrieved (sent or not, each with its
+        line closest to the user's), the lore entries the turn triggered, then the earlier
+        turns of the conversation the memory brought back."""
+        sent = set(report.assembly.scene_ids)
         rows = [
             {
+                "kind": "canon",
                 "scene": h.scene.id,
                 "title": h.scene.title,
                 "score": round(h.score, 4),
                 "dense": round(h.dense, 3),
                 "bm25": round(h.lexical, 2),
-                "sent": h.scene.id in report.assembly.scene_ids,
+                "sent": h.scene.id in sent,
+                "best_line": h.best_line,
             }
             for h in report.hits
         ]
+        rows += [
+            {
+                "kind": "lore",
+                "scene": scene.id,
+                "title": scene.title or "lore",
+                "text": " ".join(ln.text for ln in scene.lines),
+                "score": None,
+                "dense": None,
+                "bm25": None,
+                "sent": scene.id in sent,
+            }
+            for scene in getattr(report, "lore", ())
+        ]
         return rows + [
             {
+                "kind": "memory",
                 "scene": f"memory {i + 1}",
                 "title": f"from memory: {history[i].speaker}: {history[i].text}",
+                "text": f"{history[i].speaker}: {history[i].text}",
                 "score": None,
                 "dense": None,
                 "bm25": None,

@@ -95,6 +95,12 @@ class GroupTab:
     def greeting(self) -> str:
         return ""
 
+    def face(self, speaker: str) -> str | None:
+        for s in self.sessions:
+            if speaker in (s.character.name, *s.character.aliases):
+                return ChatTab.portrait_of(s.character)
+        return None
+
     def avatar(self) -> None:
         return None  # a scene's voices are several: no one talks on the stage (yet)
 

@@ -10,22 +10,17 @@ from typing import TYPE_CHECKING, Any
 from ..character.personality import FACTORS, NAMES_EN
 from ..errors import MissingDependencyError, RolecastError
 from .access import Credentials, check_exposure
-from .app import CANON_COLUMNS, PARTS_COLUMNS, SKIP, WebApp
+from .app import PARTS_COLUMNS, SKIP, WebApp
 from .stage import CSS as STAGE_CSS
-from .stage import head_html
+from .stage import head_html, static_dir
 
 if TYPE_CHECKING:
     from gradio import Blocks
     from gradio.routes import App
 
-CSS = (
-    """
-#rc-image img { object-fit: contain; }
-#rc-image:not(:has(img)) { display: none; }
-#rc-chat { min-height: 420px; }
-"""
-    + STAGE_CSS
-)
+
+def page_css() -> str:
+    return (static_dir() / "page.css").read_text(encoding="utf-8") + STAGE_CSS
 
 
 def _gradio() -> ModuleType:
@@ -74,94 +69,151 @@ def _is_generator(fn: Callable[..., Any]) -> bool:
 
 
 def build_page(app: WebApp) -> Blocks:
+    """Chat on the left; on the right, tabs: the scene (the character, its avatar or frame,
+    and the canon behind the last reply as lines), the characters (a gallery to pick from,
+    import and export) and the settings. On a phone the right side comes under the chat."""
     gr = _gradio()
     page: Blocks
     with gr.Blocks(title="rolecast") as page:
         state = gr.State({})  # one dict per browser tab (Gradio copies it per session)
-        with gr.Row():
-            with gr.Column(scale=3):
-                chat = gr.Chatbot(elem_id="rc-chat", height=480, label="chat")
+        with gr.Row(elem_id="rc-bar"):
+            status = gr.Markdown("loading…", elem_id="rc-status")
+            # the dark theme's switch (ui.js; remembered in the browser)
+            gr.Button("◐", elem_id="rc-theme", scale=0, min_width=40, size="sm")
+        with gr.Row(elem_id="rc-main", equal_height=False):
+            with gr.Column(scale=3, min_width=300, elem_id="rc-left"):
+                chat = gr.Chatbot(
+                    elem_id="rc-chat",
+                    height=480,
+                    label="chat",
+                    show_label=False,
+                    group_consecutive_messages=False,
+                    buttons=["copy"],
+                )
                 text = gr.Textbox(
-                    placeholder="say something (Enter to send)",
+                    placeholder="say something (Enter sends, Shift+Enter a new line, Esc stops)",
                     label="your line",
+                    show_label=False,
+                    lines=1,
+                    max_lines=6,
                     elem_id="rc-text",
                 )
-                with gr.Row():
-                    role = gr.Textbox(label="you speak as", scale=2, elem_id="rc-role")
-                    narrator = gr.Checkbox(label="narrate (旁白)", scale=1, elem_id="rc-narrator")
-                with gr.Row():
-                    send = gr.Button("Send", variant="primary", elem_id="rc-send")
-                    stop = gr.Button("Stop", variant="stop", elem_id="rc-stop")
-                    regen = gr.Button("Regenerate", elem_id="rc-regen")
+                with gr.Row(elem_id="rc-buttons"):
+                    send = gr.Button("Send", variant="primary", elem_id="rc-send", min_width=60)
+                    stop = gr.Button("Stop", variant="stop", elem_id="rc-stop", min_width=60)
+                    regen = gr.Button("↻", elem_id="rc-regen", min_width=40)
                     prev = gr.Button("◀", elem_id="rc-prev", min_width=40)
                     nxt = gr.Button("▶", elem_id="rc-next", min_width=40)
                 with gr.Row():
-                    edit = gr.Button("Edit last (send the box instead)", elem_id="rc-edit")
-                    new = gr.Button("New chat", elem_id="rc-new")
-                    export_json = gr.Button("Export JSON", elem_id="rc-export-json")
-                    export_md = gr.Button("Export Markdown", elem_id="rc-export-md")
-                with gr.Row():
+                    role = gr.Textbox(label="you speak as", scale=2, elem_id="rc-role")
+                    narrator = gr.Checkbox(label="narrate (旁白)", scale=1, elem_id="rc-narrator")
                     voice = gr.Checkbox(label="speak replies", scale=1, elem_id="rc-voice")
-                    voice_status = gr.Markdown(elem_id="rc-voice-status")
-                exported = gr.File(label="exported chat", visible=True, elem_id="rc-file")
-            with gr.Column(scale=2):
-                picker = gr.Dropdown(
-                    choices=app.characters(), label="character", elem_id="rc-picker"
-                )
-                others = gr.Dropdown(
-                    choices=app.characters(),
-                    multiselect=True,
-                    label="scene with (a group chat: pick others to join)",
-                    elem_id="rc-others",
-                )
-                header = gr.Markdown(elem_id="rc-header")
-                stage = gr.HTML(elem_id="rc-avatar")  # the avatar: talks while a reply plays
-                image = gr.Image(
-                    label="scene",
-                    type="filepath",
-                    interactive=False,
-                    height=320,
-                    elem_id="rc-image",
-                )
-                caption = gr.Markdown(elem_id="rc-caption")
-                with gr.Accordion("canon behind this reply", open=True):
-                    canon = gr.Dataframe(
-                        headers=CANON_COLUMNS, interactive=False, wrap=True, elem_id="rc-canon"
-                    )
-                with gr.Accordion("settings", open=False):
-                    backend = gr.Textbox(label="backend", value=app.backend)
-                    model = gr.Textbox(
-                        label="model",
-                        value=app.model or "",
-                        info="one of: " + ", ".join(app.models.names()),
-                    )
-                    canon_budget = gr.Number(label="canon budget (tokens)", value=1500)
-                    history_budget = gr.Number(label="history budget (tokens)", value=1200)
-                    sliders = [
-                        gr.Slider(
-                            0,
-                            5,
-                            value=0,
-                            step=1,
-                            label=f"{NAMES_EN[f]} ({f})",
-                            info="0: the character's own; 1 low to 5 high",
-                            elem_id=f"rc-trait-{f}",
+                voice_status = gr.Markdown(elem_id="rc-voice-status")
+                with gr.Accordion("more", open=False, elem_id="rc-more"):
+                    with gr.Row():
+                        edit = gr.Button("Edit last (send the box instead)", elem_id="rc-edit")
+                        new = gr.Button("New chat", elem_id="rc-new")
+                        export_json = gr.Button("Export JSON", elem_id="rc-export-json")
+                        export_md = gr.Button("Export Markdown", elem_id="rc-export-md")
+                exported = gr.File(label="exported", visible=False, elem_id="rc-file")
+            with gr.Column(scale=2, min_width=300, elem_id="rc-side"):
+                with gr.Tabs(elem_id="rc-tabs"):
+                    with gr.Tab("Scene", elem_id="rc-tab-scene"):
+                        header = gr.Markdown(elem_id="rc-header")
+                        stage = gr.HTML(elem_id="rc-avatar")  # the avatar, talking
+                        image = gr.Image(
+                            label="scene",
+                            show_label=False,
+                            type="filepath",
+                            interactive=False,
+                            height=300,
+                            elem_id="rc-image",
                         )
-                        for f in FACTORS
-                    ]
-                    apply = gr.Button("Apply", elem_id="rc-apply")
-                    applied = gr.Markdown()
-                    parts = gr.Dataframe(
-                        headers=PARTS_COLUMNS, interactive=False, label="prompt tokens, last turn"
-                    )
+                        caption = gr.Markdown(elem_id="rc-caption")
+                        canon = gr.HTML(elem_id="rc-canon")
+                        with gr.Accordion("prompt tokens, last turn", open=False):
+                            parts = gr.Dataframe(
+                                headers=PARTS_COLUMNS, interactive=False, elem_id="rc-parts"
+                            )
+                    with gr.Tab("Characters", elem_id="rc-tab-characters"):
+                        gr.Textbox(  # filtered in the page (ui.js): no round trip
+                            placeholder="search by name, source or greeting",
+                            show_label=False,
+                            elem_id="rc-search",
+                        )
+                        gallery = gr.HTML(elem_id="rc-gallery")
+                        pick = gr.Textbox(elem_id="rc-pick", elem_classes=["rc-hidden"])
+                        picker = gr.Dropdown(
+                            choices=app.characters(), label="character", elem_id="rc-picker"
+                        )
+                        others = gr.Dropdown(
+                            choices=app.characters(),
+                            multiselect=True,
+                            label="scene with (a group chat: pick others to join)",
+                            elem_id="rc-others",
+                        )
+                        imported = gr.File(
+                            label="import: drop a character card (PNG, JSON, CHARX) or a "
+                            "ChatHaruhi role (zip, jsonl) anywhere on the page",
+                            file_types=[".png", ".json", ".charx", ".zip", ".jsonl"],
+                            elem_id="rc-import",
+                        )
+                        import_status = gr.Markdown(elem_id="rc-import-status")
+                        export_card = gr.Button("Export as a card (PNG)", elem_id="rc-export-card")
+                        card_file = gr.File(visible=False, elem_id="rc-card-file")
+                    with gr.Tab("Settings", elem_id="rc-tab-settings"):
+                        backend = gr.Textbox(label="backend", value=app.backend)
+                        model = gr.Textbox(
+                            label="model",
+                            value=app.model or "",
+                            info="one of: " + ", ".join(app.models.names()),
+                        )
+                        canon_budget = gr.Number(label="canon budget (tokens)", value=1500)
+                        history_budget = gr.Number(label="history budget (tokens)", value=1200)
+                        sliders = [
+                            gr.Slider(
+                                0,
+                                5,
+                                value=0,
+                                step=1,
+                                label=f"{NAMES_EN[f]} ({f})",
+                                info="0: the character's own; 1 low to 5 high",
+                                elem_id=f"rc-trait-{f}",
+                            )
+                            for f in FACTORS
+                        ]
+                        apply = gr.Button("Apply", elem_id="rc-apply")
+                        applied = gr.Markdown()
+        timer = gr.Timer(0.5)
+
+        def show_status(st: dict[str, Any]) -> tuple[str, Any]:
+            text, done = app.status(st)
+            return text, gr.Timer(active=not done)
+
+        def shown_file(fn: Callable[..., str]) -> Callable[..., Any]:
+            return lambda *args: gr.File(value=fn(*args), visible=True)
+
+        def on_import(path: str | None, st: dict[str, Any]) -> tuple[Any, ...]:
+            note, cards, choices, cid = app.on_import(path, st)
+            return (
+                note,
+                cards,
+                gr.Dropdown(choices=choices, value=cid),
+                gr.Dropdown(choices=choices),
+                None,
+            )
 
         view = [chat, image, caption, canon, parts, stage]
         page.load(
             _shown(app.on_load),
             [state],
             [state, picker, image, header, role, *view],
-        )
-        picker.change(_shown(app.on_pick), [picker, state], [state, image, header, role, *view])
+        ).then(app.gallery_view, [state], gallery)
+        timer.tick(show_status, [state], [status, timer], queue=False, show_progress="hidden")
+        picker.change(
+            _shown(app.on_pick), [picker, state], [state, image, header, role, *view]
+        ).then(app.gallery_view, [state], gallery).then(lambda: gr.Timer(active=True), None, timer)
+        pick.input(app.on_gallery_pick, [pick], [picker], queue=False)
         others.change(_shown(app.on_scene), [others, state], [state, image, header, role, *view])
         for trigger in (send.click, text.submit):
             trigger(_shown(app.on_send), [text, role, narrator, state], [text, *view])
@@ -172,8 +224,16 @@ def build_page(app: WebApp) -> Blocks:
         nxt.click(_shown(functools.partial(app.on_swipe, 1)), [state], view)
         new.click(_shown(app.on_new), [state], view, queue=False)
         voice.change(_shown(app.on_voice), [voice, state], voice_status)
-        export_json.click(_shown(functools.partial(app.on_export, "json")), [state], exported)
-        export_md.click(_shown(functools.partial(app.on_export, "md")), [state], exported)
+        export_json.click(
+            _shown(shown_file(functools.partial(app.on_export, "json"))), [state], exported
+        )
+        export_md.click(
+            _shown(shown_file(functools.partial(app.on_export, "md"))), [state], exported
+        )
+        imported.upload(
+            _shown(on_import), [imported, state], [import_status, gallery, picker, others, imported]
+        )
+        export_card.click(_shown(shown_file(app.on_export_card)), [state], card_file)
         apply.click(
             _shown(app.on_settings),
             [backend, model, canon_budget, history_budget, *sliders, state],
@@ -192,9 +252,9 @@ def launch_options(
         "server_name": host,
         "server_port": port,
         "share": share,
-        "css": CSS,
+        "css": page_css(),
         "head": head_html(),
-        "allowed_paths": [str(p) for p in app.served_paths()],
+        "allowed_paths": app.allowed_paths(),  # the app's own list: imports add to it
         "auth": credentials.check if credentials else None,
         "auth_message": "rolecast: log in with the user and password the operator gave",
     }

@@ -50,9 +50,10 @@ def timeline_path(wav: Path | str) -> Path:
 
 
 def head_html() -> str:
-    """What the page's <head> gets: the avatar's script (inline, so it needs no route)."""
-    script = (static_dir() / "avatar.js").read_text(encoding="utf-8")
-    return f"<script>{script}</script>"
+    """What the page's <head> gets: the avatar's and the page's scripts (inline, so they need
+    no route)."""
+    scripts = [(static_dir() / name).read_text(encoding="utf-8") for name in ("avatar.js", "ui.js")]
+    return "".join(f"<script>{s}</script>" for s in scripts)
 
 
 def stage_html(avatar: Avatar | None, audio_dir: Path, say: str | None = None) -> str:
