@@ -120,6 +120,7 @@ SHOWN_AFTER_CLICK = """([button, line]) => new Promise(resolve => {
     if (done()) { obs.disconnect(); resolve(performance.now() - t0); }
   });
   obs.observe(chat, {subtree: true, childList: true, characterData: true});
+  setTimeout(() => { obs.disconnect(); resolve(-1); }, 20000);  // never shown: reported
   document.querySelector(button).click();
 })"""
 
@@ -166,6 +167,10 @@ def in_browser(turns: int, home: str) -> dict[str, float]:
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/")
             page.wait_for_selector("#rc-header h3", timeout=60_000)
+            if page.query_selector("#rc-new") is None:  # New chat folded under "more"
+                page.click("#rc-more >> text=more")
+                page.wait_for_selector("#rc-new", timeout=10_000)
+            missed = 0
             for i in range(turns):
                 line = f"{LINES[i % len(LINES)]} {i}"
                 t = time.perf_counter()
@@ -173,11 +178,24 @@ def in_browser(turns: int, home: str) -> dict[str, float]:
                 lib.append(time.perf_counter() - t)
                 session.history.clear()
                 page.fill("#rc-text textarea", line)
-                ui.append(page.evaluate(SHOWN_AFTER_CLICK, ["#rc-send", line]) / 1000)
+                shown = page.evaluate(SHOWN_AFTER_CLICK, ["#rc-send", line])
+                if shown < 0:
+                    missed += 1
+                    said = page.inner_text("#rc-chat")[-200:]
+                    print(
+                        f"(turn {i}: {line!r} was not shown in 20 s; the chat: {said!r})",
+                        file=sys.stderr,
+                    )
+                else:
+                    ui.append(shown / 1000)
                 floor.append(page.evaluate(SHOWN_AFTER_CLICK, ["#rc-new", None]) / 1000)
+                # the turn's event may still be finishing (memory, saving): a Send clicked
+                # before it ends is ignored by Gradio (one submission at a time), so wait
+                page.wait_for_timeout(300)
             browser.close()
         out = _summary(lib, ui)
         out["new_chat_ms"] = statistics.median(floor) * 1000
+        out["missed"] = missed
         return out
     finally:
         proc.terminate()

@@ -340,3 +340,56 @@ def test_the_gallery_and_the_status_line(app: WebApp) -> None:
     while not app.status(state)[1] and time.monotonic() < deadline:
         time.sleep(0.05)
     assert app.status(state) == ("小满 is ready", True)
+
+
+def test_a_reloaded_page_goes_on_with_the_chat_its_browser_had(app: WebApp) -> None:
+    state = app.on_load(None)[0]
+    scripted(app).enqueue("小满:「八文一碗。」")
+    list(app.on_send("面多少钱？", "旅人", False, state))
+    kept = app.remembered(state, None)
+    sid = app.tab(state).session_id
+    assert sid and kept == {"chats": {"xm": sid}}
+    # a reload: a new page state, the browser's memory given back
+    again = app.on_load(None, kept)
+    chat = again[5]
+    assert [said(m["content"]) for m in chat] == ["面多少钱？", "八文一碗。"]
+    tab = app.tab(again[0])
+    assert tab.session_id == sid and tab.saved == 2
+    scripted(app).enqueue("小满:「不讲价。」")
+    list(app.on_send("便宜点？", "旅人", False, again[0]))
+    sent = scripted(app).requests[-1][0]
+    assert any("面多少钱" in m["content"] for m in sent)  # the history went on
+    assert len(app.chats().load(sid).history) == 4  # and the same chat was saved on
+    # a chat id that is gone, or another character's, starts fresh
+    fresh = app.on_load(None, {"chats": {"xm": "nope"}})
+    assert fresh[5] == []
+    app.on_new(again[0])
+    assert app.remembered(again[0], kept) == {"chats": {}}
+
+
+def test_the_browser_secret_is_made_once_and_kept_private(rolecast_home: Path) -> None:
+    first = WebApp.browser_secret()
+    assert len(first) == 64 and WebApp.browser_secret() == first
+    path = rolecast_home / "web-secret"
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.write_text("short", "ascii")  # a damaged one is made again
+    assert WebApp.browser_secret() not in (first, "short")
+
+
+def test_new_chat_clicked_as_a_reply_ends_waits_for_it(app: WebApp) -> None:
+    import threading
+
+    state = app.on_load(None)[0]
+    scripted(app).enqueue("小满:「汤刚滚，面刚醒，坐下先喝口热的。」")
+    views = app.on_send("来碗面", "旅人", False, state)
+    next(views)  # the reply is coming
+    cleared = threading.Thread(target=app.on_new, args=(state,))
+    cleared.start()
+    rest = list(views)  # the turn ends cleanly (it used to fail on a cleared session)
+    cleared.join(10)
+    assert not cleared.is_alive() and rest
+    tab = app.tab(state)
+    assert tab.messages == [] and tab.session.history == [] and tab.session.last is None
+    scripted(app).enqueue("小满:「好。」")
+    list(app.on_send("再来", "旅人", False, state))  # and the next chat works
+    assert [said(m["content"]) for m in app.chat_view(tab)] == ["再来", "好。"]

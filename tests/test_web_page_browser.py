@@ -118,6 +118,8 @@ def test_desktop_gallery_bubbles_canon_lines_inline_frame_drop_and_keys(server: 
         page.reload()
         page.wait_for_selector("#rc-header h3", timeout=30_000)
         assert page.evaluate("document.body.classList.contains('dark')")
+        # the reload goes on with the chat this browser had with Mia
+        page.wait_for_selector("#rc-chat .rc-msg-reply >> text=Drop that fish", timeout=10_000)
         page.screenshot(path=str(ARTIFACTS / "page-desktop-dark.png"), full_page=True)
         browser.close()
 

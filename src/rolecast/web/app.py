@@ -325,19 +325,63 @@ class WebApp:
 
     # ------------------------------------------------------------ handlers
 
-    def on_load(self, state: dict[str, Any] | None) -> Outputs:
+    def _resume(self, state: dict[str, Any], cid: str, remembered: Any) -> None:
+        """A character's tab opened for the first time in this page goes on with the chat
+        this browser had with it (``remembered``: the browser's {"chats": {id: chat id}})."""
+        fresh = cid not in state.get("tabs", {})
+        tab = self.tab(state, cid)
+        chats = remembered.get("chats") if isinstance(remembered, dict) else None
+        if fresh and isinstance(chats, dict) and isinstance(chats.get(cid), str):
+            tab.resume(chats[cid])
+
+    @staticmethod
+    def browser_secret() -> str:
+        """The key the browser's memory of its chats is sealed with: made once, kept in
+        ``$ROLECAST_HOME/web-secret`` (readable by the user only), so it outlives a restart."""
+        import secrets
+
+        from ..config import home
+
+        path = home() / "web-secret"
+        try:
+            text = path.read_text(encoding="ascii").strip()
+            if len(text) >= 32:
+                return text
+        except (OSError, UnicodeDecodeError):
+            pass
+        text = secrets.token_hex(32)
+        try:
+            write_atomic(path, text, mode=0o600)
+        except RolecastError as exc:  # a read-only home: chats are remembered until a restart
+            log.warning("the page's secret is not kept: %s", exc)
+        return text
+
+    def remembered(self, state: dict[str, Any], remembered: Any) -> dict[str, Any]:
+        """What the browser keeps: the chat id of each character's chat in this page, so a
+        reload goes on with it."""
+        chats = dict(remembered.get("chats", {})) if isinstance(remembered, dict) else {}
+        for cid, tab in state.get("tabs", {}).items():
+            if not tab.group and tab.session_id:
+                chats[cid] = tab.session_id
+            elif not tab.group and not tab.messages:
+                chats.pop(cid, None)  # a new chat: the next reload starts fresh too
+        return {"chats": chats}
+
+    def on_load(self, state: dict[str, Any] | None, remembered: Any = None) -> Outputs:
         state = state if state is not None else {}
+        self._resume(state, state.get("current") or self.default, remembered)
         tab = self.tab(state)
         self.warm_up(tab)
         return (state, tab.character.id, *self.character_view(tab), *self.view(tab))
 
-    def on_pick(self, cid: str, state: dict[str, Any]) -> Outputs:
+    def on_pick(self, cid: str, state: dict[str, Any], remembered: Any = None) -> Outputs:
         if cid and cid != self.default and cid not in store.package_dirs():
             # an installed character's id, not a path (the store would load any package folder)
             raise InputError(f"no character {cid!r} is installed")
         current = state.get("tabs", {}).get(state.get("current"))
         if current is not None and current.streaming:
             current.stop()  # what was said so far stays in that character's chat
+        self._resume(state, cid or self.default, remembered)
         tab = self.tab(state, cid)
         self.warm_up(tab)
         return (state, *self.character_view(tab), *self.view(tab))
@@ -381,6 +425,9 @@ class WebApp:
             if now - shown >= self.stream_interval:
                 shown = now
                 yield ("", self.chat_view(tab), SKIP, SKIP, SKIP, SKIP, SKIP)
+        # the whole reply first, on its own: the canon panel (a long list of lines) follows in
+        # the next update, so laying it out does not hold the reply back
+        yield ("", self.chat_view(tab), SKIP, SKIP, SKIP, SKIP, SKIP)
         yield ("", *self.view(tab))
         try:  # while the reply is read: what left the history window goes to the summary
             tab.remember()

@@ -84,6 +84,8 @@ class ChatTab:
         self.chats = chats
         self.session_id: str | None = None
         self.saved = 0
+        self._resumed: Any = None  # a saved chat (chats.Saved) waiting for the session
+        self._turn = threading.Lock()  # held by a turn from its line to its kept reply
         self.save_problem = ""
 
     @property
@@ -95,7 +97,33 @@ class ChatTab:
                 order = self.order or llm.prompt_order
                 self._session = Session(self.character, self.index, llm, order=order)  # type: ignore[arg-type]
                 self._session.memory = Memory(self.index.embedder)
+                if self._resumed is not None:  # a saved chat shown before the model loaded
+                    self._session.history = list(self._resumed.history)
+                    self._session.memory = self._resumed.restore(
+                        self._session.memory, self.chats.store, self.chats.key_id
+                    )
+                    self._resumed = None
             return self._session
+
+    def resume(self, session_id: str) -> bool:
+        """Go on with a saved chat of this character (the page was reloaded): its messages
+        shown at once, its history and memory in the session when that is made. False, and
+        nothing changed, when it cannot be: no store, gone, another character's, or this tab
+        has a chat already."""
+        if self.chats is None or self.messages or self._session is not None:
+            return False
+        try:
+            saved = self.chats.load(session_id)
+        except RolecastError:
+            return False
+        if saved.characters != [self.character.id]:
+            return False
+        self.messages = [
+            ChatMessage("assistant" if role == "assistant" else "user", t.speaker, [t.text])
+            for t, role in zip(saved.history, saved.roles, strict=True)
+        ]
+        self.session_id, self.saved, self._resumed = session_id, len(saved.history), saved
+        return True
 
     def set_dials(self, dials: Mapping[str, int]) -> None:
         """Big Five dials over the package's own, from the next reply on (the conversation
@@ -296,12 +324,13 @@ class ChatTab:
         """A new conversation (the one before stays saved)."""
         if self.streaming:
             self.stop()
-        self.messages.clear()
-        self.session_id, self.saved = None, 0
-        if self._session is not None:
-            self._session.history.clear()
-            self._session.last = None
-            self._session.memory = Memory(self.index.embedder)
+        with self._turn:  # a reply still being kept finishes first
+            self.messages.clear()
+            self.session_id, self.saved, self._resumed = None, 0, None
+            if self._session is not None:
+                self._session.history.clear()
+                self._session.last = None
+                self._session.memory = Memory(self.index.embedder)
 
     # ------------------------------------------------------------ saving
 
@@ -433,6 +462,15 @@ class ChatTab:
         ]
 
     def _stream(self, reply: ChatMessage, text: str, as_role: str | None) -> Iterator[ChatMessage]:
+        """One turn, from the line sent to the reply kept: held under the tab's turn lock
+        until it is complete, so a New chat clicked as it ends waits for it instead of
+        clearing the conversation under it."""
+        with self._turn:
+            yield from self._turn_stream(reply, text, as_role)
+
+    def _turn_stream(
+        self, reply: ChatMessage, text: str, as_role: str | None
+    ) -> Iterator[ChatMessage]:
         self._stop.clear()
         self.streaming = True
         pieces: list[str] = []

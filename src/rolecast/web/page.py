@@ -76,6 +76,10 @@ def build_page(app: WebApp) -> Blocks:
     page: Blocks
     with gr.Blocks(title="rolecast") as page:
         state = gr.State({})  # one dict per browser tab (Gradio copies it per session)
+        # what the browser keeps: each character's chat id, so a reload goes on with it
+        browser = gr.BrowserState(
+            {"chats": {}}, storage_key="rolecast-chats", secret=app.browser_secret()
+        )
         with gr.Row(elem_id="rc-bar"):
             status = gr.Markdown("loading…", elem_id="rc-status")
             # the dark theme's switch (ui.js; remembered in the browser)
@@ -206,23 +210,24 @@ def build_page(app: WebApp) -> Blocks:
         view = [chat, image, caption, canon, parts, stage]
         page.load(
             _shown(app.on_load),
-            [state],
+            [state, browser],
             [state, picker, image, header, role, *view],
         ).then(app.gallery_view, [state], gallery)
         timer.tick(show_status, [state], [status, timer], queue=False, show_progress="hidden")
         picker.change(
-            _shown(app.on_pick), [picker, state], [state, image, header, role, *view]
+            _shown(app.on_pick), [picker, state, browser], [state, image, header, role, *view]
         ).then(app.gallery_view, [state], gallery).then(lambda: gr.Timer(active=True), None, timer)
         pick.input(app.on_gallery_pick, [pick], [picker], queue=False)
         others.change(_shown(app.on_scene), [others, state], [state, image, header, role, *view])
+        keep = (app.remembered, [state, browser], [browser])  # after a turn: the chat's id
         for trigger in (send.click, text.submit):
-            trigger(_shown(app.on_send), [text, role, narrator, state], [text, *view])
+            trigger(_shown(app.on_send), [text, role, narrator, state], [text, *view]).then(*keep)
         stop.click(_shown(app.on_stop), [state], None, queue=False)
-        regen.click(_shown(app.on_regenerate), [state], [text, *view])
-        edit.click(_shown(app.on_edit), [text, state], [text, *view])
+        regen.click(_shown(app.on_regenerate), [state], [text, *view]).then(*keep)
+        edit.click(_shown(app.on_edit), [text, state], [text, *view]).then(*keep)
         prev.click(_shown(functools.partial(app.on_swipe, -1)), [state], view)
         nxt.click(_shown(functools.partial(app.on_swipe, 1)), [state], view)
-        new.click(_shown(app.on_new), [state], view, queue=False)
+        new.click(_shown(app.on_new), [state], view, queue=False).then(*keep)
         voice.change(_shown(app.on_voice), [voice, state], voice_status)
         export_json.click(
             _shown(shown_file(functools.partial(app.on_export, "json"))), [state], exported

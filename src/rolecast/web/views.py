@@ -70,7 +70,8 @@ def bubble_html(
         )
     if notes:
         parts.append(f'<div class="rc-note">{escape("; ".join(notes))}</div>')
-    return f'<div class="rc-msg rc-msg-{kind}">{"".join(parts)}</div>'
+    accent = f' style="--rc-accent:hsl({hue(name)},55%,45%)"'  # the speaker's own colour
+    return f'<div class="rc-msg rc-msg-{kind}"{accent}>{"".join(parts)}</div>'
 
 
 def said(html: str) -> str:
