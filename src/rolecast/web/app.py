@@ -584,8 +584,8 @@ class WebApp:
         """The settings panel's Apply: backend, model, budgets and the Big Five sliders (one
         per factor in O C E A N order, 0 for the character's own), then the page state."""
         *levels, state = rest
-        backend = backend.strip() or self.backend
-        chosen: str | None = model.strip() or None
+        backend = (backend or "").strip() or self.backend
+        chosen: str | None = (model or "").strip() or None
         if canon < 0 or history < 0:
             raise InputError("token budgets must not be negative")
         if len(levels) not in (0, len(FACTORS)):

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from .. import registry
 from ..character.personality import FACTORS, NAMES_EN
 from ..errors import MissingDependencyError, RolecastError
 from .access import Credentials, check_exposure
@@ -166,11 +167,19 @@ def build_page(app: WebApp) -> Blocks:
                         export_card = gr.Button("Export as a card (PNG)", elem_id="rc-export-card")
                         card_file = gr.File(visible=False, elem_id="rc-card-file")
                     with gr.Tab("Settings", elem_id="rc-tab-settings"):
-                        backend = gr.Textbox(label="backend", value=app.backend)
-                        model = gr.Textbox(
-                            label="model",
+                        backend = gr.Dropdown(
+                            [b for b in registry.names("llm") if b != "scripted"],
+                            value=app.backend,
+                            label="backend",
+                            allow_custom_value=True,
+                            elem_id="rc-backend",
+                        )
+                        model = gr.Dropdown(
+                            [""] + list(app.models.names()),
                             value=app.model or "",
-                            info="one of: " + ", ".join(app.models.names()),
+                            label="model (empty: the backend's default)",
+                            allow_custom_value=True,
+                            elem_id="rc-model",
                         )
                         canon_budget = gr.Number(label="canon budget (tokens)", value=1500)
                         history_budget = gr.Number(label="history budget (tokens)", value=1200)
