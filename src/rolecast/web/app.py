@@ -143,7 +143,10 @@ class WebApp:
             if tab is None:
                 self.llm()
             else:
-                tab.session.warm()  # loads the tab's model first
+                session = tab.session  # loads the tab's model first
+                if self._warming[key][0] != "ready":
+                    self._warming[key] = ("reading the persona into the model", time.monotonic())
+                session.warm()
         except RolecastError as exc:  # shown again, to the user, on the first message
             log.warning("could not load the model: %s", exc)
             self._warming[key] = (f"the model could not be loaded: {exc}", time.monotonic())
