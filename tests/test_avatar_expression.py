@@ -29,7 +29,16 @@ def test_each_feeling_is_read_in_each_language(text: str, face: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["面四文一碗。", "バスは九時に出ます。", "The bus leaves at nine.", ""]
+    "text",
+    [
+        "面四文一碗。",
+        "バスは九時に出ます。",
+        "The bus leaves at nine.",
+        "",
+        "来たばかりです。",  # ばかり is "just", not ばか
+        "そうそう、ええ、そのとおり。",  # うそ inside そうそう; ええ is "yes"
+        "The crusade was cryptic...",  # sad and cry inside other words; an ellipsis
+    ],
 )
 def test_plain_talk_keeps_the_idle_face(text: str) -> None:
     assert expression(text) is None

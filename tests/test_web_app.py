@@ -304,19 +304,23 @@ def test_a_group_scene_from_the_scene_picker(app: WebApp) -> None:
         app.on_scene(["ghost"], state)
 
 
-def test_a_card_exported_from_the_page_imports_back_beside_it(app: WebApp, tmp_path: Path) -> None:
+def test_a_card_exported_from_the_page_imports_back_beside_it(
+    app: WebApp, tmp_path: Path, rolecast_home: Path
+) -> None:
     state = app.on_load(None)[0]
     app.on_pick("mia", state)
     card = Path(app.on_export_card(state))
+    (rolecast_home / "characters" / "mia-2").mkdir()  # a folder that is no package: kept
     assert card.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and card.name == "mia.card.png"
-    assert card.is_relative_to(app.export_dir)  # served, so the page can offer it
+    assert card.is_relative_to(app.export_dir)  # Gradio copies it out for the download
     note, gallery, choices, cid = app.on_import(str(card), state)
     # mia is taken: the import gets a free id and says so; nothing is written over
-    assert cid == "mia-2" and "imported Mia as mia-2" in note and "'mia' was taken" in note
-    assert ("Mia (mia-2)", "mia-2") in choices and 'data-id="mia-2"' in gallery
-    assert 'class="rc-card rc-current" data-id="mia-2"' in gallery
-    assert any(p.endswith("mia-2/images") for p in app.allowed_paths())
-    app.on_pick("mia-2", state)  # and it can be picked at once
+    assert cid == "mia-3" and "imported Mia as mia-3" in note and "'mia' was taken" in note
+    assert ("Mia (mia-3)", "mia-3") in choices and 'data-id="mia-3"' in gallery
+    assert 'class="rc-card rc-current" data-id="mia-3"' in gallery
+    assert any(p.endswith("mia-3/images") for p in app.allowed_paths())
+    assert list((rolecast_home / "characters" / "mia-2").iterdir()) == []
+    app.on_pick("mia-3", state)  # and it can be picked at once
     assert app.tab(state).character.name == "Mia"
     # a file that is no character: a clear error, nothing added
     bad = tmp_path / "notes.txt"
@@ -333,7 +337,7 @@ def test_the_gallery_and_the_status_line(app: WebApp) -> None:
     gallery = app.gallery_view(state)
     assert 'data-id="xm"' in gallery and 'data-id="mia"' in gallery
     assert 'class="rc-card rc-current" data-id="xm"' in gallery
-    assert app.on_gallery_pick("mia|1712") == "mia"
+    assert app.on_gallery_pick(" mia ") == "mia"
     import time
 
     deadline = time.monotonic() + 10
@@ -346,11 +350,11 @@ def test_a_reloaded_page_goes_on_with_the_chat_its_browser_had(app: WebApp) -> N
     state = app.on_load(None)[0]
     scripted(app).enqueue("小满:「八文一碗。」")
     list(app.on_send("面多少钱？", "旅人", False, state))
-    kept = app.remembered(state, None)
+    kept = app.remembered(state, None, user="ann")
     sid = app.tab(state).session_id
-    assert sid and kept == {"chats": {"xm": sid}}
-    # a reload: a new page state, the browser's memory given back
-    again = app.on_load(None, kept)
+    assert sid and kept["chats"]["xm"]["id"] == sid and len(kept["chats"]["xm"]["seal"]) == 64
+    # a reload: a new page state, the browser's memory given back, the same user
+    again = app.on_load(None, kept, user="ann")
     chat = again[5]
     assert [said(m["content"]) for m in chat] == ["面多少钱？", "八文一碗。"]
     tab = app.tab(again[0])
@@ -360,11 +364,45 @@ def test_a_reloaded_page_goes_on_with_the_chat_its_browser_had(app: WebApp) -> N
     sent = scripted(app).requests[-1][0]
     assert any("面多少钱" in m["content"] for m in sent)  # the history went on
     assert len(app.chats().load(sid).history) == 4  # and the same chat was saved on
-    # a chat id that is gone, or another character's, starts fresh
-    fresh = app.on_load(None, {"chats": {"xm": "nope"}})
-    assert fresh[5] == []
     app.on_new(again[0])
-    assert app.remembered(again[0], kept) == {"chats": {}}
+    assert app.remembered(again[0], kept, user="ann") == {"chats": {}}
+
+
+def test_a_chat_id_the_browser_did_not_get_from_this_server_is_not_resumed(app: WebApp) -> None:
+    state = app.on_load(None)[0]
+    scripted(app).enqueue("小满:「八文一碗。」")
+    list(app.on_send("面多少钱？", "旅人", False, state))
+    kept = app.remembered(state, None, user="ann")
+    sid = kept["chats"]["xm"]["id"]
+    assert app.on_load(None, kept, user="bob")[5] == []  # another user's: sealed for ann
+    forged = {"chats": {"xm": {"id": sid, "seal": "0" * 64}}}
+    assert app.on_load(None, forged, user="ann")[5] == []
+    bare = {"chats": {"xm": sid}}  # the bare id, as a browser could write it
+    assert app.on_load(None, bare, user="ann")[5] == []
+    other = {"chats": {"mia": kept["chats"]["xm"]}}  # sealed for another character
+    loaded = app.on_load(None, other, user="ann")[0]
+    assert app.on_pick("mia", loaded, other, user="ann")[4] == []
+    gone = {"chats": {"xm": {"id": "nope", "seal": app._seal("ann", "xm", "nope")}}}
+    assert app.on_load(None, gone, user="ann")[5] == []
+
+
+def test_one_chat_resumed_in_two_tabs_keeps_both_tabs_turns(app: WebApp) -> None:
+    state = app.on_load(None)[0]
+    scripted(app).enqueue("小满:「八文一碗。」")
+    list(app.on_send("面多少钱？", "旅人", False, state))
+    kept = app.remembered(state, None)
+    sid = kept["chats"]["xm"]["id"]
+    one, two = app.on_load(None, kept)[0], app.on_load(None, kept)[0]
+    scripted(app).enqueue("小满:「一号。」").enqueue("小满:「二号。」")
+    list(app.on_send("第一个标签", "旅人", False, one))
+    list(app.on_send("第二个标签", "旅人", False, two))
+    first, second = app.tab(one), app.tab(two)
+    assert first.session_id == sid  # the first to write goes on in the chat
+    assert second.session_id != sid  # the second finds it changed: a chat of its own
+    texts = [t.text for t in app.chats().load(sid).history]
+    assert texts == ["面多少钱？", "八文一碗。", "第一个标签", "一号。"]
+    forked = [t.text for t in app.chats().load(second.session_id).history]
+    assert forked == ["面多少钱？", "八文一碗。", "第二个标签", "二号。"]
 
 
 def test_the_browser_secret_is_made_once_and_kept_private(rolecast_home: Path) -> None:
@@ -393,3 +431,26 @@ def test_new_chat_clicked_as_a_reply_ends_waits_for_it(app: WebApp) -> None:
     scripted(app).enqueue("小满:「好。」")
     list(app.on_send("再来", "旅人", False, state))  # and the next chat works
     assert [said(m["content"]) for m in app.chat_view(tab)] == ["再来", "好。"]
+
+
+def test_new_chat_gives_up_on_a_turn_that_has_not_begun(
+    app: WebApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rolecast.web import chat as chat_module
+
+    state = app.on_load(None)[0]
+    tab = app.tab(state)
+    monkeypatch.setattr(chat_module, "NEW_CHAT_WAIT_S", 0.05)
+    tab._turn.acquire()  # a turn holding the tab (its model still loading)
+    try:
+        with pytest.raises(InputError, match="press Stop, then New chat"):
+            app.on_new(state)
+    finally:
+        tab._turn.release()
+    app.on_new(state)  # once it is over, New chat goes through
+
+
+def test_a_scene_has_no_loading_line(app: WebApp) -> None:
+    state = app.on_load(None)[0]
+    app.on_scene(["mia"], state)
+    assert app.status(state) == ("", True)

@@ -48,6 +48,13 @@ def test_desktop_gallery_bubbles_canon_lines_inline_frame_drop_and_keys(server: 
         page.wait_for_selector("#rc-header h3", timeout=30_000)
         page.wait_for_selector("#rc-status >> text=is ready", timeout=30_000)  # loading said
 
+        # a card dropped anywhere on the page, the Characters tab never opened: imported, picked
+        page.evaluate(DROP, [base64.b64encode(_card_png()).decode("ascii"), "nell.png"])
+        page.wait_for_function(
+            "document.querySelector('#rc-header h3')?.innerText === 'Nell'", timeout=20_000
+        )
+        assert page.url.startswith(server)  # the browser did not open the file instead
+
         # the gallery: cards with pictures, filtered as typed, a click picks
         page.click("#rc-tab-characters-button")
         page.wait_for_selector('.rc-card[data-id="mia"] img.rc-card-face', timeout=10_000)
@@ -99,16 +106,16 @@ def test_desktop_gallery_bubbles_canon_lines_inline_frame_drop_and_keys(server: 
         page.wait_for_selector("#rc-chat .rc-note >> text=1/2", timeout=10_000)
         page.screenshot(path=str(ARTIFACTS / "page-desktop.png"), full_page=True)
 
-        # a card dropped anywhere on the page is imported and picked
-        page.evaluate(DROP, [base64.b64encode(_card_png()).decode("ascii"), "nell.png"])
         page.click("#rc-tab-characters-button")
         page.wait_for_selector("#rc-import-status >> text=imported Nell as nell", timeout=20_000)
         page.wait_for_selector('.rc-card[data-id="nell"]', timeout=10_000)
-        page.wait_for_function(
-            "document.querySelector('#rc-header h3')?.innerText === 'Nell'", timeout=10_000
+        # the gallery's import card opens a file chooser; a file that is no character gets
+        # the importer's error and nothing is added
+        with page.expect_file_chooser() as chooser:
+            page.click(".rc-import-card")
+        chooser.value.set_files(
+            files=[{"name": "junk.png", "mimeType": "image/png", "buffer": b"not a card"}]
         )
-        # a dropped file that is no character: the importer's error, nothing added
-        page.evaluate(DROP, [base64.b64encode(b"not a card").decode("ascii"), "junk.png"])
         page.wait_for_selector("text=cannot tell the format", timeout=10_000)
         assert not page.query_selector('.rc-card[data-id="junk"]')
 
@@ -120,6 +127,13 @@ def test_desktop_gallery_bubbles_canon_lines_inline_frame_drop_and_keys(server: 
         assert page.evaluate("document.body.classList.contains('dark')")
         # the reload goes on with the chat this browser had with Mia
         page.wait_for_selector("#rc-chat .rc-msg-reply >> text=Drop that fish", timeout=10_000)
+        # and the character imported before the reload can be picked from its card
+        page.click("#rc-tab-characters-button")
+        page.click('.rc-card[data-id="nell"]')
+        page.wait_for_function(
+            "document.querySelector('#rc-header h3')?.innerText === 'Nell'", timeout=10_000
+        )
+        page.wait_for_selector("#rc-chat .rc-msg-reply", state="detached", timeout=10_000)
         page.screenshot(path=str(ARTIFACTS / "page-desktop-dark.png"), full_page=True)
         browser.close()
 

@@ -34,10 +34,11 @@ def test_a_vrm_stage_is_a_canvas_with_its_model(tmp_path: Path) -> None:
     assert "data-say" not in html  # nothing to say yet
 
 
-def test_no_avatar_no_stage_and_names_are_escaped(tmp_path: Path) -> None:
+def test_no_avatar_no_stage_and_paths_are_quoted_into_attributes(tmp_path: Path) -> None:
     assert stage_html(None, tmp_path) == ""
-    odd = SpriteAvatar(tmp_path, 'a"b.png', {})
-    assert 'a"b' not in stage_html(odd, tmp_path)
+    odd = SpriteAvatar(tmp_path, 'a" onerror="x.png', {})
+    html = stage_html(odd, tmp_path)
+    assert "onerror" in html and '" onerror' not in html and "a%22%20onerror" in html
     assert timeline_path(tmp_path / "r-1.wav") == tmp_path / "r-1.mouth.json"
     head = head_html()
     assert head.startswith("<script>") and "rolecastAvatar" in head

@@ -94,4 +94,4 @@ def test_gallery_cards_carry_what_search_and_pick_need() -> None:
     assert 'class="rc-card rc-current" data-id="mia"' in html
     assert 'data-search="mia mia bridge tales two coins a bowl!"' in html
     assert "Ev&quot;il&lt;" in html and 'Ev"il<' not in html
-    assert html.count("<button") == 2
+    assert html.count("<button") == 3 and html.count("rc-import-card") == 1  # and the import tile

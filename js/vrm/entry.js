@@ -44,7 +44,14 @@ async function mount(stage, url) {
   let t = 0;
   const ctl = {
     stage,
+    canvas,
     vrm,
+    dispose() {
+      scene.remove(vrm.scene);
+      VRMUtils.deepDispose(vrm.scene);
+      renderer.dispose();
+      renderer.forceContextLoss();
+    },
     weights: {},
     frames: 0,
     update(dt, s) {

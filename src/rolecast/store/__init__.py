@@ -347,6 +347,14 @@ class Store:
             )
             return [(int(seq), bytes(v)) for seq, v in cur.fetchall()]
 
+    def message_count(self, key_id: str, session_id: str) -> int:
+        with self.transaction() as cur:
+            cur.execute(
+                self._sql("SELECT COUNT(*) FROM messages WHERE key_id = ? AND session_id = ?"),
+                (key_id, session_id),
+            )
+            return int(cur.fetchone()[0])
+
     def messages(self, key_id: str, session_id: str) -> list[Message]:
         with self.transaction() as cur:
             cur.execute(

@@ -34,6 +34,7 @@ GATE = 0.12  # of the loud level: quieter frames are closed
 LOUD = 90  # percentile of voiced frames' RMS that opens the mouth fully
 RELEASE = 0.4  # each frame the mouth keeps this much of the last frame's opening, at most
 HALF, OPEN = 0.25, 0.6  # openings from which the sprite shows half and open
+CARRY = 6  # frames a closing mouth keeps its last vowel after its piece ends
 
 
 @dataclass(frozen=True)
@@ -125,9 +126,12 @@ def with_vowels(timeline: Timeline, spans: Sequence[Span]) -> Timeline:
         any_ja = True
         for j, i in enumerate(voiced):
             out[i] = morae[j * len(morae) // len(voiced)]
+    carried = 0
     for i in range(1, len(out)):  # a mouth still closing after its piece keeps its vowel
-        if not out[i] and timeline.open[i] > 0:
-            out[i] = out[i - 1]
+        if out[i] or not timeline.open[i]:
+            carried = 0
+        elif out[i - 1] and carried < CARRY:
+            out[i], carried = out[i - 1], carried + 1
     return replace(timeline, vowels=tuple(out)) if any_ja else timeline
 
 

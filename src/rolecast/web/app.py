@@ -71,6 +71,9 @@ class WebApp:
         self._audio_dir: Path | None = None
         self._export_dir: Path | None = None
         self._allowed: list[str] | None = None
+        self._secret: bytes | None = None  # the key that seals chat ids kept by browsers
+        self._importing = threading.Lock()
+        self._cards: dict[str, tuple[float, Card]] = {}  # id -> (character.toml's mtime, card)
         self._warming: dict[str, tuple[str, float]] = {}  # character -> (what is done, since)
         # every chat is saved in the server's store, opened with the first tab (save=False: none)
         self.save = save
@@ -147,7 +150,7 @@ class WebApp:
                 if self._warming[key][0] != "ready":
                     self._warming[key] = ("reading the persona into the model", time.monotonic())
                 session.warm()
-        except RolecastError as exc:  # shown again, to the user, on the first message
+        except Exception as exc:  # noqa: BLE001 - shown again, to the user, on the first message
             log.warning("could not load the model: %s", exc)
             self._warming[key] = (f"the model could not be loaded: {exc}", time.monotonic())
             return
@@ -158,6 +161,8 @@ class WebApp:
         loading (with the seconds so far), then ready."""
         tab = state.get("tabs", {}).get(state.get("current"))
         key = tab.key if tab is not None else ""
+        if tab is not None and tab.group:  # a scene is not warmed: nothing to say
+            return "", True
         what, since = self._warming.get(key, ("loading the model", time.monotonic()))
         name = tab.character.name if tab is not None and not tab.group else "the scene"
         if what == "ready":
@@ -181,7 +186,6 @@ class WebApp:
             *(p / IMAGES for p in dirs),
             *(p / AVATAR for p in dirs),
             self.audio_dir,
-            self.export_dir,
             static_dir(),  # the avatar's renderer (vrm.js)
         ]
 
@@ -247,6 +251,7 @@ class WebApp:
         player after a spoken reply."""
         out: list[dict[str, Any]] = []
         narrators = {*tab.character.narrators, "旁白"}
+        faces: dict[str, str | None] = {}  # each speaker's picture, looked up once
         for i, m in enumerate(tab.messages):
             if m.role == "user":
                 kind = "narration" if m.speaker in narrators else "user"
@@ -260,7 +265,9 @@ class WebApp:
                 notes.append("stopped")
             if m.notice:
                 notes.append(m.notice)
-            face = tab.face(m.speaker)
+            if m.speaker not in faces:
+                faces[m.speaker] = tab.face(m.speaker)
+            face = faces[m.speaker]
             frame = file_url(m.image) if m.image else None
             caption = Path(m.image).stem if m.image else ""
             content = bubble_html(
@@ -328,19 +335,50 @@ class WebApp:
 
     # ------------------------------------------------------------ handlers
 
-    def _resume(self, state: dict[str, Any], cid: str, remembered: Any) -> None:
+    def _seal(self, user: str, cid: str, sid: str) -> str:
+        """What proves a chat id in a browser's memory was given to this user by this server:
+        an HMAC of (user, character, chat) under the server's own key, never sent out."""
+        import hashlib
+        import hmac
+
+        if self._secret is None:
+            self._secret = self.browser_secret().encode("ascii")
+        msg = f"{user}\0{cid}\0{sid}".encode()
+        return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()
+
+    def _resume(self, state: dict[str, Any], cid: str, remembered: Any, user: str) -> None:
         """A character's tab opened for the first time in this page goes on with the chat
-        this browser had with it (``remembered``: the browser's {"chats": {id: chat id}})."""
+        this browser had with it (``remembered``: what ``remembered()`` gave the browser), when
+        its seal shows this server gave that chat to this user."""
+        import hmac
+
         fresh = cid not in state.get("tabs", {})
         tab = self.tab(state, cid)
         chats = remembered.get("chats") if isinstance(remembered, dict) else None
-        if fresh and isinstance(chats, dict) and isinstance(chats.get(cid), str):
-            tab.resume(chats[cid])
+        entry = chats.get(cid) if fresh and isinstance(chats, dict) else None
+        if not isinstance(entry, dict):
+            return
+        sid, seal = entry.get("id"), entry.get("seal")
+        if isinstance(sid, str) and isinstance(seal, str):
+            if hmac.compare_digest(seal, self._seal(user, cid, sid)):
+                tab.resume(sid)
+
+    def remembered(self, state: dict[str, Any], remembered: Any, user: str = "") -> dict[str, Any]:
+        """What the browser keeps: each character's chat in this page, sealed for this user,
+        so a reload goes on with it (and nobody else's browser can name it)."""
+        chats = dict(remembered.get("chats", {})) if isinstance(remembered, dict) else {}
+        for cid, tab in state.get("tabs", {}).items():
+            if not tab.group and tab.session_id:
+                chats[cid] = {"id": tab.session_id, "seal": self._seal(user, cid, tab.session_id)}
+            elif not tab.group and not tab.messages:
+                chats.pop(cid, None)  # a new chat: the next reload starts fresh too
+        return {"chats": chats}
 
     @staticmethod
     def browser_secret() -> str:
-        """The key the browser's memory of its chats is sealed with: made once, kept in
-        ``$ROLECAST_HOME/web-secret`` (readable by the user only), so it outlives a restart."""
+        """The server's key for sealing the chat ids browsers keep: made once, kept in
+        ``$ROLECAST_HOME/web-secret`` (readable by the user only), so seals outlive a
+        restart. It never leaves the server."""
         import secrets
 
         from ..config import home
@@ -359,32 +397,25 @@ class WebApp:
             log.warning("the page's secret is not kept: %s", exc)
         return text
 
-    def remembered(self, state: dict[str, Any], remembered: Any) -> dict[str, Any]:
-        """What the browser keeps: the chat id of each character's chat in this page, so a
-        reload goes on with it."""
-        chats = dict(remembered.get("chats", {})) if isinstance(remembered, dict) else {}
-        for cid, tab in state.get("tabs", {}).items():
-            if not tab.group and tab.session_id:
-                chats[cid] = tab.session_id
-            elif not tab.group and not tab.messages:
-                chats.pop(cid, None)  # a new chat: the next reload starts fresh too
-        return {"chats": chats}
-
-    def on_load(self, state: dict[str, Any] | None, remembered: Any = None) -> Outputs:
+    def on_load(
+        self, state: dict[str, Any] | None, remembered: Any = None, user: str = ""
+    ) -> Outputs:
         state = state if state is not None else {}
-        self._resume(state, state.get("current") or self.default, remembered)
+        self._resume(state, state.get("current") or self.default, remembered, user)
         tab = self.tab(state)
         self.warm_up(tab)
         return (state, tab.character.id, *self.character_view(tab), *self.view(tab))
 
-    def on_pick(self, cid: str, state: dict[str, Any], remembered: Any = None) -> Outputs:
+    def on_pick(
+        self, cid: str, state: dict[str, Any], remembered: Any = None, user: str = ""
+    ) -> Outputs:
         if cid and cid != self.default and cid not in store.package_dirs():
             # an installed character's id, not a path (the store would load any package folder)
             raise InputError(f"no character {cid!r} is installed")
         current = state.get("tabs", {}).get(state.get("current"))
         if current is not None and current.streaming:
             current.stop()  # what was said so far stays in that character's chat
-        self._resume(state, cid or self.default, remembered)
+        self._resume(state, cid or self.default, remembered, user)
         tab = self.tab(state, cid)
         self.warm_up(tab)
         return (state, *self.character_view(tab), *self.view(tab))
@@ -507,19 +538,20 @@ class WebApp:
         out = []
         for cid, path in store.package_dirs().items():
             try:
-                c = load_character(path)
-            except RolecastError:
-                continue  # logged by characters()
-            picture = ChatTab.portrait_of(c)
-            out.append(
-                Card(
-                    cid,
-                    c.name,
-                    c.source,
-                    c.greetings[0] if c.greetings else c.description,
-                    file_url(picture) if picture else None,
-                )
-            )
+                stamp = (path / "character.toml").stat().st_mtime
+            except OSError:
+                continue
+            known = self._cards.get(cid)
+            if known is None or known[0] != stamp:  # read again only when the package changed
+                try:
+                    c = load_character(path)
+                except RolecastError:
+                    continue  # logged by characters()
+                picture = ChatTab.portrait_of(c)
+                greeting = c.greetings[0] if c.greetings else c.description
+                card = Card(cid, c.name, c.source, greeting, file_url(picture) if picture else None)
+                known = self._cards[cid] = (stamp, card)
+            out.append(known[1])
         return out
 
     def gallery_view(self, state: dict[str, Any] | None = None) -> str:
@@ -527,10 +559,10 @@ class WebApp:
         return gallery_html(self.cards(), current)
 
     @staticmethod
-    def on_gallery_pick(value: str) -> str:
-        """A card clicked: its id (the page's script sends "ID|nonce", so a second click on
-        the same card is still an event); the picker takes it from here."""
-        return (value or "").split("|", 1)[0]
+    def on_gallery_pick(cid: str) -> str:
+        """A card clicked: its id, which the picker takes from here (an id that is not
+        installed is refused there)."""
+        return cid.strip()
 
     def on_import(self, path: str | None, state: dict[str, Any]) -> tuple[str, str, list[Any], str]:
         """A file dropped on the page: a character card (PNG, JSON, CHARX) or a ChatHaruhi role
@@ -545,10 +577,14 @@ class WebApp:
         result = import_source(str(path), cid=None)
         c = result.character
         base, n = c.id, 2
-        while c.id in store.package_dirs() or c.id == self.default:
-            c.id, n = f"{base}-{n}", n + 1
-        dest = store.user_package_path(c.id)
-        save_character(c, dest, images=result.images)
+        with self._importing:  # two drops at once never take the same folder
+            taken = store.package_dirs()
+            while c.id in taken or c.id == self.default or store.user_package_path(c.id).exists():
+                suffix = f"-{n}"
+                c.id, n = base[: 64 - len(suffix)] + suffix, n + 1
+            dest = store.user_package_path(c.id)
+            save_character(c, dest, images=result.images)
+        self._cards.clear()
         for folder in (dest / IMAGES, dest / AVATAR):  # its pictures show from now on
             if str(folder) not in self.allowed_paths():
                 self.allowed_paths().append(str(folder))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -32,6 +33,7 @@ from ..session import Session
 log = logging.getLogger(__name__)
 
 MAX_CHARS = 2000  # a longer message is refused with a notice (the prompt budget is in tokens)
+NEW_CHAT_WAIT_S = 5.0  # how long New chat waits for a turn to finish keeping its reply
 
 
 @dataclass
@@ -85,6 +87,7 @@ class ChatTab:
         self.session_id: str | None = None
         self.saved = 0
         self._resumed: Any = None  # a saved chat (chats.Saved) waiting for the session
+        self._stored = 0  # messages the store held after this tab's last write
         self._turn = threading.Lock()  # held by a turn from its line to its kept reply
         self.save_problem = ""
 
@@ -122,7 +125,8 @@ class ChatTab:
             ChatMessage("assistant" if role == "assistant" else "user", t.speaker, [t.text])
             for t, role in zip(saved.history, saved.roles, strict=True)
         ]
-        self.session_id, self.saved, self._resumed = session_id, len(saved.history), saved
+        self.session_id, self._resumed = session_id, saved
+        self.saved = self._stored = len(saved.history)
         return True
 
     def set_dials(self, dials: Mapping[str, int]) -> None:
@@ -312,7 +316,7 @@ class ChatTab:
             reply.notice = f"not spoken: {exc}"
             return reply
         self._spoken += 1
-        name = f"{self.character.id}-{id(self):x}-{self._spoken}.wav"
+        name = f"{self.character.id}-{secrets.token_hex(8)}-{self._spoken}.wav"  # unguessable
         wav = Path(folder) / name
         # the timeline first: a WAV the page can play always has its mouth beside it
         write_timeline(timeline_path(wav), speech, reply.text)
@@ -324,13 +328,19 @@ class ChatTab:
         """A new conversation (the one before stays saved)."""
         if self.streaming:
             self.stop()
-        with self._turn:  # a reply still being kept finishes first
+        # a reply still being kept finishes first; one that has not begun (a model loading)
+        # is not waited for
+        if not self._turn.acquire(timeout=NEW_CHAT_WAIT_S):
+            raise InputError("a reply is still on its way: press Stop, then New chat")
+        try:
             self.messages.clear()
-            self.session_id, self.saved, self._resumed = None, 0, None
+            self.session_id, self.saved, self._stored, self._resumed = None, 0, 0, None
             if self._session is not None:
                 self._session.history.clear()
                 self._session.last = None
                 self._session.memory = Memory(self.index.embedder)
+        finally:
+            self._turn.release()
 
     # ------------------------------------------------------------ saving
 
@@ -350,6 +360,11 @@ class ChatTab:
             return
         history = self._session.history
         try:
+            if self.session_id is not None and self._stored:
+                stored = self.chats.store.message_count(self.chats.key_id, self.session_id)
+                if stored != self._stored:  # written elsewhere (the same chat resumed in two
+                    # tabs): this one goes on as a chat of its own, the other's turns kept
+                    self.session_id, self.saved = None, 0
             if self.session_id is None:
                 self.session_id = self.chats.start([self.character.id], {"from": "web"})
             rows = [
@@ -362,7 +377,7 @@ class ChatTab:
         except RolecastError as exc:
             self.save_problem = f"not saved: {exc}"
             return
-        self.saved, self.save_problem = len(history), ""
+        self.saved, self._stored, self.save_problem = len(history), len(history), ""
 
     def remember(self) -> str:
         """Between turns: fold what left the history window into the memory's summary,

@@ -20,6 +20,13 @@ if TYPE_CHECKING:
     from gradio.routes import App
 
 
+# the gallery's cards: a click sends the card's id with the HTML component's click event
+PICK_CARD = """element.addEventListener("click", (e) => {
+  const card = e.target.closest && e.target.closest(".rc-card[data-id]");
+  if (card) trigger("click", { id: card.dataset.id });
+});"""
+
+
 def page_css() -> str:
     return (static_dir() / "page.css").read_text(encoding="utf-8") + STAGE_CSS
 
@@ -63,6 +70,18 @@ def _shown(fn: Callable[..., Any]) -> Callable[..., Any]:
     return plain
 
 
+def _with_request(fn: Callable[..., Any], request_type: type) -> Any:
+    """``fn``'s positional inputs (without its ``user`` keyword) and a trailing ``request``
+    that Gradio fills with the page's request."""
+    import inspect
+
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    names = [n for n in inspect.signature(fn).parameters if n != "user"]
+    params = [inspect.Parameter(n, kind) for n in names]
+    params.append(inspect.Parameter("request", kind, annotation=request_type))
+    return inspect.Signature(params)
+
+
 def _is_generator(fn: Callable[..., Any]) -> bool:
     import inspect
 
@@ -78,8 +97,10 @@ def build_page(app: WebApp) -> Blocks:
     with gr.Blocks(title="rolecast") as page:
         state = gr.State({})  # one dict per browser tab (Gradio copies it per session)
         # what the browser keeps: each character's chat id, so a reload goes on with it
+        # (Gradio's own sealing key reaches every browser: what protects the ids is the
+        # server's HMAC over user, character and chat, checked on every resume)
         browser = gr.BrowserState(
-            {"chats": {}}, storage_key="rolecast-chats", secret=app.browser_secret()
+            {"chats": {}}, storage_key="rolecast-chats", secret="rolecast-browser-state"
         )
         with gr.Row(elem_id="rc-bar"):
             status = gr.Markdown("loading…", elem_id="rc-status")
@@ -146,22 +167,18 @@ def build_page(app: WebApp) -> Blocks:
                             show_label=False,
                             elem_id="rc-search",
                         )
-                        gallery = gr.HTML(elem_id="rc-gallery")
-                        pick = gr.Textbox(elem_id="rc-pick", elem_classes=["rc-hidden"])
+                        gallery = gr.HTML(elem_id="rc-gallery", js_on_load=PICK_CARD)
                         picker = gr.Dropdown(
-                            choices=app.characters(), label="character", elem_id="rc-picker"
+                            choices=app.characters(),
+                            label="character",
+                            elem_id="rc-picker",
+                            allow_custom_value=True,  # on_pick checks the id is installed
                         )
                         others = gr.Dropdown(
                             choices=app.characters(),
                             multiselect=True,
                             label="scene with (a group chat: pick others to join)",
                             elem_id="rc-others",
-                        )
-                        imported = gr.File(
-                            label="import: drop a character card (PNG, JSON, CHARX) or a "
-                            "ChatHaruhi role (zip, jsonl) anywhere on the page",
-                            file_types=[".png", ".json", ".charx", ".zip", ".jsonl"],
-                            elem_id="rc-import",
                         )
                         import_status = gr.Markdown(elem_id="rc-import-status")
                         export_card = gr.Button("Export as a card (PNG)", elem_id="rc-export-card")
@@ -197,6 +214,14 @@ def build_page(app: WebApp) -> Blocks:
                         ]
                         apply = gr.Button("Apply", elem_id="rc-apply")
                         applied = gr.Markdown()
+                # the import's file input, outside the tabs so it is always on the page: a file
+                # dropped anywhere, or the gallery's import card, hands it a file (ui.js)
+                imported = gr.File(
+                    label="import a character",
+                    file_types=[".png", ".json", ".charx", ".zip", ".jsonl"],
+                    elem_id="rc-import",
+                    elem_classes=["rc-hidden"],
+                )
         timer = gr.Timer(0.5)
 
         def show_status(st: dict[str, Any]) -> tuple[str, Any]:
@@ -216,19 +241,42 @@ def build_page(app: WebApp) -> Blocks:
                 None,
             )
 
+        def as_user(fn: Callable[..., Any]) -> Callable[..., Any]:
+            """``fn`` given the logged-in user's name ("" without logins) as ``user``."""
+
+            def call(*args: Any) -> Any:
+                *inputs, request = args
+                return fn(*inputs, user=getattr(request, "username", None) or "")
+
+            call.__name__ = call.__qualname__ = fn.__name__
+            call.__signature__ = _with_request(fn, gr.Request)  # type: ignore[attr-defined]
+            call.__annotations__ = {"request": gr.Request}  # how Gradio finds the request
+            return call
+
+        def choices() -> tuple[Any, Any]:  # characters installed since the page was built
+            found = app.characters()
+            return gr.Dropdown(choices=found), gr.Dropdown(choices=found)
+
         view = [chat, image, caption, canon, parts, stage]
         page.load(
-            _shown(app.on_load),
+            _shown(as_user(app.on_load)),
             [state, browser],
             [state, picker, image, header, role, *view],
-        ).then(app.gallery_view, [state], gallery)
+        ).then(app.gallery_view, [state], gallery).then(choices, None, [picker, others])
         timer.tick(show_status, [state], [status, timer], queue=False, show_progress="hidden")
         picker.change(
-            _shown(app.on_pick), [picker, state, browser], [state, image, header, role, *view]
+            _shown(as_user(app.on_pick)),
+            [picker, state, browser],
+            [state, image, header, role, *view],
         ).then(app.gallery_view, [state], gallery).then(lambda: gr.Timer(active=True), None, timer)
-        pick.input(app.on_gallery_pick, [pick], [picker], queue=False)
+
+        def pick_card(evt: Any) -> str:  # a card clicked: its id to the picker
+            return app.on_gallery_pick(str(getattr(evt, "id", "") or ""))
+
+        pick_card.__annotations__ = {"evt": gr.EventData}  # how Gradio finds the event data
+        gallery.click(pick_card, None, [picker], queue=False)
         others.change(_shown(app.on_scene), [others, state], [state, image, header, role, *view])
-        keep = (app.remembered, [state, browser], [browser])  # after a turn: the chat's id
+        keep = (as_user(app.remembered), [state, browser], [browser])  # after a turn
         for trigger in (send.click, text.submit):
             trigger(_shown(app.on_send), [text, role, narrator, state], [text, *view]).then(*keep)
         stop.click(_shown(app.on_stop), [state], None, queue=False)

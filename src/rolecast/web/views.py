@@ -185,4 +185,11 @@ def gallery_html(cards: Sequence[Card], current: str | None = None) -> str:
             f'<span class="rc-card-source">{escape(c.source or c.id)}</span>'
             f'<span class="rc-card-greeting">{escape(c.greeting[:120])}</span></button>'
         )
+    out.append(
+        '<button type="button" class="rc-card rc-import-card" title="import a character">'
+        '<span class="rc-card-face rc-initial rc-plus">+</span>'
+        '<span class="rc-card-name">import</span>'
+        '<span class="rc-card-greeting">a character card (PNG, JSON, CHARX) or a ChatHaruhi '
+        "role (zip, jsonl): pick it here, or drop it anywhere on the page</span></button>"
+    )
     return f'<div class="rc-gallery">{"".join(out)}</div>'

@@ -71,11 +71,13 @@
     const url = st.dataset.say;
     if (!url || A.said.has(url)) return;
     A.said.add(url);
-    let audio = st.querySelector("audio.rc-say");
+    // outside the stage: Gradio patches the stage's HTML on every update and would drop it
+    let audio = document.querySelector("audio.rc-say");
     if (!audio) {
       audio = document.createElement("audio");
       audio.className = "rc-say";
-      st.appendChild(audio);
+      audio.hidden = true;
+      document.body.appendChild(audio);
     }
     audio.src = url;
     timelineOf(audio, st); // fetched while the audio loads
@@ -103,29 +105,57 @@
     A.shown = frame;
   }
 
+  // the VRM renderer: its script once, one model at a time, the old one disposed when the
+  // stage shows another model or a new canvas (Gradio patches the stage in place)
   function loadVrm(st) {
     if (A.vrmLoading) return;
-    A.vrmLoading = new Promise((resolve) => {
-      const s = document.createElement("script");
-      s.src = st.dataset.vrmScript;
-      s.onload = resolve;
-      s.onerror = () => {
-        st.dataset.error = "the VRM renderer could not be loaded";
-        resolve();
-      };
-      document.head.appendChild(s);
-    }).then(() => {
+    const url = st.dataset.model;
+    const script = window.RolecastVRM
+      ? Promise.resolve()
+      : new Promise((resolve) => {
+          const s = document.createElement("script");
+          s.src = st.dataset.vrmScript;
+          s.onload = resolve;
+          s.onerror = () => {
+            st.dataset.error = "the VRM renderer could not be loaded";
+            resolve();
+          };
+          document.head.appendChild(s);
+        });
+    A.vrmLoading = script.then(() => {
       if (!window.RolecastVRM) return;
-      return window.RolecastVRM.mount(st, st.dataset.model).then(
-        (v) => (A.vrm = v),
+      return window.RolecastVRM.mount(st, url).then(
+        (v) => {
+          v.url = url;
+          A.vrm = v;
+        },
         (err) => (st.dataset.error = String(err)),
       );
     });
   }
 
+  function dropVrm() {
+    if (A.vrm && A.vrm.dispose) A.vrm.dispose();
+    A.vrm = null;
+    A.vrmLoading = null;
+  }
+
   let last = performance.now();
   function tick(now) {
+    try {
+      frame(now);
+    } finally {
+      last = now;
+      requestAnimationFrame(tick); // an error in one frame does not stop the avatar
+    }
+  }
+
+  function frame(now) {
     const st = stage();
+    if (A.vrm && (!st || st.dataset.kind !== "vrm" || A.vrm.url !== st.dataset.model
+        || !st.contains(A.vrm.canvas))) {
+      dropVrm(); // another character, or the stage was redrawn
+    }
     if (st) {
       say(st);
       let shape = "closed",
@@ -148,7 +178,10 @@
           if (A.samples.length < MAX_SAMPLES) A.samples.push([m.currentTime, shape]);
         }
       }
-      if (talking) A.talkTimes.push(now);
+      if (talking) {
+        A.talkTimes.push(now);
+        if (A.talkTimes.length > 20000) A.talkTimes.splice(0, 10000);
+      }
       if (now >= A.nextBlink) {
         A.blinkUntil = now + 140;
         A.nextBlink = now + 2000 + Math.random() * 4000;
@@ -157,7 +190,6 @@
       st.classList.toggle("talking", talking);
       if (st.dataset.kind === "vrm") {
         if (st.dataset.model && !A.vrm) loadVrm(st);
-        if (A.vrm && A.vrm.stage !== st) A.vrm = null, (A.vrmLoading = null); // a new stage
         if (A.vrm) {
           A.vrm.update((now - last) / 1000, {
             opening,
@@ -170,8 +202,6 @@
         showSprite(st, pickFrame(st, shape, vowel, now));
       }
     }
-    last = now;
-    requestAnimationFrame(tick);
   }
   requestAnimationFrame(tick);
 

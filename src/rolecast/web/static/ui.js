@@ -7,19 +7,14 @@
   const UI = (window.rolecastUI = {});
   const $ = (sel) => document.querySelector(sel);
 
-  // Gradio's textboxes follow their element's input events
-  function setBox(sel, value) {
-    const box = $(`${sel} textarea, ${sel} input`);
-    if (!box) return false;
-    box.value = value;
-    box.dispatchEvent(new Event("input", { bubbles: true }));
-    return true;
-  }
-
   document.addEventListener("click", (e) => {
-    const card = e.target.closest && e.target.closest(".rc-card");
-    if (card) {
-      setBox("#rc-pick", `${card.dataset.id}|${Date.now()}`);
+    if (e.target.closest && e.target.closest(".rc-import-card")) {
+      const input = $("#rc-import input[type=file]");
+      if (input) input.click();
+      return;
+    }
+    const card = e.target.closest && e.target.closest(".rc-card[data-id]");
+    if (card) {  // the pick itself goes with the gallery's click event (page.py)
       for (const c of document.querySelectorAll(".rc-card")) c.classList.toggle("rc-current", c === card);
       return;
     }
@@ -51,9 +46,9 @@
   document.addEventListener("drop", (e) => {
     if (!e.dataTransfer || !e.dataTransfer.files.length) return;
     if (e.target.closest && e.target.closest("#rc-import")) return; // its own drop zone
+    e.preventDefault(); // a file dropped on the page never replaces the page
     const input = $("#rc-import input[type=file]");
     if (!input) return;
-    e.preventDefault();
     const files = new DataTransfer();
     files.items.add(e.dataTransfer.files[0]);
     input.files = files.files;
@@ -61,17 +56,26 @@
   });
 
   document.addEventListener("keydown", (e) => {
-    const typing = e.target.closest && e.target.closest("textarea, input, select, [contenteditable]");
+    const inside = (sel) => e.target.closest && e.target.closest(sel);
     if (e.key === "Escape") {
       const lightbox = $(".rc-lightbox");
       if (lightbox) return lightbox.remove();
+      if (inside(".rc-hidden, [role=listbox], [aria-expanded=true], #rc-picker, #rc-others")) return;
       const stop = $("#rc-stop");
       if (stop) stop.click();
       return;
     }
-    if (typing || e.altKey || e.ctrlKey || e.metaKey) return;
-    if (e.key === "ArrowLeft" && $("#rc-prev")) $("#rc-prev").click();
-    if (e.key === "ArrowRight" && $("#rc-next")) $("#rc-next").click();
+    if (e.altKey || e.ctrlKey || e.metaKey || e.shiftKey) return;
+    if (e.key !== "ArrowLeft" && e.key !== "ArrowRight") return;
+    // swipes only from the page itself or the chat, never from a control that uses arrows,
+    // and only when the last reply has alternatives to swipe between
+    const free = e.target === document.body || (inside("#rc-chat") && !inside("button, audio, input, textarea"));
+    if (!free) return;
+    const notes = [...document.querySelectorAll("#rc-chat .rc-note")];
+    if (!notes.length || !/\b\d+\/\d+\b/.test(notes[notes.length - 1].textContent)) return;
+    e.preventDefault();
+    const button = $(e.key === "ArrowLeft" ? "#rc-prev" : "#rc-next");
+    if (button) button.click();
   });
 
   UI.toggleTheme = (dark) => {
