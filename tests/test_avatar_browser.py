@@ -204,6 +204,16 @@ def test_a_vrm_avatar_moves_its_mouth_blend_shape(rolecast_home: Path) -> None:
         assert max(w[3] for w in weights) > 0.6 and min(w[3] for w in weights) == 0
         vrm_fps = page.evaluate("window.rolecastAvatar.fps()")
         page.screenshot(path=str(ARTIFACTS / "avatar-vrm.png"))
+        # another character (no avatar): the model is let go; back to Mia: drawn again
+        page.click("#rc-tab-characters-button")
+        page.click('.rc-card[data-id="xiaoman"]')
+        page.wait_for_function("window.rolecastAvatar.vrm === null", timeout=20_000)
+        page.click('.rc-card[data-id="mia"]')
+        page.wait_for_function(
+            "window.rolecastAvatar.vrm && document.querySelector('#rc-avatar .rc-stage')"
+            ".contains(window.rolecastAvatar.vrm.canvas)",
+            timeout=30_000,
+        )
         with open(ARTIFACTS / "avatar-fps.txt", "a") as f:
             f.write(f"vrm {vrm_fps:.1f} fps while talking (SwiftShader)\n")
         assert vrm_fps >= 30, vrm_fps
