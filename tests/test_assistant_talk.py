@@ -70,6 +70,13 @@ def test_an_assistants_offer_of_help_is_a_closer() -> None:
     assert first_assistant_talk("I'm here to see Penny.") is None
     for zh in ("不客气，有啥问题随时可以问我。", "无论是什么问题，我都会尽力提供帮助。"):
         assert first_assistant_talk(zh) is not None, zh
+    closer = "不客气，有啥事想聊的就告诉我，我一定会帮你的。"
+    where, _ = first_assistant_talk(closer) or (-1, "")
+    assert closer[where:].startswith("有啥事想聊的就告诉我")  # "不客气，" is kept
+    assert first_assistant_talk("有什么需要就告诉我。") is not None
+    # in character: a question back, or asking the user to tell something
+    for zh in ("有啥事？说吧。", "告诉我，你从哪儿来？", "有事没事都来吃碗面。"):
+        assert first_assistant_talk(zh) is None, zh
 
 
 def test_an_assistants_framing_and_numbered_lists_are_found() -> None:
