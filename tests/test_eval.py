@@ -544,3 +544,23 @@ def test_a_turn_the_model_gives_no_answer_to_scores_as_an_empty_reply(tmp_path, 
     item = canon_eval.sample_turns(c, 1)[0]
     assert canon_eval.generate(prototype, item)["reply"] == ""
     assert len(llm.requests) == 3
+
+
+def test_the_reply_code_is_in_every_eval_scope(tmp_path: Path) -> None:
+    scope = report.Cache.scope_for("canon", None, ScriptedLLM())
+    assert scope["code"] == report.reply_code_digest()
+    # a change to any file of the reply's code (a clean-up fix) is another scope
+    (tmp_path / "session.py").write_text("RULES = 1\n", "utf-8")
+    (tmp_path / "prompt" / "templates").mkdir(parents=True)
+    (tmp_path / "prompt" / "templates" / "persona_zh.txt").write_text("你是$name。", "utf-8")
+    sources = ("session.py", "prompt/templates")
+    before = report.reply_code_digest(tmp_path, sources)
+    assert report.reply_code_digest(tmp_path, sources) == before  # stable
+    (tmp_path / "session.py").write_text("RULES = 2\n", "utf-8")
+    changed = report.reply_code_digest(tmp_path, sources)
+    assert changed != before
+    (tmp_path / "prompt" / "templates" / "persona_zh.txt").write_text("你就是$name。", "utf-8")
+    assert report.reply_code_digest(tmp_path, sources) not in (before, changed)
+    # every listed source exists in the package (a renamed module would drop out silently)
+    root = Path(report.__file__).resolve().parent.parent
+    assert all((root / name).exists() for name in report.REPLY_SOURCES)

@@ -172,6 +172,36 @@ def character_digest(character: Character) -> str:
     return h.hexdigest()
 
 
+# the code that turns a model's text into the reply a user sees: the prompt it is given, the
+# clean-up that cuts recitals, assistant talk and other speakers, the identity checks. A cached
+# reply made by other code is not this code's reply.
+REPLY_SOURCES = (
+    "session.py",
+    "assistant_talk.py",
+    "identity.py",
+    "overlap.py",
+    "prompt/assemble.py",
+    "prompt/lore.py",
+    "prompt/templates",
+)
+
+
+def reply_code_digest(root: Path | None = None, sources: Sequence[str] = REPLY_SOURCES) -> str:
+    """A hash of the reply-making code (``REPLY_SOURCES`` under the package): in every eval
+    cache's scope, so a fix to the clean-up makes fresh replies without ``--fresh``."""
+    base = root if root is not None else Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for name in sources:
+        path = base / name
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for f in files:
+            if f.is_file():
+                h.update(f.relative_to(base).as_posix().encode())
+                h.update(b"\0")
+                h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def backend_info(llm: LLM | None) -> dict[str, Any]:
     """What identifies the backend's replies: its name, model and endpoint."""
     if llm is None:
@@ -277,7 +307,11 @@ class Cache:
     ) -> dict[str, Any]:
         """The usual scope: eval name, character digest, backend and model, generation
         parameters (a dataclass or mapping) and any further settings."""
-        scope: dict[str, Any] = {"eval": eval_name, **backend_info(llm)}
+        scope: dict[str, Any] = {
+            "eval": eval_name,
+            **backend_info(llm),
+            "code": reply_code_digest(),
+        }
         if character is not None:
             scope["character"] = character_digest(character)
         if params is not None:

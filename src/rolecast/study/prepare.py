@@ -25,7 +25,7 @@ from ..character.model import Character
 from ..character.personality import parse_traits, with_dials
 from ..errors import InputError, NoReplyError
 from ..eval.canon import HeldOut, condition_session, generate, sample_turns
-from ..eval.report import Cache, character_digest
+from ..eval.report import Cache, character_digest, reply_code_digest
 from ..eval.runner import fresh_session, item_seed
 from ..files import write_atomic
 from ..retrieval.hybrid import CanonIndex
@@ -131,7 +131,7 @@ def prepare_study(
         raise InputError(f"the study names {missing[0]!r}, which is not installed")
     items = study_items(study, characters)
     replies: dict[str, dict[str, str]] = {it.id: {} for it in items}
-    cache = Cache(out / "cache", {"study": "replies"})
+    cache = Cache(out / "cache", {"study": "replies", "code": reply_code_digest()})
     work = [(s, it) for s in study.systems if s.condition != ORIGINAL for it in items]
     done = 0
     for system in study.systems:

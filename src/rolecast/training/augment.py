@@ -26,7 +26,7 @@ from ..errors import InputError, NoReplyError
 from ..eval.canon import candidate_turns
 from ..eval.metrics import normalise
 from ..eval.probes import Probe, rule_violations
-from ..eval.report import backend_info, character_digest, to_jsonable
+from ..eval.report import backend_info, character_digest, reply_code_digest, to_jsonable
 from ..eval.runner import Progress, fresh_session, item_seed, run_items
 from ..eval.smoke import SmokeChecker
 from .dataset import Manifest, Sample
@@ -86,6 +86,7 @@ def augment_scope(prototype: Session, settings: Settings) -> dict[str, Any]:
     """What every cached call depends on besides its own key."""
     return {
         "eval": "augment",
+        "code": reply_code_digest(),
         "character": character_digest(prototype.character),
         **backend_info(prototype.llm),
         "params": to_jsonable(prototype.params),
