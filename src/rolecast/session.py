@@ -13,7 +13,7 @@ from functools import cached_property
 
 from .assistant_talk import first_assistant_talk
 from .backends.base import LLM, GenerationParams
-from .character.model import Character, Scene
+from .character.model import Character, Scene, cjk_language
 from .errors import InputError, NoReplyError
 from .identity import WrongSelf, alternation
 from .memory import (
@@ -315,7 +315,7 @@ class Recital:
     def for_character(cls, character: Character, exclude: Collection[str] = ()) -> Recital:
         """``exclude``: scene ids kept out of the prompt (an evaluation's held-out scene),
         whose lines the model cannot have read and so cannot copy."""
-        cjk = character.language.lower().startswith(("zh", "ja"))
+        cjk = cjk_language(character.language)
         n, short = (RECITE_CJK, PROMPT_RECITE_CJK) if cjk else (RECITE_WORDS, PROMPT_RECITE_WORDS)
         lines = [ln.text for sc in character.scenes if sc.id not in exclude for ln in sc.lines]
         fixed = fixed_texts(character)

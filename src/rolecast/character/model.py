@@ -10,6 +10,12 @@ from dataclasses import asdict, dataclass, field
 DEFAULT_NARRATORS = ("旁白", "narrator", "scene")
 
 
+def cjk_language(language: str) -> bool:
+    """Chinese or Japanese, whatever the region, script tag or case ("zh", "zh-Hant", "JA"):
+    text counted in characters, not words, and the Chinese templates."""
+    return language.strip().lower().startswith(("zh", "ja"))
+
+
 @dataclass(frozen=True)
 class Line:
     speaker: str  # "" or a narrator name for narration

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from ..errors import InputError
-from .model import Character
+from .model import Character, cjk_language
 
 FACTORS = ("O", "C", "E", "A", "N")
 NAMES_EN = {
@@ -317,16 +317,12 @@ def format_dials(dials: Mapping[str, int]) -> str:
     return " ".join(f"{f}={dials[f]}" for f in FACTORS if f in dials) or "none"
 
 
-def _is_zh(language: str) -> bool:
-    return language.startswith(("zh", "ja"))
-
-
 def dial_line(factor: str, level: int, language: str) -> str:
     """One factor's line of the dial block: what such a person is like and does, in the
     second person and without the factor's name (a small model repeats a psychologist's
     word back as a description of itself; it should act the trait, not name it)."""
     side = pole(level)
-    zh = _is_zh(language)
+    zh = cjk_language(language)
     if side is None:
         high, low = POLES[(factor, "high")], POLES[(factor, "low")]
         if zh:
@@ -349,13 +345,13 @@ def dial_summary(dials: Mapping[str, int], language: str) -> str:
     parts = []
     for f in (f for f in FACTORS if f in dials):
         level = dials[f]
-        if _is_zh(language):
+        if cjk_language(language):
             degree = {1: "很低", 2: "较低", 3: "适中", 4: "较高", 5: "很高"}[level]
             parts.append(f"{NAMES_ZH[f]}{degree}")
         else:
             degree = {1: "very low", 2: "low", 3: "middling", 4: "high", 5: "very high"}[level]
             parts.append(f"{degree} {NAMES_EN[f]}")
-    return ("，" if _is_zh(language) else "; ").join(parts)
+    return ("，" if cjk_language(language) else "; ").join(parts)
 
 
 def dial_text(dials: Mapping[str, int], language: str) -> str:
@@ -364,7 +360,7 @@ def dial_text(dials: Mapping[str, int], language: str) -> str:
     if not dials:
         return ""
     lines = [dial_line(f, dials[f], language) for f in FACTORS if f in dials]
-    if _is_zh(language):
+    if cjk_language(language):
         head = "你的脾性（比上面说的更要紧）："
         tail = "这些脾性体现在你怎么说话、怎么做事上；不要拿这些词来形容自己。"
     else:
@@ -437,7 +433,7 @@ def draft_character(
     HTML comment the model never sees), no canon yet."""
     if not dials:
         raise InputError("--from-traits needs at least one dial, e.g. O=high,E=low")
-    zh = _is_zh(language)
+    zh = cjk_language(language)
     if zh:
         persona = (
             f"你是{name}。\n\n<!-- rolecast new 按性格拨盘写的草稿：性格由 character.toml 的 "

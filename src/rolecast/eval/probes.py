@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..assistant_talk import BOILERPLATE
 from ..backends.base import LLM, GenerationParams
-from ..character.model import Character
+from ..character.model import Character, cjk_language
 from ..errors import InputError
 from ..prompt.assemble import persona_text
 
@@ -329,7 +329,7 @@ def echo_overlap(reply: str, source: str, n: int) -> str | None:
 
 
 def _echo_length(character: Character) -> int:
-    return ECHO_CJK if character.language.lower().startswith(("zh", "ja")) else ECHO_WORDS
+    return ECHO_CJK if cjk_language(character.language) else ECHO_WORDS
 
 
 _STAGE = re.compile(r"\*[^*\n]*\*|[(（][^)）\n]*[)）]")  # *clears throat*, （笑）

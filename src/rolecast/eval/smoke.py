@@ -41,7 +41,7 @@ from string import Template
 from typing import TYPE_CHECKING, Any
 
 from ..assistant_talk import first_assistant_talk, refusal
-from ..character.model import Character
+from ..character.model import Character, cjk_language
 from ..errors import InputError, RolecastError
 from ..identity import WrongSelf
 from ..overlap import cjk_count, grams, join, plain, shared_run, similarity, tokens
@@ -95,10 +95,6 @@ CJK_SHARE_OTHER = 0.2  # any other language: at most this share
 _LETTER = re.compile(r"[^\W\d_]")
 
 
-def _is_cjk_language(language: str) -> bool:
-    return language.lower().startswith(("zh", "ja"))
-
-
 @dataclass(frozen=True)
 class SmokeLine:
     category: str
@@ -132,7 +128,7 @@ def parse_battery(text: str, where: str | Path = "<battery>") -> list[list[Smoke
 
 def builtin_battery(language: str) -> list[list[SmokeLine]]:
     """The built-in battery for a character's language (Chinese for zh/ja, else English)."""
-    lang = "zh" if _is_cjk_language(language) else "en"
+    lang = "zh" if cjk_language(language) else "en"
     path = resources.files("rolecast.eval").joinpath("batteries", f"smoke_{lang}.txt")
     return parse_battery(path.read_text("utf-8"), f"smoke_{lang}.txt")
 
@@ -174,7 +170,7 @@ class SmokeChecker:
 
     def __init__(self, character: Character, fixed_texts: Iterable[str] = ()) -> None:
         self.character = character
-        cjk = _is_cjk_language(character.language)
+        cjk = cjk_language(character.language)
         self.leak_n = LEAK_CJK if cjk else LEAK_WORDS
         self.copy_n = COPY_CJK if cjk else COPY_WORDS
         self.whole_min = COPY_WHOLE_CJK if cjk else COPY_WHOLE_WORDS
@@ -232,7 +228,7 @@ class SmokeChecker:
         if language:
             found["wrong_language"] = language
         if len(toks) > self.long_limit:
-            unit = "characters" if _is_cjk_language(self.character.language) else "words"
+            unit = "characters" if cjk_language(self.character.language) else "words"
             found["over_long"] = f"{len(toks)} {unit} (limit {self.long_limit})"
         return found
 
@@ -286,7 +282,7 @@ class SmokeChecker:
         if letters < LANGUAGE_MIN_LETTERS:
             return None
         share = cjk / letters
-        if _is_cjk_language(self.character.language):
+        if cjk_language(self.character.language):
             if share < CJK_SHARE_ZH:
                 return f"{share:.0%} CJK in a {self.character.language} reply"
         elif share > CJK_SHARE_OTHER:

@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..character.dialogue import format_dialogue, parse_dialogue
-from ..character.model import DEFAULT_NARRATORS, Character, Line, Scene
+from ..character.model import DEFAULT_NARRATORS, Character, Line, Scene, cjk_language
 from ..character.package import jsonl_rows, slug_id, valid_id
 from ..character.safezip import SafeZip
 from ..errors import InputError, ParseError
@@ -106,7 +106,7 @@ def default_narrator(language: str) -> str:
 
 def default_source(language: str) -> str:
     """What the canon comes from when nothing says: the words the prompt uses then too."""
-    return "原作" if language.startswith(("zh", "ja")) else "the original work"
+    return "原作" if cjk_language(language) else "the original work"
 
 
 def _words(text: str) -> list[str]:

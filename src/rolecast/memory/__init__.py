@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ..character.model import Character
+from ..character.model import Character, cjk_language
 from ..errors import InputError
 from ..overlap import is_cjk, plain, tokens
 from ..prompt.assemble import HISTORY_STEP, MemoryView, Turn, template
@@ -207,7 +207,7 @@ class Memory:
 
 def transcript(turns: Sequence[Turn], character: Character) -> str:
     """Turns as the summariser reads them: "Name：line" (": " in English), one a line."""
-    colon = "：" if character.language.startswith(("zh", "ja")) else ": "
+    colon = "：" if cjk_language(character.language) else ": "
     return "\n".join(f"{t.speaker}{colon}{t.text}" for t in turns)
 
 
@@ -218,7 +218,7 @@ def summary_messages(character: Character, text: str, limit_tokens: int) -> list
     """The messages that ask a backend to condense ``text`` (a transcript, or older summary
     pieces) to about ``limit_tokens``: the instruction, one worked example (a small model
     copies the transcript back without one), then the text."""
-    cjk = character.language.startswith(("zh", "ja"))
+    cjk = cjk_language(character.language)
     limit = limit_tokens * 2 if cjk else int(limit_tokens * 0.7)
     filled = template("summarise", character.language).substitute(limit=limit)
     system, example, answer = (part.strip() for part in filled.split("\n===\n"))

@@ -29,7 +29,7 @@ from string import Template
 from typing import Literal
 
 from ..character.dialogue import format_line
-from ..character.model import Character, Line, Scene
+from ..character.model import Character, Line, Scene, cjk_language
 from ..character.personality import dial_text
 from .tokens import TokenCounter, truncate
 
@@ -115,7 +115,7 @@ class Assembly:
 def template_language(language: str) -> str:
     """The language of the templates a character gets: "zh" for a Chinese or Japanese
     character, "en" otherwise."""
-    return "zh" if language.startswith(("zh", "ja")) else "en"
+    return "zh" if cjk_language(language) else "en"
 
 
 def template(kind: str, language: str) -> Template:
@@ -201,7 +201,7 @@ def canon_block(character: Character, blocks: Sequence[str]) -> str:
         .substitute(
             name=character.name,
             source=character.source
-            or ("原作" if character.language.startswith(("zh", "ja")) else "the original work"),
+            or ("原作" if cjk_language(character.language) else "the original work"),
             scenes=SCENE_SEP.join(blocks),
         )
         .strip()

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
-from ..character.model import Character
+from ..character.model import Character, cjk_language
 from ..eval.canon import HeldOut, candidate_turns
 from ..eval.metrics import normalise
 from ..prompt.assemble import template
@@ -67,7 +67,7 @@ def question_messages(
     character: Character, examples: list[tuple[str, str, str]], n: int = PER_REQUEST
 ) -> list[dict[str, str]]:
     """The request for ``n`` lines, with ``examples`` from ``example_pairs``."""
-    zh = character.language.startswith(("zh", "ja"))
+    zh = cjk_language(character.language)
     if zh:
         shown = "\n\n".join(f"{s}:「{a}」\n{character.name}:「{b}」" for s, a, b in examples)
         work = character.source or "原作"
@@ -84,7 +84,7 @@ def followup_messages(
     character: Character, speaker: str, dialogue: Sequence[tuple[str, str]]
 ) -> list[dict[str, str]]:
     """The request for ``speaker``'s next line in ``dialogue`` ((who, what) in order)."""
-    zh = character.language.startswith(("zh", "ja"))
+    zh = cjk_language(character.language)
     if zh:
         shown = "\n".join(f"{who}:「{what}」" for who, what in dialogue)
         work = character.source or "原作"
