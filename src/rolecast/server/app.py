@@ -164,15 +164,6 @@ class ServerState:
         self._llms = ResourceCache(self.max_loaded_models)
         self._tts = ResourceCache(MAX_LOADED_VOICES)
 
-    def close(self) -> None:
-        """At shutdown: the models and voices loaded are closed (their files and threads let
-        go); a failure to close one is logged and the rest are still closed."""
-        for cache in (self._llms, self._tts, self._indexes):
-            try:
-                cache.close()
-            except Exception as exc:  # noqa: BLE001 - shutting down: say it and go on
-                log.warning("closing at shutdown: %s", exc)
-
     def known_vectors(self, key: tuple[str, str, str], vectors: Any = None) -> Any:
         """The vectors kept for a session (key id, session id, embedder), or, given
         ``vectors``, keep them (the latest ``MAX_KEPT_SESSIONS`` sessions)."""
@@ -1105,7 +1096,9 @@ def create_app(state: ServerState) -> Starlette:
         yield
         state.memory_work.shutdown(wait=True)  # a summary being written is kept
         state.store.close()
-        state.close()
+        # the loaded models are not closed here: the persona warm-up thread may still be
+        # evaluating one, and freeing llama.cpp's context under it segfaults (seen in CI);
+        # the process exit frees them
 
     app = Starlette(
         lifespan=lifespan,
