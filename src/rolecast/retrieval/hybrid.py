@@ -39,12 +39,18 @@ def dense_units(character: Character) -> tuple[list[str], list[int]]:
     texts: list[str] = []
     owner: list[int] = []
     for i, scene in enumerate(character.scenes):
-        spoken = [ln.text for ln in scene.lines if not character.is_narrator(ln.speaker)]
+        spoken = [scene.lines[j].text for j in unit_lines(character, scene)]
         if not spoken:
             spoken = [" ".join([scene.title, *(ln.text for ln in scene.lines)]).strip()]
         texts.extend(spoken)
         owner.extend([i] * len(spoken))
     return texts, owner
+
+
+def unit_lines(character: Character, scene: Scene) -> list[int]:
+    """The indexes in ``scene.lines`` of its dense units: its spoken lines (none: the scene
+    is one unit of title and narration)."""
+    return [j for j, ln in enumerate(scene.lines) if not character.is_narrator(ln.speaker)]
 
 
 def lexical_document(scene: Scene) -> str:
@@ -84,10 +90,7 @@ class CanonIndex:
         # each unit's line in its scene (as dense_units makes them; -1: a scene's title unit)
         self._unit_line: list[int] = []
         for scene in character.scenes:
-            spoken = [
-                j for j, ln in enumerate(scene.lines) if not character.is_narrator(ln.speaker)
-            ]
-            self._unit_line.extend(spoken or [-1])
+            self._unit_line.extend(unit_lines(character, scene) or [-1])
 
     def _unit_sims(self, query: str) -> np.ndarray:
         query_vector = self.embedder.embed_query(query)

@@ -164,7 +164,7 @@ class WebApp:
         if tab is not None and tab.group:  # a scene is not warmed: nothing to say
             return "", True
         what, since = self._warming.get(key, ("loading the model", time.monotonic()))
-        name = tab.character.name if tab is not None and not tab.group else "the scene"
+        name = tab.character.name if tab is not None else "the character"
         if what == "ready":
             return f"{name} is ready", True
         if what.startswith("the model could not"):
@@ -250,11 +250,10 @@ class WebApp:
         role name; narration apart), the scene frame a reply matched under it, and an audio
         player after a spoken reply."""
         out: list[dict[str, Any]] = []
-        narrators = {*tab.character.narrators, "旁白"}
         faces: dict[str, str | None] = {}  # each speaker's picture, looked up once
         for i, m in enumerate(tab.messages):
             if m.role == "user":
-                kind = "narration" if m.speaker in narrators else "user"
+                kind = "narration" if tab.character.is_narrator(m.speaker) else "user"
                 content = bubble_html(m.speaker, None, m.text, kind)
                 out.append({"role": "user", "content": content})
                 continue
@@ -297,7 +296,7 @@ class WebApp:
         character = tab.character
         if tab.group:  # each answer's canon is its speaker's
             character = next(
-                (s.character for s in tab.sessions if s.character.name == last.speaker),  # type: ignore[attr-defined]
+                (s.character for s in tab.sessions if s.character.is_self(last.speaker)),  # type: ignore[attr-defined]
                 character,
             )
         return canon_html(last.canon, character)
@@ -472,8 +471,8 @@ class WebApp:
             with lock:
                 spoken = tab.speak_last(speaker, self.audio_dir)
             if spoken is not None:  # the avatar says it as its player appears
-                talks = spoken.audio_file and tab.avatar() is not None
-                stage = self.stage(tab, tab.last_audio()) if talks else SKIP
+                avatar = tab.avatar() if spoken.audio_file else None
+                stage = stage_html(avatar, self.audio_dir, tab.last_audio()) if avatar else SKIP
                 yield ("", self.chat_view(tab), SKIP, SKIP, SKIP, SKIP, stage)
 
     def on_send(

@@ -185,9 +185,7 @@ class ChatTab:
     def face(self, speaker: str) -> str | None:
         """The picture beside a reply's bubble: the character's (an avatar's still, or its
         portrait); None for anyone else."""
-        return (
-            self.portrait() if speaker in (self.character.name, *self.character.aliases) else None
-        )
+        return self.portrait() if self.character.is_self(speaker) else None
 
     def greeting(self) -> str:
         return self.character.greetings[0] if self.character.greetings else ""
@@ -459,7 +457,7 @@ class ChatTab:
                 "bm25": None,
                 "sent": scene.id in sent,
             }
-            for scene in getattr(report, "lore", ())
+            for scene in report.lore
         ]
         return rows + [
             {

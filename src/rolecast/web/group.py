@@ -97,7 +97,7 @@ class GroupTab:
 
     def face(self, speaker: str) -> str | None:
         for s in self.sessions:
-            if speaker in (s.character.name, *s.character.aliases):
+            if s.character.is_self(speaker):
                 return ChatTab.portrait_of(s.character)
         return None
 
